@@ -1,1 +1,10 @@
-//! pacer-qemu
+//! The QEMU side of Pacer: launching QEMU, talking QMP, typed migration commands,
+//! and probing the accelerator.
+
+pub mod accel;
+pub mod launch;
+pub mod migration;
+pub mod qmp;
+
+pub use launch::{Accel, LaunchConfig, VmPaths};
+pub use qmp::{QmpClient, QmpError};

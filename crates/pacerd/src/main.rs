@@ -1,1 +1,123 @@
-fn main() {}
+//! `pacerd`: the Pacer host agent. One per host; serves the HTTP/JSON API on a
+//! Unix socket (local management) and optionally TCP (peers and remote CLIs).
+
+mod api;
+mod error;
+mod incoming;
+mod jobs;
+mod state;
+mod vms;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use tracing::info;
+
+/// The Pacer host agent.
+#[derive(Parser, Debug)]
+#[command(name = "pacerd", version, about)]
+struct Args {
+    /// Directory for the token, VM records and VM runtime files.
+    #[arg(long, env = "PACERD_STATE_DIR", default_value = "/var/lib/pacer/agent")]
+    state_dir: PathBuf,
+    /// Name of this host, as peers and the CLI call it.
+    #[arg(long, env = "PACERD_HOST_NAME")]
+    host_name: Option<String>,
+    /// TCP address to serve the API on, e.g. 0.0.0.0:7070 (peers reach it here).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Unix socket to serve the API on [default: STATE_DIR/pacerd.sock].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// IP address incoming migrations listen on [default: the --listen IP, or 127.0.0.1].
+    #[arg(long)]
+    migration_address: Option<String>,
+    /// Memory this agent may give to VMs, e.g. 16G [default: what the host has available].
+    #[arg(long)]
+    memory_capacity: Option<String>,
+    /// QEMU binary.
+    #[arg(long, env = "PACER_QEMU", default_value = "qemu-system-x86_64")]
+    qemu: PathBuf,
+    /// Seconds an incoming VM survives without word from its source.
+    #[arg(long, default_value_t = 15)]
+    incoming_lease: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let memory_capacity_mib = match &args.memory_capacity {
+        Some(s) => Some(
+            pacer_model::parse_nonzero_size(s)
+                .map_err(|e| anyhow::anyhow!("--memory-capacity: {e}"))?
+                >> 20,
+        ),
+        None => None,
+    };
+    let host_name = args.host_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    });
+    let migration_address = args.migration_address.clone().unwrap_or_else(|| match args.listen {
+        Some(a) if !a.ip().is_unspecified() => a.ip().to_string(),
+        _ => "127.0.0.1".into(),
+    });
+    let agent = state::Agent::new(state::Config {
+        host_name,
+        state_dir: args.state_dir.clone(),
+        qemu: args.qemu.clone(),
+        memory_capacity_mib,
+        migration_address,
+        incoming_lease_s: args.incoming_lease,
+    })?;
+    agent.readopt().await;
+    tokio::spawn(incoming::lease_watchdog(agent.clone()));
+    let app = api::router(agent.clone());
+
+    let socket = args.socket.clone().unwrap_or_else(|| args.state_dir.join("pacerd.sock"));
+    let _ = std::fs::remove_file(&socket);
+    let unix = tokio::net::UnixListener::bind(&socket)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", socket.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    }
+    info!("pacerd {} serving on unix:{}", agent.cfg.host_name, socket.display());
+    let unix_app = app.clone();
+    let unix_task = tokio::spawn(async move { axum::serve(unix, unix_app).await });
+    if let Some(addr) = args.listen {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        info!("serving on http://{addr}");
+        let tcp_task = tokio::spawn(async move { axum::serve(tcp, app).await });
+        tokio::select! {
+            r = unix_task => r??,
+            r = tcp_task => r??,
+            _ = shutdown() => {}
+        }
+    } else {
+        tokio::select! {
+            r = unix_task => r??,
+            _ = shutdown() => {}
+        }
+    }
+    info!("pacerd stopping; VMs keep running");
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

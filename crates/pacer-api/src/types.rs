@@ -1,0 +1,378 @@
+//! Request and response bodies of the agent's HTTP/JSON API, shared by the agent
+//! (`pacerd`), its peers and the CLI.
+
+use serde::{Deserialize, Serialize};
+
+/// Accelerator choice in a VM spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    /// Use KVM if a probe shows it really runs a guest, else TCG.
+    #[default]
+    Auto,
+    /// Hardware virtualization only.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// The workload the Pacer guest program runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// `idle` or `memwrite`.
+    pub kind: String,
+    /// Working-set size in MiB.
+    #[serde(default = "default_wss")]
+    pub wss_mib: u64,
+    /// Write rate in MB/s (10^6 bytes/s).
+    #[serde(default)]
+    pub rate_mbps: f64,
+    /// Fraction of the working set that is hot.
+    #[serde(default)]
+    pub hot_fraction: f64,
+    /// Fraction of writes that go to the hot set.
+    #[serde(default)]
+    pub hot_share: f64,
+}
+
+fn default_wss() -> u64 {
+    256
+}
+
+impl Workload {
+    /// The kernel command-line words that select this workload in the guest.
+    pub fn kernel_args(&self) -> String {
+        format!(
+            "pacer.workload={} pacer.wss_mib={} pacer.rate_mbps={} pacer.hot_fraction={} pacer.hot_share={}",
+            self.kind, self.wss_mib, self.rate_mbps, self.hot_fraction, self.hot_share
+        )
+    }
+}
+
+/// What to start: a VM specification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    /// Unique name on its host.
+    pub name: String,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Virtual CPUs.
+    #[serde(default = "one")]
+    pub vcpus: u32,
+    /// Kernel for direct boot.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// Initramfs for direct boot.
+    #[serde(default)]
+    pub initrd: Option<String>,
+    /// Extra kernel command line.
+    #[serde(default)]
+    pub append: Option<String>,
+    /// Disk image to boot from or attach.
+    #[serde(default)]
+    pub disk: Option<String>,
+    /// Workload for the Pacer guest program.
+    #[serde(default)]
+    pub workload: Option<Workload>,
+    /// Accelerator.
+    #[serde(default)]
+    pub accel: AccelChoice,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How a VM came under this agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmOrigin {
+    /// Started by this agent.
+    Launched,
+    /// An existing QEMU taken over by its QMP socket.
+    Adopted,
+    /// Arrived by migration.
+    MigratedIn,
+    /// A migration target not yet committed.
+    Incoming,
+}
+
+/// A VM as the agent reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmInfo {
+    /// Name.
+    pub name: String,
+    /// QEMU run state (`running`, `paused`, `inmigrate`, ...) or `gone`.
+    pub state: String,
+    /// QEMU pid.
+    pub pid: i32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Accelerator in use.
+    pub accel: String,
+    /// How the VM came here.
+    pub origin: VmOrigin,
+    /// The spec, when known (not for adopted VMs).
+    pub spec: Option<VmSpec>,
+    /// Migration job currently moving this VM, if any.
+    pub migrating: Option<String>,
+    /// QMP socket path.
+    pub qmp_socket: String,
+    /// Serial console log, if known.
+    pub console_log: Option<String>,
+}
+
+/// Adopt an already running QEMU.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptRequest {
+    /// Name to give it.
+    pub name: String,
+    /// Its QMP socket.
+    pub qmp_socket: String,
+    /// Its serial console log file, if it has one.
+    #[serde(default)]
+    pub console_log: Option<String>,
+}
+
+/// About the host an agent runs on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name as the agent was told.
+    pub name: String,
+    /// Agent version.
+    pub version: String,
+    /// Memory the agent may give to VMs, in MiB.
+    pub memory_capacity_mib: u64,
+    /// Memory already given to VMs, in MiB.
+    pub memory_committed_mib: u64,
+    /// Address QEMU receives migrations on.
+    pub migration_address: String,
+    /// Result of the KVM probe, if it ran.
+    pub kvm: Option<String>,
+}
+
+/// Migration strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Iterative pre-copy.
+    #[default]
+    PreCopy,
+    /// Post-copy (switch at once or after a delay).
+    PostCopy,
+    /// Pre-copy, switching to post-copy when pre-copy stops converging.
+    Hybrid,
+    /// Stop the guest, copy everything, resume at the destination.
+    StopAndCopy,
+}
+
+impl Strategy {
+    /// Its name in the API and CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::PreCopy => "pre-copy",
+            Strategy::PostCopy => "post-copy",
+            Strategy::Hybrid => "hybrid",
+            Strategy::StopAndCopy => "stop-and-copy",
+        }
+    }
+}
+
+/// A destination agent, as the source agent reaches it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRef {
+    /// Host name.
+    pub name: String,
+    /// URL of its API reachable from the source host.
+    pub url: String,
+    /// Its API token.
+    pub token: String,
+}
+
+/// Start a migration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    /// Where to.
+    pub destination: PeerRef,
+    /// Strategy.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Bandwidth cap in bytes/s (none = unlimited).
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
+    /// Downtime limit in ms.
+    #[serde(default)]
+    pub downtime_limit_ms: Option<u64>,
+    /// Turn on auto-converge (guest CPU throttling).
+    #[serde(default)]
+    pub auto_converge: bool,
+    /// Post-copy: seconds of pre-copy before switching (0 = at once).
+    #[serde(default)]
+    pub postcopy_after_s: Option<f64>,
+    /// Cancel if no byte moves for this long (link cut).
+    #[serde(default)]
+    pub stall_timeout_s: Option<f64>,
+    /// Ask the guest to verify its memory after the migration.
+    #[serde(default = "yes")]
+    pub verify_guest: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Job lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobStatus {
+    /// Running.
+    Running,
+    /// Finished: the VM runs at the destination.
+    Completed,
+    /// Failed: the VM runs where it was (unless the reason says otherwise).
+    Failed,
+    /// Cancelled by request: the VM runs where it was.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// True once the job has ended.
+    pub fn is_terminal(self) -> bool {
+        self != JobStatus::Running
+    }
+}
+
+/// One progress sample of a migration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// Milliseconds since the job started.
+    pub elapsed_ms: u64,
+    /// Phase: `preparing`, `setup`, `pre-copy`, `post-copy`, `switch-over`, `verifying`, `done`.
+    pub phase: String,
+    /// Percent done, never decreasing, 100 only when completed.
+    pub percent: f64,
+    /// Bytes sent.
+    pub transferred: u64,
+    /// Bytes QEMU still counts as to be sent.
+    pub remaining: u64,
+    /// Guest RAM size.
+    pub total: u64,
+    /// Smoothed throughput in bytes/s.
+    pub rate_bps: f64,
+    /// Dirty rate in bytes/s (last round).
+    pub dirty_rate_bps: f64,
+    /// Pre-copy rounds so far.
+    pub rounds: u64,
+    /// QEMU's expected downtime in ms.
+    pub expected_downtime_ms: Option<u64>,
+}
+
+/// The guest program's memory check result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntegrityResult {
+    /// True if every page verified and no error was ever seen.
+    pub ok: bool,
+    /// Pages checked in the sweep.
+    pub pages_checked: u64,
+    /// Bad pages found in the sweep.
+    pub bad_pages: u64,
+    /// Errors the guest has seen in total.
+    pub errors_total: u64,
+    /// How long the sweep took.
+    pub duration_ms: u64,
+}
+
+/// The result of a finished migration: what `pacer migrate --json` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrationResult {
+    /// `completed`, `failed` or `cancelled`.
+    pub status: JobStatus,
+    /// VM name.
+    pub vm: String,
+    /// Strategy used.
+    pub strategy: Strategy,
+    /// Wall time from request to the guest running at the destination.
+    pub total_time_ms: u64,
+    /// Time the guest was stopped.
+    pub downtime_ms: Option<u64>,
+    /// Bytes sent over the wire.
+    pub bytes_transferred: u64,
+    /// Source host.
+    pub source: String,
+    /// Destination host.
+    pub destination: String,
+    /// Where the VM runs now.
+    pub vm_location: String,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// QEMU's own migration time.
+    pub qemu_total_time_ms: Option<u64>,
+    /// Guest memory check after the migration.
+    pub integrity: Option<IntegrityResult>,
+    /// Pre-copy rounds.
+    pub rounds: u64,
+    /// Bytes sent in each phase.
+    pub precopy_bytes: u64,
+    /// Bytes sent while stopped.
+    pub downtime_bytes: u64,
+    /// Bytes sent in post-copy.
+    pub postcopy_bytes: u64,
+}
+
+/// A migration job as the API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Job id.
+    pub id: String,
+    /// VM being moved.
+    pub vm: String,
+    /// Status.
+    pub status: JobStatus,
+    /// Strategy.
+    pub strategy: Strategy,
+    /// Source host.
+    pub source: String,
+    /// Destination host.
+    pub destination: String,
+    /// Latest progress.
+    pub progress: Progress,
+    /// Result, once ended.
+    pub result: Option<MigrationResult>,
+    /// Notable events, oldest first (e.g. "switched to post-copy: ...").
+    pub events: Vec<String>,
+}
+
+/// Ask a destination agent to prepare an incoming VM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingRequest {
+    /// The VM's spec.
+    pub spec: VmSpec,
+    /// Accelerator the source runs (the destination must match).
+    pub accel: String,
+    /// Migration capabilities to turn on at the destination.
+    pub capabilities: Vec<String>,
+}
+
+/// The destination is ready.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncomingReady {
+    /// URI for QEMU's `migrate`.
+    pub uri: String,
+}
+
+/// Body of every API error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code, e.g. `not_found`.
+    pub code: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}

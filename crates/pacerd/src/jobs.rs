@@ -1,0 +1,548 @@
+//! Migration jobs on the source host: prepare the destination, drive QEMU's
+//! migration over QMP with the chosen strategy, watch it, and finish in one of
+//! two ways only: the VM runs at the destination (completed) or it still runs here
+//! (failed or cancelled, destination cleaned up).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pacer_api::{
+    AgentClient, IncomingReady, IncomingRequest, IntegrityResult, JobInfo, JobStatus,
+    MigrateRequest, MigrationResult, Progress, Strategy, VmInfo,
+};
+use pacer_model::{ConvergenceDetector, MonotonicProgress, RateEstimator, StallDetector, Verdict};
+use pacer_qemu::migration::{query_migrate, set_capabilities, set_parameters, MigrationInfo};
+use pacer_qemu::QmpClient;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::Agent;
+
+/// How often QEMU is polled.
+const POLL: Duration = Duration::from_millis(200);
+/// "Unlimited" for QEMU's max-bandwidth (its default is 128 MiB/s, too low to mean none).
+const UNLIMITED_BPS: u64 = 1 << 40;
+
+/// One migration job.
+pub struct Job {
+    /// What the API shows.
+    pub info: Mutex<JobInfo>,
+    /// Cancelled by request.
+    pub cancel: CancellationToken,
+}
+
+impl Job {
+    fn update(&self, f: impl FnOnce(&mut JobInfo)) {
+        f(&mut self.info.lock().unwrap());
+    }
+    fn event(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        info!("job {}: {msg}", self.info.lock().unwrap().id);
+        self.update(|i| i.events.push(msg));
+    }
+}
+
+/// Checks a migrate request for nonsense.
+pub fn validate(req: &MigrateRequest) -> ApiResult<()> {
+    if let Some(b) = req.bandwidth {
+        if !(1_000..=125_000_000_000).contains(&b) {
+            return Err(ApiError::bad_request(format!(
+                "bandwidth {b} B/s is out of range: give 1 KB/s to 1 Tbit/s, or none for unlimited"
+            )));
+        }
+    }
+    if let Some(d) = req.downtime_limit_ms {
+        if !(1..=600_000).contains(&d) {
+            return Err(ApiError::bad_request(format!(
+                "downtime limit {d} ms is out of range: give 1 ms to 10 min"
+            )));
+        }
+    }
+    if let Some(s) = req.postcopy_after_s {
+        if !s.is_finite() || !(0.0..=86_400.0).contains(&s) {
+            return Err(ApiError::bad_request(format!(
+                "post-copy delay {s} s is out of range: give 0 to 86400"
+            )));
+        }
+        if req.strategy != Strategy::PostCopy {
+            return Err(ApiError::bad_request(
+                "a post-copy delay only applies to --strategy post-copy",
+            ));
+        }
+    }
+    if let Some(s) = req.stall_timeout_s {
+        if !s.is_finite() || !(1.0..=3600.0).contains(&s) {
+            return Err(ApiError::bad_request(format!(
+                "stall timeout {s} s is out of range: give 1 to 3600"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Validates, checks the destination, registers the job and starts it.
+pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResult<JobInfo> {
+    validate(&req)?;
+    let rec = agent.record(vm)?;
+    if rec.spec.is_none() {
+        return Err(ApiError::conflict(
+            "unsupported",
+            format!("VM {vm:?} was adopted: Pacer does not know its full configuration, so it cannot prepare a matching destination"),
+        ));
+    }
+    if req.destination.name == agent.cfg.host_name {
+        return Err(ApiError::bad_request(format!(
+            "VM {vm:?} already runs on {}: choose another destination host",
+            agent.cfg.host_name
+        )));
+    }
+    let state = agent.qmp(vm).await?.run_state().await?;
+    if state != "running" {
+        return Err(ApiError::conflict(
+            "not_running",
+            format!("VM {vm:?} is {state}, not running: only a running VM can be migrated"),
+        ));
+    }
+    // Ask the destination before changing anything: reachable, token good, room.
+    let dest = AgentClient::new(&req.destination.url, &req.destination.token)
+        .with_timeout(Duration::from_secs(10));
+    let host: pacer_api::HostInfo = dest.get("/v1/host").await.map_err(|e| {
+        ApiError::upstream(format!("destination {} is not usable: {e}", req.destination.name))
+    })?;
+    if host.memory_committed_mib + rec.memory_mib > host.memory_capacity_mib {
+        return Err(ApiError::conflict(
+            "insufficient_memory",
+            format!(
+                "destination {} cannot take {} MiB: {} of {} MiB already given to VMs",
+                host.name, rec.memory_mib, host.memory_committed_mib, host.memory_capacity_mib
+            ),
+        ));
+    }
+    let id = format!("job-{}", short_id());
+    let info = JobInfo {
+        id: id.clone(),
+        vm: vm.to_string(),
+        status: JobStatus::Running,
+        strategy: req.strategy,
+        source: agent.cfg.host_name.clone(),
+        destination: req.destination.name.clone(),
+        progress: Progress { phase: "preparing".into(), ..Default::default() },
+        result: None,
+        events: Vec::new(),
+    };
+    {
+        let mut vms = agent.vms.lock().unwrap();
+        let e = vms.get_mut(vm).ok_or_else(|| crate::state::unknown_vm(vm))?;
+        if let Some(other) = &e.migrating {
+            return Err(ApiError::conflict(
+                "already_migrating",
+                format!("VM {vm:?} is already being migrated by job {other}"),
+            ));
+        }
+        e.migrating = Some(id.clone());
+    }
+    let job = Arc::new(Job { info: Mutex::new(info.clone()), cancel: CancellationToken::new() });
+    agent.jobs.lock().unwrap().insert(id.clone(), job.clone());
+    let agent = agent.clone();
+    let vm = vm.to_string();
+    tokio::spawn(async move {
+        let result = run(&agent, &job, &vm, &req).await;
+        info!("job {id} ended: {:?} {:?}", result.status, result.reason);
+        if let Some(e) = agent.vms.lock().unwrap().get_mut(&vm) {
+            e.migrating = None;
+        }
+        job.update(|i| {
+            i.status = result.status;
+            if result.status == JobStatus::Completed {
+                i.progress.percent = 100.0;
+                i.progress.phase = "done".into();
+            }
+            i.result = Some(result);
+        });
+    });
+    Ok(info)
+}
+
+fn short_id() -> String {
+    use rand::Rng;
+    let n: u32 = rand::thread_rng().gen();
+    format!("{n:08x}")
+}
+
+/// What the monitor loop ended with.
+enum Outcome {
+    Completed(MigrationInfo),
+    Failed(String),
+    Cancelled(String),
+}
+
+async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest) -> MigrationResult {
+    let start = Instant::now();
+    let dest = AgentClient::new(&req.destination.url, &req.destination.token)
+        .with_timeout(Duration::from_secs(90));
+    let mut result = MigrationResult {
+        status: JobStatus::Failed,
+        vm: vm.to_string(),
+        strategy: req.strategy,
+        total_time_ms: 0,
+        downtime_ms: None,
+        bytes_transferred: 0,
+        source: agent.cfg.host_name.clone(),
+        destination: req.destination.name.clone(),
+        vm_location: agent.cfg.host_name.clone(),
+        reason: None,
+        qemu_total_time_ms: None,
+        integrity: None,
+        rounds: 0,
+        precopy_bytes: 0,
+        downtime_bytes: 0,
+        postcopy_bytes: 0,
+    };
+    let rec = match agent.record(vm) {
+        Ok(r) => r,
+        Err(e) => {
+            result.reason = Some(e.message);
+            return result;
+        }
+    };
+    let qmp = match agent.qmp(vm).await {
+        Ok(q) => q,
+        Err(e) => {
+            result.reason = Some(e.message);
+            return result;
+        }
+    };
+    let postcopy = matches!(req.strategy, Strategy::PostCopy | Strategy::Hybrid);
+    let mut dest_caps = vec!["events".to_string()];
+    if postcopy {
+        dest_caps.push("postcopy-ram".into());
+    }
+    // 1. Destination: an incoming QEMU with the same configuration.
+    let incoming = IncomingRequest {
+        spec: rec.spec.clone().expect("checked at start"),
+        accel: rec.accel.clone(),
+        capabilities: dest_caps,
+    };
+    let prepared: Result<IncomingReady, _> = tokio::select! {
+        r = dest.post("/v1/incoming", &incoming) => r,
+        _ = job.cancel.cancelled() => {
+            // The destination may have launched before it heard us go: clean it up.
+            cleanup_destination(&dest, vm).await;
+            result.status = JobStatus::Cancelled;
+            result.reason = Some("cancelled while preparing the destination".into());
+            result.total_time_ms = start.elapsed().as_millis() as u64;
+            return result;
+        }
+    };
+    let ready = match prepared {
+        Ok(r) => r,
+        Err(e) => {
+            result.reason = Some(format!("destination could not prepare the VM: {e}"));
+            result.total_time_ms = start.elapsed().as_millis() as u64;
+            return result;
+        }
+    };
+    job.event(format!("destination ready, migrating to {}", ready.uri));
+    let heartbeat = spawn_heartbeat(dest.clone(), vm.to_string(), job.cancel.child_token());
+
+    // 2. Source: capabilities, parameters, go.
+    let mut stopped_at = None;
+    let outcome = match begin(&qmp, req, &ready.uri, start, &mut stopped_at).await {
+        Err(e) => Outcome::Failed(format!("QEMU refused to start the migration: {e}")),
+        Ok(()) => monitor(&qmp, job, req, start).await,
+    };
+    heartbeat.cancel();
+
+    match outcome {
+        Outcome::Completed(info) => {
+            job.update(|i| i.progress.phase = "switch-over".into());
+            // The destination resumes the guest; only then is the move done.
+            let committed: Result<VmInfo, _> =
+                dest.post(&format!("/v1/incoming/{vm}/commit"), &json!({})).await;
+            let done_at = start.elapsed();
+            let ram = info.ram.clone().unwrap_or_default();
+            result.bytes_transferred = ram.transferred;
+            result.rounds = ram.dirty_sync_count;
+            result.precopy_bytes = ram.precopy_bytes;
+            result.downtime_bytes = ram.downtime_bytes;
+            result.postcopy_bytes = ram.postcopy_bytes;
+            result.qemu_total_time_ms = info.total_time;
+            result.total_time_ms = done_at.as_millis() as u64;
+            result.downtime_ms = match stopped_at {
+                // Stop-and-copy: the guest was stopped from the start of the copy.
+                Some(t0) => Some((done_at - t0).as_millis() as u64),
+                None => info.downtime,
+            };
+            if let Err(e) = committed {
+                // The stream completed but the destination did not take the VM: the
+                // source copy is intact (stopped), so resume it rather than lose it.
+                warn!("destination failed to commit {vm}: {e}; resuming at source");
+                let _ = qmp.execute("cont", None).await;
+                cleanup_destination(&dest, vm).await;
+                result.status = JobStatus::Failed;
+                result.reason = Some(format!("destination failed to resume the VM: {e}"));
+                return result;
+            }
+            job.event("guest running at the destination");
+            // The source copy is now stale: stop it and forget it.
+            let _ = qmp.execute_timeout("quit", None, Duration::from_secs(5)).await;
+            if !pacer_qemu::launch::wait_exit(rec.pid, Duration::from_secs(5)).await {
+                pacer_qemu::launch::kill_and_wait(rec.pid).await;
+            }
+            agent.forget(vm);
+            result.status = JobStatus::Completed;
+            result.vm_location = req.destination.name.clone();
+            if req.verify_guest && rec.spec.as_ref().is_some_and(|s| s.workload.is_some()) {
+                job.update(|i| i.progress.phase = "verifying".into());
+                let v: Result<IntegrityResult, _> =
+                    dest.post(&format!("/v1/vms/{vm}/verify"), &json!({})).await;
+                match v {
+                    Ok(r) => {
+                        job.event(format!("guest memory check: ok={}", r.ok));
+                        result.integrity = Some(r);
+                    }
+                    Err(e) => job.event(format!("guest memory check failed to run: {e}")),
+                }
+            }
+            result
+        }
+        Outcome::Failed(reason) | Outcome::Cancelled(reason) => {
+            let cancelled = job.cancel.is_cancelled();
+            let still_here = recover_source(&qmp, stopped_at.is_some()).await;
+            cleanup_destination(&dest, vm).await;
+            result.total_time_ms = start.elapsed().as_millis() as u64;
+            result.status = if cancelled { JobStatus::Cancelled } else { JobStatus::Failed };
+            result.reason = Some(match still_here {
+                Ok(()) => format!("{reason}; the VM keeps running on {}", agent.cfg.host_name),
+                Err(e) => format!("{reason}; WARNING: {e}"),
+            });
+            result
+        }
+    }
+}
+
+async fn begin(
+    qmp: &QmpClient,
+    req: &MigrateRequest,
+    uri: &str,
+    start: Instant,
+    stopped_at: &mut Option<Duration>,
+) -> Result<(), pacer_qemu::QmpError> {
+    let postcopy = matches!(req.strategy, Strategy::PostCopy | Strategy::Hybrid);
+    set_capabilities(
+        qmp,
+        &[("events", true), ("postcopy-ram", postcopy), ("auto-converge", req.auto_converge)],
+    )
+    .await?;
+    let bw = req.bandwidth.unwrap_or(UNLIMITED_BPS);
+    let mut params = json!({
+        "max-bandwidth": if req.strategy == Strategy::StopAndCopy { UNLIMITED_BPS } else { bw },
+        "downtime-limit": req.downtime_limit_ms.unwrap_or(300),
+    });
+    if postcopy {
+        params["max-postcopy-bandwidth"] = json!(req.bandwidth.unwrap_or(0));
+    }
+    set_parameters(qmp, params).await?;
+    if req.strategy == Strategy::StopAndCopy {
+        qmp.execute("stop", None).await?;
+        *stopped_at = Some(start.elapsed());
+    }
+    qmp.execute("migrate", Some(json!({ "uri": uri }))).await?;
+    Ok(())
+}
+
+async fn monitor(qmp: &QmpClient, job: &Job, req: &MigrateRequest, start: Instant) -> Outcome {
+    let mut progress = MonotonicProgress::new();
+    let mut rate = RateEstimator::default();
+    let mut stall =
+        StallDetector::new(req.stall_timeout_s.unwrap_or(10.0)).expect("validated timeout");
+    let mut convergence = ConvergenceDetector::default();
+    let migrate_started = Instant::now();
+    let mut switched = false;
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            _ = job.cancel.cancelled() => {
+                return Outcome::Cancelled("cancelled by request".into());
+            }
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let info = match query_migrate(qmp).await {
+            Ok(i) => {
+                failures = 0;
+                i
+            }
+            Err(e) => {
+                failures += 1;
+                if failures >= 10 {
+                    return Outcome::Failed(format!("lost contact with the source QEMU: {e}"));
+                }
+                continue;
+            }
+        };
+        let t = start.elapsed().as_secs_f64();
+        let ram = info.ram.clone().unwrap_or_default();
+        let status = info.status().to_string();
+        let completed = status == "completed";
+        rate.observe(t, ram.transferred);
+        stall.observe(t, ram.transferred);
+        let pct = progress.update(ram.transferred, ram.remaining, completed);
+        let phase = match status.as_str() {
+            "setup" => "setup",
+            "active" if ram.dirty_sync_count <= 1 => "bulk copy",
+            "active" => "pre-copy",
+            "postcopy-active" => "post-copy",
+            "device" | "pre-switchover" | "completed" => "switch-over",
+            other => other,
+        }
+        .to_string();
+        job.update(|i| {
+            i.progress = Progress {
+                elapsed_ms: (t * 1000.0) as u64,
+                phase,
+                percent: pct,
+                transferred: ram.transferred,
+                remaining: ram.remaining,
+                total: ram.total,
+                rate_bps: rate.rate().unwrap_or(0.0),
+                dirty_rate_bps: (ram.dirty_pages_rate * ram.page_size.max(4096)) as f64,
+                rounds: ram.dirty_sync_count,
+                expected_downtime_ms: info.expected_downtime,
+            }
+        });
+        match status.as_str() {
+            "completed" => return Outcome::Completed(info),
+            "failed" => {
+                return Outcome::Failed(format!(
+                    "QEMU migration failed: {}",
+                    info.error_desc.as_deref().unwrap_or("no reason given")
+                ))
+            }
+            "cancelled" => return Outcome::Failed("QEMU cancelled the migration".into()),
+            "postcopy-paused" => {
+                return Outcome::Failed(
+                    "post-copy was interrupted (link or destination lost)".into(),
+                )
+            }
+            _ => {}
+        }
+        if status == "active" && !switched {
+            let switch_reason = match req.strategy {
+                Strategy::PostCopy => {
+                    let after = req.postcopy_after_s.unwrap_or(0.0);
+                    (migrate_started.elapsed().as_secs_f64() >= after && ram.transferred > 0)
+                        .then(|| format!("switched to post-copy after {after} s of pre-copy"))
+                }
+                Strategy::Hybrid => {
+                    convergence.observe(
+                        ram.dirty_sync_count,
+                        ram.remaining,
+                        ram.transferred,
+                        ram.total,
+                    );
+                    match convergence.is_converging() {
+                        Verdict::NotConverging { reason } => {
+                            Some(format!("pre-copy is not converging ({reason}): switched to post-copy"))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some(msg) = switch_reason {
+                match qmp.execute("migrate-start-postcopy", None).await {
+                    Ok(_) => {
+                        switched = true;
+                        job.event(msg);
+                    }
+                    Err(e) => job.event(format!("could not switch to post-copy: {e}")),
+                }
+            }
+        }
+        // A stalled pre-copy (cut link, hung destination) is safe to cancel: the
+        // source still has the whole VM. In post-copy it is not, so leave it be.
+        if matches!(status.as_str(), "active" | "setup") && stall.is_stalled(t) {
+            return Outcome::Failed(format!(
+                "no data moved for {:.0} s (link down or destination unreachable)",
+                stall.timeout_s()
+            ));
+        }
+    }
+}
+
+/// Cancels QEMU's migration if it still runs and makes sure the guest runs here.
+async fn recover_source(qmp: &QmpClient, we_stopped_it: bool) -> Result<(), String> {
+    let _ = qmp.execute("migrate_cancel", None).await;
+    let mut status = String::new();
+    for _ in 0..100 {
+        match query_migrate(qmp).await {
+            Ok(i) => status = i.status().to_string(),
+            Err(e) => return Err(format!("source QEMU unreachable after failure: {e}")),
+        }
+        if !matches!(status.as_str(), "cancelling" | "active" | "setup" | "device") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if status.starts_with("postcopy") {
+        return Err(format!(
+            "migration is in {status}: the guest's state is split between the hosts"
+        ));
+    }
+    let state = qmp.run_state().await.map_err(|e| e.to_string())?;
+    if state != "running" && (we_stopped_it || state == "postmigrate" || state == "paused") {
+        qmp.execute("cont", None).await.map_err(|e| format!("cannot resume the VM here: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Tells the destination to drop the incoming VM, retrying in the background for a
+/// while if it cannot be reached (its lease expires anyway).
+async fn cleanup_destination(dest: &AgentClient, vm: &str) {
+    let dest = dest.clone().with_timeout(Duration::from_secs(3));
+    let path = format!("/v1/incoming/{vm}/abort");
+    let first: Result<serde_json::Value, _> = dest.post(&path, &json!({})).await;
+    match first {
+        Ok(_) => {}
+        Err(e) if e.code() == Some("not_found") => {}
+        Err(e) => {
+            warn!("could not abort incoming {vm} at destination: {e}; retrying in background");
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let r: Result<serde_json::Value, _> = dest.post(&path, &json!({})).await;
+                    match r {
+                        Ok(_) => return,
+                        Err(e) if e.code().is_some() => return,
+                        Err(_) => {}
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn spawn_heartbeat(dest: AgentClient, vm: String, stop: CancellationToken) -> CancellationToken {
+    let dest = dest.with_timeout(Duration::from_secs(2));
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let path = format!("/v1/incoming/{vm}/heartbeat");
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let _: Result<serde_json::Value, _> = dest.post(&path, &json!({})).await;
+        }
+    });
+    token
+}
+
+/// Looks a job up.
+pub fn get(agent: &Agent, id: &str) -> ApiResult<Arc<Job>> {
+    agent.jobs.lock().unwrap().get(id).cloned().ok_or_else(|| {
+        ApiError::not_found(format!("no job {id:?} on this host; `pacer jobs` lists them"))
+    })
+}
