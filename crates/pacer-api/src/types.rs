@@ -376,3 +376,33 @@ pub struct ErrorBody {
     /// What is wrong and what to do.
     pub message: String,
 }
+
+/// One agent in a hosts file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    /// Host name.
+    pub name: String,
+    /// How the CLI reaches the agent (`unix:/path` or `http://host:port`).
+    pub url: String,
+    /// How other agents reach it (defaults to `url`).
+    #[serde(default)]
+    pub peer_url: Option<String>,
+    /// API token.
+    pub token: String,
+}
+
+impl HostEntry {
+    /// The URL other agents use.
+    pub fn peer_url(&self) -> &str {
+        self.peer_url.as_deref().unwrap_or(&self.url)
+    }
+}
+
+/// The CLI's list of agents (`hosts.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostsFile {
+    /// The agents.
+    pub hosts: Vec<HostEntry>,
+}
