@@ -1,1 +1,416 @@
-fn main() {}
+//! `pacer`: the command-line client of Pacer agents, plus the test bed, demo and
+//! benchmark commands.
+
+mod bench;
+mod demo;
+mod hosts;
+mod migrate;
+mod vm;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use pacer_api::{AdoptRequest, JobInfo};
+use pacer_testbed::bed;
+
+use hosts::Hosts;
+
+/// Live migration of QEMU/KVM VMs with progress management.
+#[derive(Parser, Debug)]
+#[command(name = "pacer", version, about)]
+struct Cli {
+    /// Hosts file [default: $PACER_HOSTS, ~/.config/pacer/hosts.json, or the test bed that is up].
+    #[arg(long, global = true)]
+    hosts: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Manage VMs.
+    #[command(subcommand)]
+    Vm(VmCmd),
+    /// Migrate a running VM to another host, with live progress.
+    Migrate {
+        /// VM name.
+        vm: String,
+        /// Source host [default: wherever the VM runs].
+        #[arg(long)]
+        from: Option<String>,
+        #[command(flatten)]
+        opts: migrate::MigrateOpts,
+        /// Print the result as one JSON object when the migration ends.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Migration jobs.
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// List the hosts of the hosts file and what their agents say.
+    Hosts,
+    /// Test hosts on this machine (network namespaces, shaped links, agents).
+    #[command(subcommand)]
+    Testbed(TestbedCmd),
+    /// Build (or find cached) the Pacer guest image.
+    Image,
+    /// The demo: two test hosts, a 1 GiB guest writing memory, migrated live.
+    Demo(demo::DemoOpts),
+    /// Benchmarks that print tables and write JSON.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum VmCmd {
+    /// Start a VM (by default the Pacer guest with a workload).
+    Start(vm::StartOpts),
+    /// List VMs on every host (or one).
+    List {
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one VM.
+    Show {
+        /// VM name.
+        name: String,
+        /// Host [default: search every host].
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Stop a VM.
+    Stop {
+        /// VM name.
+        name: String,
+        /// Host [default: search every host].
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Print the VM's serial console output.
+    Console {
+        /// VM name.
+        name: String,
+        /// Host [default: search every host].
+        #[arg(long)]
+        host: Option<String>,
+        /// How much of the end of the console to print.
+        #[arg(long, default_value_t = 8192)]
+        bytes: u64,
+    },
+    /// Ask the Pacer guest program to check its memory.
+    Verify {
+        /// VM name.
+        name: String,
+        /// Host [default: search every host].
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Take over a QEMU that is already running, by its QMP socket.
+    Adopt {
+        /// Name to give it.
+        name: String,
+        /// Host whose agent takes it.
+        #[arg(long)]
+        host: String,
+        /// Its QMP socket.
+        #[arg(long)]
+        qmp_socket: String,
+        /// Its serial console log file, if any.
+        #[arg(long)]
+        console_log: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum JobCmd {
+    /// List migration jobs.
+    List,
+    /// Show a job (JSON).
+    Show {
+        /// Job id.
+        id: String,
+    },
+    /// Cancel a running migration: the VM stays where it is.
+    Cancel {
+        /// Job id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TestbedCmd {
+    /// Create test hosts joined by shaped links and start an agent on each.
+    Up {
+        /// Test-bed name (1-6 of a-z, 0-9).
+        #[arg(long, default_value = "pacer")]
+        name: String,
+        /// Number of hosts.
+        #[arg(long, default_value_t = 2)]
+        hosts: usize,
+        /// Link rate, tc style: 1gbit, 200mbit (0 = unshaped).
+        #[arg(long, default_value = "1gbit", value_parser = parse_link_rate)]
+        rate: u64,
+        /// Memory each agent may give to VMs, e.g. 4G.
+        #[arg(long)]
+        memory_capacity: Option<String>,
+    },
+    /// Remove a test bed and everything it runs.
+    Down {
+        /// Test-bed name.
+        #[arg(long, default_value = "pacer")]
+        name: String,
+    },
+    /// List test beds.
+    List,
+    /// Change the link rate of one host or all.
+    SetRate {
+        /// Test-bed name.
+        #[arg(long, default_value = "pacer")]
+        name: String,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// New rate, e.g. 200mbit.
+        #[arg(long, value_parser = parse_link_rate)]
+        rate: u64,
+    },
+    /// Cut a host's link.
+    Cut {
+        /// Test-bed name.
+        #[arg(long, default_value = "pacer")]
+        name: String,
+        /// Host.
+        #[arg(long)]
+        host: String,
+    },
+    /// Restore a host's link.
+    Restore {
+        /// Test-bed name.
+        #[arg(long, default_value = "pacer")]
+        name: String,
+        /// Host.
+        #[arg(long)]
+        host: String,
+    },
+    /// Restart a host's agent (its VMs keep running and are re-adopted).
+    RestartAgent {
+        /// Test-bed name.
+        #[arg(long, default_value = "pacer")]
+        name: String,
+        /// Host.
+        #[arg(long)]
+        host: String,
+    },
+}
+
+fn parse_link_rate(s: &str) -> Result<u64, String> {
+    pacer_testbed::net::parse_rate(s).map_err(|e| e.to_string())
+}
+
+/// The pacerd binary: $PACER_PACERD, beside this executable, or on PATH.
+pub fn find_pacerd() -> PathBuf {
+    if let Ok(p) = std::env::var("PACER_PACERD") {
+        return PathBuf::from(p);
+    }
+    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)) {
+        let p = dir.join("pacerd");
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("pacerd")
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Vm(cmd) => {
+            let hosts = Hosts::load(cli.hosts)?;
+            vm_cmd(&hosts, cmd).await
+        }
+        Cmd::Migrate { vm, from, opts, json } => {
+            let hosts = Hosts::load(cli.hosts)?;
+            let r = migrate::migrate(&hosts, &vm, from.as_deref(), &opts, true).await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("{}", migrate::summary(&r));
+            }
+            Ok(if r.status == pacer_api::JobStatus::Completed { 0 } else { 1 })
+        }
+        Cmd::Job(cmd) => {
+            let hosts = Hosts::load(cli.hosts)?;
+            job_cmd(&hosts, cmd).await
+        }
+        Cmd::Hosts => {
+            let hosts = Hosts::load(cli.hosts)?;
+            println!("hosts file: {}", hosts.path.display());
+            for h in &hosts.file.hosts {
+                let c = hosts.client(&h.name)?;
+                match c.get::<pacer_api::HostInfo>("/v1/host").await {
+                    Ok(i) => println!(
+                        "{:<8} {:<40} up, {} of {} MiB given to VMs, migrations on {}",
+                        h.name, h.url, i.memory_committed_mib, i.memory_capacity_mib, i.migration_address
+                    ),
+                    Err(e) => println!("{:<8} {:<40} DOWN: {e}", h.name, h.url),
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Testbed(cmd) => testbed_cmd(cmd),
+        Cmd::Image => {
+            let mut opts = pacer_testbed::guest_image::ImageOptions::from_env();
+            opts.progress = true;
+            let img = pacer_testbed::guest_image::ensure_guest_image(&opts)?;
+            println!("kernel {}\ninitrd {}\nkernel version {}", img.kernel.display(), img.initrd.display(), img.kernel_version);
+            Ok(0)
+        }
+        Cmd::Demo(opts) => demo::run(&opts).await,
+        Cmd::Bench(cmd) => bench::run(cmd).await,
+    }
+}
+
+async fn vm_cmd(hosts: &Hosts, cmd: VmCmd) -> Result<i32> {
+    match cmd {
+        VmCmd::Start(opts) => {
+            let info = vm::start(hosts, &opts).await?;
+            println!("started {} on {} (pid {}, {})", info.name, opts.host, info.pid, info.accel);
+        }
+        VmCmd::List { host, json } => {
+            let vms = vm::list(hosts, host.as_deref()).await?;
+            if json {
+                let v: Vec<_> = vms.iter().map(|(h, i)| serde_json::json!({"host": h, "vm": i})).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                vm::print_table(&vms);
+            }
+        }
+        VmCmd::Show { name, host } => {
+            let info = vm::show(hosts, &name, host.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        }
+        VmCmd::Stop { name, host } => {
+            let h = vm::stop(hosts, &name, host.as_deref()).await?;
+            println!("stopped {name} on {h}");
+        }
+        VmCmd::Console { name, host, bytes } => {
+            print!("{}", vm::console(hosts, &name, host.as_deref(), bytes).await?);
+        }
+        VmCmd::Verify { name, host } => {
+            let r = vm::verify(hosts, &name, host.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(if r.ok { 0 } else { 1 });
+        }
+        VmCmd::Adopt { name, host, qmp_socket, console_log } => {
+            let info = vm::adopt(hosts, &host, &AdoptRequest { name, qmp_socket, console_log }).await?;
+            println!("adopted {} on {host} (pid {})", info.name, info.pid);
+        }
+    }
+    Ok(0)
+}
+
+async fn job_cmd(hosts: &Hosts, cmd: JobCmd) -> Result<i32> {
+    let all = async {
+        let mut v: Vec<(String, JobInfo)> = Vec::new();
+        for h in &hosts.file.hosts {
+            if let Ok(jobs) = hosts.client(&h.name)?.get::<Vec<JobInfo>>("/v1/jobs").await {
+                v.extend(jobs.into_iter().map(|j| (h.name.clone(), j)));
+            }
+        }
+        anyhow::Ok(v)
+    };
+    match cmd {
+        JobCmd::List => {
+            println!("{:<14} {:<12} {:<10} {:<14} {:<12} {:>6}", "ID", "VM", "STATUS", "STRATEGY", "ROUTE", "PCT");
+            for (_, j) in all.await? {
+                println!(
+                    "{:<14} {:<12} {:<10} {:<14} {:<12} {:>5.1}%",
+                    j.id,
+                    j.vm,
+                    format!("{:?}", j.status).to_lowercase(),
+                    j.strategy.as_str(),
+                    format!("{}->{}", j.source, j.destination),
+                    j.progress.percent
+                );
+            }
+        }
+        JobCmd::Show { id } => {
+            let (_, j) = all.await?.into_iter().find(|(_, j)| j.id == id).ok_or_else(|| anyhow::anyhow!("no job {id:?} on any host"))?;
+            println!("{}", serde_json::to_string_pretty(&j)?);
+        }
+        JobCmd::Cancel { id } => {
+            let (h, _) = all.await?.into_iter().find(|(_, j)| j.id == id).ok_or_else(|| anyhow::anyhow!("no job {id:?} on any host"))?;
+            let _: JobInfo = hosts.client(&h)?.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({})).await?;
+            println!("cancelling {id}");
+        }
+    }
+    Ok(0)
+}
+
+fn testbed_cmd(cmd: TestbedCmd) -> Result<i32> {
+    let root = bed::default_root();
+    match cmd {
+        TestbedCmd::Up { name, hosts, rate, memory_capacity } => {
+            let b = bed::up(&bed::BedOptions {
+                name,
+                hosts,
+                rate_bps: rate,
+                pacerd: find_pacerd(),
+                root,
+                memory_capacity,
+                incoming_lease_s: None,
+            })?;
+            if !b.shaped {
+                eprintln!("warning: not root: agents run on loopback ports, links are NOT shaped");
+            }
+            for h in &b.hosts {
+                println!("{}: netns {}, address {}, agent pid {}", h.name, h.netns.as_deref().unwrap_or("-"), h.data_ip, h.pid);
+            }
+            println!("hosts file: {}\n(export PACER_HOSTS={} when several test beds are up)", b.hosts_file().display(), b.hosts_file().display());
+        }
+        TestbedCmd::Down { name } => {
+            bed::down(&root, &name)?;
+            println!("test bed {name} removed");
+        }
+        TestbedCmd::List => {
+            for n in bed::list(&root) {
+                println!("{n}");
+            }
+        }
+        TestbedCmd::SetRate { name, host, rate } => {
+            bed::Bed::load(&root, &name)?.set_rate(host.as_deref(), rate)?;
+            println!("rate set to {}", pacer_testbed::net::format_rate(rate));
+        }
+        TestbedCmd::Cut { name, host } => {
+            bed::Bed::load(&root, &name)?.set_link_up(&host, false)?;
+            println!("link of {host} cut");
+        }
+        TestbedCmd::Restore { name, host } => {
+            bed::Bed::load(&root, &name)?.set_link_up(&host, true)?;
+            println!("link of {host} restored");
+        }
+        TestbedCmd::RestartAgent { name, host } => {
+            let mut b = bed::Bed::load(&root, &name)?;
+            b.kill_agent(&host)?;
+            b.start_agent(&host)?;
+            println!("agent of {host} restarted (pid {})", b.host(&host).map(|h| h.pid).unwrap_or(0));
+        }
+    }
+    Ok(0)
+}

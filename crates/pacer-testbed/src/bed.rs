@@ -136,7 +136,9 @@ impl Bed {
         std::fs::write(self.dir.join("bed.json"), serde_json::to_vec_pretty(self).map_err(std::io::Error::from)?)?;
         let mut hosts = HostsFile::default();
         for h in &self.hosts {
-            let token = std::fs::read_to_string(h.state_dir.join("token"))?.trim().to_string();
+            // A host whose agent has not started yet has no token: not reachable yet.
+            let Ok(token) = std::fs::read_to_string(h.state_dir.join("token")) else { continue };
+            let token = token.trim().to_string();
             hosts.hosts.push(HostEntry {
                 name: h.name.clone(),
                 url: format!("unix:{}", h.state_dir.join("pacerd.sock").display()),

@@ -1,0 +1,227 @@
+//! `pacer migrate`: start a migration on the source agent and follow it with a
+//! live progress display until it ends.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use pacer_api::{AgentClient, JobInfo, MigrateRequest, MigrationResult, PeerRef, Strategy};
+use pacer_model::{format_bytes, format_duration_ms, format_rate};
+
+use crate::hosts::Hosts;
+
+/// Options of one migration, as the CLI takes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateOpts {
+    /// Destination host (a name from the hosts file).
+    #[arg(long)]
+    pub to: String,
+    /// pre-copy, post-copy, hybrid or stop-and-copy.
+    #[arg(long, default_value = "pre-copy", value_parser = parse_strategy)]
+    pub strategy: Strategy,
+    /// Bandwidth cap, e.g. 100MiB/s or 500mbit (a bare number is MiB/s).
+    #[arg(long, value_parser = parse_bw)]
+    pub bandwidth: Option<u64>,
+    /// Longest acceptable downtime, e.g. 300ms.
+    #[arg(long, value_parser = parse_ms)]
+    pub downtime_limit: Option<u64>,
+    /// Throttle the guest's CPUs if pre-copy does not converge.
+    #[arg(long)]
+    pub auto_converge: bool,
+    /// Post-copy: run pre-copy this long before switching (e.g. 2s; default at once).
+    #[arg(long, value_parser = parse_secs)]
+    pub postcopy_after: Option<f64>,
+    /// Give up when no byte moves for this long (e.g. 10s).
+    #[arg(long, value_parser = parse_secs)]
+    pub stall_timeout: Option<f64>,
+    /// Skip the guest memory check after the migration.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+fn parse_strategy(s: &str) -> Result<Strategy, String> {
+    match s {
+        "pre-copy" | "precopy" => Ok(Strategy::PreCopy),
+        "post-copy" | "postcopy" => Ok(Strategy::PostCopy),
+        "hybrid" => Ok(Strategy::Hybrid),
+        "stop-and-copy" | "stop-copy" => Ok(Strategy::StopAndCopy),
+        _ => Err(format!(
+            "unknown strategy {s:?}: use pre-copy, post-copy, hybrid or stop-and-copy"
+        )),
+    }
+}
+
+fn parse_bw(s: &str) -> Result<u64, String> {
+    pacer_model::parse_bandwidth(s).map_err(|e| e.to_string())
+}
+
+fn parse_ms(s: &str) -> Result<u64, String> {
+    let d = pacer_model::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be more than 0 ms".into());
+    }
+    Ok(d.as_millis() as u64)
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    Ok(pacer_model::parse_duration(s).map_err(|e| e.to_string())?.as_secs_f64())
+}
+
+/// Starts a migration and waits for it, drawing progress on stderr. Returns the result.
+pub async fn migrate(
+    hosts: &Hosts,
+    vm: &str,
+    from: Option<&str>,
+    opts: &MigrateOpts,
+    show_progress: bool,
+) -> Result<MigrationResult> {
+    let dest = hosts.get(&opts.to)?.clone();
+    let source = match from {
+        Some(f) => f.to_string(),
+        None => hosts.locate(vm).await?.0,
+    };
+    let client = hosts.client(&source)?;
+    let req = MigrateRequest {
+        destination: PeerRef {
+            name: dest.name.clone(),
+            url: dest.peer_url().to_string(),
+            token: dest.token.clone(),
+        },
+        strategy: opts.strategy,
+        bandwidth: opts.bandwidth,
+        downtime_limit_ms: opts.downtime_limit,
+        auto_converge: opts.auto_converge,
+        postcopy_after_s: opts.postcopy_after,
+        stall_timeout_s: opts.stall_timeout,
+        verify_guest: !opts.no_verify,
+    };
+    let job: JobInfo = client.post(&format!("/v1/vms/{vm}/migrate"), &req).await?;
+    follow(&client, &job.id, show_progress).await
+}
+
+/// Polls a job until it ends, with a progress display; Ctrl-C cancels the job.
+pub async fn follow(client: &AgentClient, id: &str, show_progress: bool) -> Result<MigrationResult> {
+    let mut display = Display::new(show_progress);
+    let mut cancel_sent = false;
+    let mut seen_events = 0;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let job: JobInfo = client.get(&format!("/v1/jobs/{id}")).await.context("following the job")?;
+        for e in &job.events[seen_events..] {
+            display.note(e);
+        }
+        seen_events = job.events.len();
+        if let Some(r) = job.result {
+            display.finish(&job.progress, &r);
+            return Ok(r);
+        }
+        display.update(&job);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = &mut ctrl_c, if !cancel_sent => {
+                display.note("cancelling (Ctrl-C): the VM stays where it is");
+                let _: Result<JobInfo, _> = client.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({})).await;
+                cancel_sent = true;
+            }
+        }
+    }
+}
+
+/// Progress output: a bar on a terminal, a line a second otherwise.
+struct Display {
+    bar: Option<ProgressBar>,
+    plain: bool,
+    last_line: Option<Instant>,
+}
+
+impl Display {
+    fn new(enabled: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (enabled && tty).then(|| {
+            let b = ProgressBar::new(1000);
+            b.set_style(
+                ProgressStyle::with_template("{prefix:>12} [{bar:30}] {msg}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Display { bar, plain: enabled && !tty, last_line: None }
+    }
+
+    fn line(job: &JobInfo) -> String {
+        let p = &job.progress;
+        format!(
+            "{:5.1}%  {} / {}  {}  dirty {}  round {}  {}",
+            p.percent,
+            format_bytes(p.transferred),
+            format_bytes(p.total),
+            format_rate(p.rate_bps),
+            format_rate(p.dirty_rate_bps),
+            p.rounds,
+            format_duration_ms(p.elapsed_ms)
+        )
+    }
+
+    fn update(&mut self, job: &JobInfo) {
+        if let Some(b) = &self.bar {
+            b.set_prefix(job.progress.phase.clone());
+            b.set_position((job.progress.percent * 10.0) as u64);
+            b.set_message(Self::line(job));
+        } else if self.plain && self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            eprintln!("migrate {}: {:>11} {}", job.vm, job.progress.phase, Self::line(job));
+            self.last_line = Some(Instant::now());
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.println(format!("  {msg}")),
+            None if self.plain => eprintln!("  {msg}"),
+            None => {}
+        }
+    }
+
+    fn finish(&mut self, _p: &pacer_api::Progress, r: &MigrationResult) {
+        if let Some(b) = self.bar.take() {
+            if r.status == pacer_api::JobStatus::Completed {
+                b.set_position(1000);
+            }
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// A human summary of a result.
+pub fn summary(r: &MigrationResult) -> String {
+    let mut s = format!(
+        "{} {} {} -> {}: {:?}\n  strategy {}, total {}, downtime {}, sent {} in {} rounds\n  VM now runs on {}",
+        "migration of",
+        r.vm,
+        r.source,
+        r.destination,
+        r.status,
+        r.strategy.as_str(),
+        format_duration_ms(r.total_time_ms),
+        r.downtime_ms.map(format_duration_ms).unwrap_or_else(|| "n/a".into()),
+        format_bytes(r.bytes_transferred),
+        r.rounds,
+        r.vm_location,
+    );
+    if let Some(reason) = &r.reason {
+        s.push_str(&format!("\n  reason: {reason}"));
+    }
+    if let Some(i) = &r.integrity {
+        s.push_str(&format!(
+            "\n  guest memory check: {} ({} pages checked, {} bad, {} errors seen)",
+            if i.ok { "PASSED" } else { "FAILED" },
+            i.pages_checked,
+            i.bad_pages,
+            i.errors_total
+        ));
+    }
+    s
+}

@@ -1,0 +1,199 @@
+//! `pacer vm ...`: start, list, show, stop, adopt, console, verify.
+
+use anyhow::{bail, Result};
+use pacer_api::{AccelChoice, AdoptRequest, IntegrityResult, VmInfo, VmSpec, Workload};
+use pacer_model::format_bytes;
+use serde_json::Value;
+
+use crate::hosts::Hosts;
+
+/// Options of `pacer vm start`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StartOpts {
+    /// VM name.
+    pub name: String,
+    /// Host to start it on.
+    #[arg(long)]
+    pub host: String,
+    /// Guest memory, e.g. 1G or 512M.
+    #[arg(long, default_value = "1G", value_parser = parse_mib)]
+    pub memory: u64,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1)]
+    pub vcpus: u32,
+    /// Kernel to boot [default: the Pacer guest image, built if needed].
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Initramfs [default: the Pacer guest image].
+    #[arg(long)]
+    pub initrd: Option<String>,
+    /// Extra kernel command line.
+    #[arg(long)]
+    pub append: Option<String>,
+    /// Disk image to attach.
+    #[arg(long)]
+    pub disk: Option<String>,
+    /// Guest workload: idle or memwrite (the Pacer guest program).
+    #[arg(long, default_value = "idle")]
+    pub workload: String,
+    /// Working-set size of the workload, e.g. 256M.
+    #[arg(long, default_value = "256M", value_parser = parse_mib)]
+    pub wss: u64,
+    /// Memory write rate, e.g. 60MB/s.
+    #[arg(long, default_value = "60MB/s", value_parser = parse_rate_mbps)]
+    pub write_rate: f64,
+    /// Fraction of the working set that is hot (0 = uniform writes).
+    #[arg(long, default_value_t = 0.0)]
+    pub hot_fraction: f64,
+    /// Fraction of writes going to the hot set.
+    #[arg(long, default_value_t = 0.0)]
+    pub hot_share: f64,
+    /// Accelerator: auto (KVM if it really works here), kvm or tcg.
+    #[arg(long, default_value = "auto", value_parser = parse_accel)]
+    pub accel: AccelChoice,
+}
+
+fn parse_mib(s: &str) -> Result<u64, String> {
+    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
+    if b < (1 << 20) {
+        return Err(format!("{s:?} is less than 1 MiB"));
+    }
+    Ok(b >> 20)
+}
+
+fn parse_rate_mbps(s: &str) -> Result<f64, String> {
+    if s.trim() == "0" {
+        return Ok(0.0);
+    }
+    Ok(pacer_model::parse_bandwidth(s).map_err(|e| e.to_string())? as f64 / 1e6)
+}
+
+fn parse_accel(s: &str) -> Result<AccelChoice, String> {
+    match s {
+        "auto" => Ok(AccelChoice::Auto),
+        "kvm" => Ok(AccelChoice::Kvm),
+        "tcg" => Ok(AccelChoice::Tcg),
+        _ => Err(format!("unknown accelerator {s:?}: use auto, kvm or tcg")),
+    }
+}
+
+/// Builds the spec, filling in the Pacer guest image when no kernel is given.
+pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
+    let (kernel, initrd) = match (&opts.kernel, &opts.initrd) {
+        (None, None) if opts.disk.is_none() => {
+            let img = pacer_testbed::guest_image::ensure_guest_image(
+                &pacer_testbed::guest_image::ImageOptions::from_env(),
+            )?;
+            (Some(img.kernel.display().to_string()), Some(img.initrd.display().to_string()))
+        }
+        (k, i) => (k.clone(), i.clone()),
+    };
+    let workload = Workload {
+        kind: opts.workload.clone(),
+        wss_mib: opts.wss,
+        rate_mbps: if opts.workload == "idle" { 0.0 } else { opts.write_rate },
+        hot_fraction: opts.hot_fraction,
+        hot_share: opts.hot_share,
+    };
+    Ok(VmSpec {
+        name: opts.name.clone(),
+        memory_mib: opts.memory,
+        vcpus: opts.vcpus,
+        kernel,
+        initrd,
+        append: opts.append.clone(),
+        disk: opts.disk.clone(),
+        workload: Some(workload),
+        accel: opts.accel,
+    })
+}
+
+/// Starts a VM.
+pub async fn start(hosts: &Hosts, opts: &StartOpts) -> Result<VmInfo> {
+    let client = hosts.client(&opts.host)?;
+    let spec = spec_from(opts)?;
+    Ok(client.post("/v1/vms", &spec).await?)
+}
+
+/// Lists VMs of one host or all.
+pub async fn list(hosts: &Hosts, host: Option<&str>) -> Result<Vec<(String, VmInfo)>> {
+    let mut out = Vec::new();
+    for h in &hosts.file.hosts {
+        if host.is_some_and(|n| n != h.name) {
+            continue;
+        }
+        let c = hosts.client(&h.name)?;
+        match c.get::<Vec<VmInfo>>("/v1/vms").await {
+            Ok(v) => out.extend(v.into_iter().map(|i| (h.name.clone(), i))),
+            Err(e) if host.is_some() => return Err(e.into()),
+            Err(e) => eprintln!("warning: {}: {e}", h.name),
+        }
+    }
+    if let Some(h) = host {
+        hosts.get(h)?;
+    }
+    Ok(out)
+}
+
+/// Prints a VM table.
+pub fn print_table(vms: &[(String, VmInfo)]) {
+    println!("{:<8} {:<16} {:<12} {:>10} {:>5} {:<5} {:<12} MIGRATING", "HOST", "NAME", "STATE", "MEMORY", "VCPU", "ACCEL", "ORIGIN");
+    for (h, v) in vms {
+        println!(
+            "{:<8} {:<16} {:<12} {:>10} {:>5} {:<5} {:<12} {}",
+            h,
+            v.name,
+            v.state,
+            format_bytes(v.memory_mib << 20),
+            v.vcpus,
+            v.accel,
+            format!("{:?}", v.origin).to_lowercase(),
+            v.migrating.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+/// Finds a VM's host (or uses the given one) and returns a client for it.
+pub async fn host_of(hosts: &Hosts, vm: &str, host: Option<&str>) -> Result<String> {
+    Ok(match host {
+        Some(h) => {
+            hosts.get(h)?;
+            h.to_string()
+        }
+        None => hosts.locate(vm).await?.0,
+    })
+}
+
+/// Shows a VM.
+pub async fn show(hosts: &Hosts, vm: &str, host: Option<&str>) -> Result<VmInfo> {
+    let h = host_of(hosts, vm, host).await?;
+    Ok(hosts.client(&h)?.get(&format!("/v1/vms/{vm}")).await?)
+}
+
+/// Stops a VM.
+pub async fn stop(hosts: &Hosts, vm: &str, host: Option<&str>) -> Result<String> {
+    let h = host_of(hosts, vm, host).await?;
+    let _: Value = hosts.client(&h)?.delete(&format!("/v1/vms/{vm}")).await?;
+    Ok(h)
+}
+
+/// The tail of a VM's console.
+pub async fn console(hosts: &Hosts, vm: &str, host: Option<&str>, bytes: u64) -> Result<String> {
+    let h = host_of(hosts, vm, host).await?;
+    let v: Value = hosts.client(&h)?.get(&format!("/v1/vms/{vm}/console?bytes={bytes}")).await?;
+    Ok(v.get("text").and_then(|t| t.as_str()).unwrap_or_default().to_string())
+}
+
+/// Runs the guest memory check.
+pub async fn verify(hosts: &Hosts, vm: &str, host: Option<&str>) -> Result<IntegrityResult> {
+    let h = host_of(hosts, vm, host).await?;
+    Ok(hosts.client(&h)?.post(&format!("/v1/vms/{vm}/verify"), &serde_json::json!({})).await?)
+}
+
+/// Adopts a running QEMU.
+pub async fn adopt(hosts: &Hosts, host: &str, req: &AdoptRequest) -> Result<VmInfo> {
+    if !std::path::Path::new(&req.qmp_socket).exists() {
+        bail!("QMP socket {:?} does not exist", req.qmp_socket);
+    }
+    Ok(hosts.client(host)?.post("/v1/vms/adopt", req).await?)
+}
