@@ -1,1 +1,496 @@
-fn main() {}
+//! pacer-guest: the workload program run inside a test VM.
+//!
+//! It allocates a working set, fills every page with content that is a pure
+//! function of (page index, generation), optionally rewrites random pages at
+//! a fixed rate (verifying each page before rewriting it), and on the
+//! `verify` command sweeps the whole working set. Output is JSON lines
+//! prefixed by `PACER ` on stdout; commands are lines on stdin.
+
+mod config;
+mod json;
+mod page;
+
+use config::{Config, Workload};
+use json::Obj;
+use page::{Check, Page, PAGE_SIZE, WORDS};
+use std::io::{self, BufRead, Write};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Writes one `PACER {...}` line to stdout and flushes it. Write errors are
+/// ignored: there is nobody to tell.
+fn emit(json: &str) {
+    let mut line = String::with_capacity(json.len() + 8);
+    line.push_str("PACER ");
+    line.push_str(json);
+    line.push('\n');
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+}
+
+fn emit_error(message: &str) {
+    emit(&Obj::new("error").str("message", message).finish());
+}
+
+/// The working set: `pages` page-aligned 4 KiB pages plus the expected
+/// generation of each.
+struct Memory {
+    buf: Vec<u64>,
+    off: usize,
+    pages: usize,
+    gens: Vec<u32>,
+}
+
+impl Memory {
+    /// Allocates (lazily zeroed, so untouched) memory for `pages` pages.
+    fn new(pages: usize) -> Memory {
+        let buf = vec![0u64; pages * WORDS + WORDS - 1];
+        let addr = buf.as_ptr() as usize;
+        let off = ((PAGE_SIZE - addr % PAGE_SIZE) % PAGE_SIZE) / 8;
+        Memory {
+            buf,
+            off,
+            pages,
+            gens: vec![0; pages],
+        }
+    }
+
+    #[inline]
+    fn page(&self, i: usize) -> &Page {
+        let start = self.off + i * WORDS;
+        (&self.buf[start..start + WORDS]).try_into().unwrap()
+    }
+
+    #[inline]
+    fn page_mut(&mut self, i: usize) -> &mut Page {
+        let start = self.off + i * WORDS;
+        (&mut self.buf[start..start + WORDS]).try_into().unwrap()
+    }
+
+    /// Writes generation 0 into every page.
+    fn fill_all(&mut self) {
+        for i in 0..self.pages {
+            page::fill(self.page_mut(i), i as u64, 0);
+            self.gens[i] = 0;
+        }
+    }
+
+    #[inline]
+    fn check(&self, i: usize) -> Check {
+        page::check(self.page(i), i as u64, self.gens[i] as u64)
+    }
+
+    /// Read-verify-write: checks page `i`, then writes its next generation.
+    /// Returns the result of the check.
+    #[inline]
+    fn rewrite(&mut self, i: usize) -> Check {
+        let c = self.check(i);
+        let next = self.gens[i].wrapping_add(1);
+        page::fill(self.page_mut(i), i as u64, next as u64);
+        self.gens[i] = next;
+        c
+    }
+}
+
+/// xorshift64* pseudo-random numbers.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Rng(t ^ 0x2545_F491_4F6C_DD1D | 1)
+    }
+
+    #[inline]
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, n).
+    #[inline]
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Uniform in [0, 1).
+    #[inline]
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Chooses pages to write: the first `hot` pages get `hot_share` of the
+/// writes, the others the rest; uniform if there is no proper hot set.
+struct Picker {
+    pages: usize,
+    hot: usize,
+    hot_share: f64,
+}
+
+impl Picker {
+    fn new(cfg: &Config, pages: usize) -> Picker {
+        let hot = (cfg.hot_fraction * pages as f64).ceil() as usize;
+        let skewed = cfg.hot_fraction > 0.0 && cfg.hot_share > 0.0 && hot > 0 && hot < pages;
+        Picker {
+            pages,
+            hot: if skewed { hot } else { 0 },
+            hot_share: cfg.hot_share,
+        }
+    }
+
+    #[inline]
+    fn pick(&self, rng: &mut Rng) -> usize {
+        if self.hot == 0 {
+            rng.below(self.pages)
+        } else if rng.unit() < self.hot_share {
+            rng.below(self.hot)
+        } else {
+            self.hot + rng.below(self.pages - self.hot)
+        }
+    }
+}
+
+/// Reads stdin lines in a thread and hands them to the main loop.
+fn spawn_stdin_reader() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let stdin = io::stdin();
+        let mut lock = stdin.lock();
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match lock.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).into_owned();
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    emit_error(&format!("stdin: {e}; no more commands"));
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn mem_available_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Cap on the number of per-page error lines from the write path.
+const MAX_PAGE_ERROR_LINES: u64 = 8;
+
+struct Guest {
+    cfg: Config,
+    mem: Memory,
+    picker: Picker,
+    rng: Rng,
+    start: Instant,
+    /// Pages rewritten by the workload (not counting the initial fill).
+    pages_written: u64,
+    /// Corrupt pages detected so far (write-path checks and sweeps).
+    errors: u64,
+    /// First pages found bad by read-before-write checks.
+    write_bad: Vec<u64>,
+    verify_seq: u64,
+    last_status: Instant,
+    written_at_last_status: u64,
+}
+
+impl Guest {
+    fn describe(c: Check, expected: u32) -> String {
+        match c {
+            Check::Ok => "ok".into(),
+            Check::Stale { found_gen } => {
+                format!("stale: generation {found_gen}, expected {expected}")
+            }
+            Check::Future { found_gen } => {
+                format!("newer: generation {found_gen}, expected {expected}")
+            }
+            Check::Corrupt => format!("corrupt (expected generation {expected})"),
+        }
+    }
+
+    fn write_one(&mut self) {
+        let i = self.picker.pick(&mut self.rng);
+        let expected = self.mem.gens[i];
+        let c = self.mem.rewrite(i);
+        self.pages_written += 1;
+        if c != Check::Ok {
+            self.errors += 1;
+            if self.write_bad.len() < 8 {
+                self.write_bad.push(i as u64);
+            }
+            if self.errors <= MAX_PAGE_ERROR_LINES {
+                emit_error(&format!(
+                    "page {i} before rewrite: {}",
+                    Self::describe(c, expected)
+                ));
+            }
+        }
+    }
+
+    fn status(&mut self) {
+        let now = Instant::now();
+        let secs = now.duration_since(self.last_status).as_secs_f64();
+        let bytes = (self.pages_written - self.written_at_last_status) * PAGE_SIZE as u64;
+        let mbps = if secs > 0.0 {
+            bytes as f64 / secs / 1e6
+        } else {
+            0.0
+        };
+        self.last_status = now;
+        self.written_at_last_status = self.pages_written;
+        emit(
+            &Obj::new("status")
+                .u64("uptime_ms", self.start.elapsed().as_millis() as u64)
+                .u64("pages_written", self.pages_written)
+                .f64_2("write_mbps", mbps)
+                .u64("errors", self.errors)
+                .str("workload", self.cfg.workload.as_str())
+                .finish(),
+        );
+    }
+
+    /// Full sweep of the working set. Bad pages are counted as errors and
+    /// then rewritten with their next generation, so each corruption is
+    /// counted once.
+    fn verify(&mut self) {
+        let t0 = Instant::now();
+        self.verify_seq += 1;
+        let mut bad = 0u64;
+        let mut stale = 0u64;
+        let mut first_bad = Vec::new();
+        for i in 0..self.mem.pages {
+            let c = self.mem.check(i);
+            if c != Check::Ok {
+                bad += 1;
+                if matches!(c, Check::Stale { .. }) {
+                    stale += 1;
+                }
+                if first_bad.len() < 8 {
+                    first_bad.push(i as u64);
+                }
+                self.mem.rewrite(i);
+            }
+        }
+        self.errors += bad;
+        emit(
+            &Obj::new("verify")
+                .u64("seq", self.verify_seq)
+                .bool("ok", self.errors == 0)
+                .u64("pages_checked", self.mem.pages as u64)
+                .u64("bad_pages", bad)
+                .u64_list("first_bad", &first_bad)
+                .u64("stale_pages", stale)
+                .u64("duration_ms", t0.elapsed().as_millis() as u64)
+                .u64("errors_total", self.errors)
+                .u64_list("write_path_bad", &self.write_bad)
+                .finish(),
+        );
+    }
+
+    fn command(&mut self, line: &str) {
+        match line.trim() {
+            "" => {}
+            "verify" => self.verify(),
+            "status" => self.status(),
+            other => {
+                let shown: String = other.chars().take(80).collect();
+                emit_error(&format!("unknown command {shown:?} (verify|status)"));
+            }
+        }
+    }
+
+    fn run(&mut self, rx: mpsc::Receiver<String>) -> ! {
+        let interval = Duration::from_millis(self.cfg.status_ms);
+        let writing = self.cfg.workload == Workload::MemWrite && self.cfg.rate_mbps > 0.0;
+        let bytes_per_sec = self.cfg.rate_mbps * 1e6;
+        // Small batches: one every TICK; at most BURST worth of catch-up.
+        const TICK: Duration = Duration::from_millis(5);
+        let burst = (bytes_per_sec * 0.05).max(PAGE_SIZE as f64);
+        let mut tokens = 0.0f64;
+        let mut last = Instant::now();
+        let mut next_status = last + interval;
+        let mut stdin_open = true;
+        loop {
+            let now = Instant::now();
+            let mut wait = next_status.saturating_duration_since(now);
+            if writing {
+                wait = wait.min(TICK);
+            }
+            let cmd = if stdin_open {
+                match rx.recv_timeout(wait) {
+                    Ok(line) => Some(line),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        stdin_open = false;
+                        None
+                    }
+                }
+            } else {
+                std::thread::sleep(wait);
+                None
+            };
+            if let Some(line) = cmd {
+                self.command(&line);
+                // Time spent in a sweep is not credited to the writer.
+                if line.trim() == "verify" {
+                    last = Instant::now();
+                }
+            }
+            let now = Instant::now();
+            if writing {
+                let dt = now.duration_since(last).as_secs_f64();
+                last = now;
+                tokens = (tokens + bytes_per_sec * dt).min(burst);
+                while tokens >= PAGE_SIZE as f64 {
+                    self.write_one();
+                    tokens -= PAGE_SIZE as f64;
+                }
+            }
+            if now >= next_status {
+                self.status();
+                next_status += interval;
+                if next_status <= now {
+                    next_status = now + interval;
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    let start = Instant::now();
+    let path = std::env::var("PACER_GUEST_CMDLINE").unwrap_or_else(|_| "/proc/cmdline".into());
+    let cmdline = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            emit_error(&format!("cannot read {path}: {e}; using defaults"));
+            String::new()
+        }
+    };
+    let (cfg, problems) = config::parse_cmdline(&cmdline);
+    for p in &problems {
+        emit_error(p);
+    }
+    let pages = (cfg.wss_mib as usize) * (1 << 20) / PAGE_SIZE;
+    if let Some(avail) = mem_available_kib() {
+        if cfg.wss_mib * 1024 > avail {
+            emit_error(&format!(
+                "working set {} MiB exceeds MemAvailable {} MiB; expect the OOM killer",
+                cfg.wss_mib,
+                avail / 1024
+            ));
+        }
+    }
+
+    let t_fill = Instant::now();
+    let mut mem = Memory::new(pages);
+    mem.fill_all();
+    let fill_ms = t_fill.elapsed().as_millis() as u64;
+    emit(
+        &Obj::new("ready")
+            .str("workload", cfg.workload.as_str())
+            .u64("wss_mib", cfg.wss_mib)
+            .f64("rate_mbps", cfg.rate_mbps)
+            .f64("hot_fraction", cfg.hot_fraction)
+            .f64("hot_share", cfg.hot_share)
+            .u64("status_ms", cfg.status_ms)
+            .u64("pages", pages as u64)
+            .u64("fill_ms", fill_ms)
+            .u64("uptime_ms", start.elapsed().as_millis() as u64)
+            .finish(),
+    );
+
+    let rx = spawn_stdin_reader();
+    let now = Instant::now();
+    let mut guest = Guest {
+        picker: Picker::new(&cfg, pages),
+        cfg,
+        mem,
+        rng: Rng::seeded(),
+        start,
+        pages_written: 0,
+        errors: 0,
+        write_bad: Vec::new(),
+        verify_seq: 0,
+        last_status: now,
+        written_at_last_status: 0,
+    };
+    guest.run(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_pages_are_aligned_and_verify() {
+        let mut m = Memory::new(16);
+        assert_eq!(m.page(0).as_ptr() as usize % PAGE_SIZE, 0);
+        m.fill_all();
+        for i in 0..16 {
+            assert_eq!(m.check(i), Check::Ok);
+        }
+        assert_eq!(m.rewrite(3), Check::Ok);
+        assert_eq!(m.gens[3], 1);
+        assert_eq!(m.check(3), Check::Ok);
+        // Simulate a lost write: put generation 0 back.
+        page::fill(m.page_mut(3), 3, 0);
+        assert_eq!(m.check(3), Check::Stale { found_gen: 0 });
+        // Read-before-write reports it.
+        assert_eq!(m.rewrite(3), Check::Stale { found_gen: 0 });
+        assert_eq!(m.check(3), Check::Ok);
+        // Zeroed page.
+        m.page_mut(5).fill(0);
+        assert_eq!(m.check(5), Check::Corrupt);
+    }
+
+    #[test]
+    fn picker_respects_hot_share() {
+        let cfg = Config {
+            hot_fraction: 0.1,
+            hot_share: 0.9,
+            ..Config::default()
+        };
+        let p = Picker::new(&cfg, 1000);
+        assert_eq!(p.hot, 100);
+        let mut rng = Rng(12345);
+        let n = 100_000;
+        let hot = (0..n).filter(|_| p.pick(&mut rng) < 100).count();
+        let share = hot as f64 / n as f64;
+        assert!((share - 0.9).abs() < 0.01, "{share}");
+        // Uniform when the hot fraction or share is 0.
+        for (hf, hs) in [(0.0, 0.9), (0.1, 0.0), (1.0, 0.5)] {
+            let cfg = Config {
+                hot_fraction: hf,
+                hot_share: hs,
+                ..Config::default()
+            };
+            let p = Picker::new(&cfg, 1000);
+            assert_eq!(p.hot, 0);
+            let hot = (0..n).filter(|_| p.pick(&mut rng) < 100).count();
+            let share = hot as f64 / n as f64;
+            assert!((share - 0.1).abs() < 0.01, "{share}");
+        }
+        let mut rng = Rng(7);
+        assert!((0..10_000).all(|_| p.pick(&mut rng) < 1000));
+    }
+}

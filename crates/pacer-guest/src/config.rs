@@ -1,0 +1,181 @@
+//! Configuration from the kernel command line (`pacer.*` keys).
+
+/// What the guest does after the initial fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Fill the working set once, then only answer commands.
+    Idle,
+    /// Rewrite random pages of the working set at a given rate.
+    MemWrite,
+}
+
+impl Workload {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Idle => "idle",
+            Workload::MemWrite => "memwrite",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub workload: Workload,
+    /// Working-set size in MiB.
+    pub wss_mib: u64,
+    /// Write rate in MB/s (10^6 bytes per second).
+    pub rate_mbps: f64,
+    /// Fraction of the working set that is hot, in [0, 1].
+    pub hot_fraction: f64,
+    /// Fraction of page writes that go to the hot set, in [0, 1].
+    pub hot_share: f64,
+    /// Status interval in milliseconds.
+    pub status_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workload: Workload::Idle,
+            wss_mib: 256,
+            rate_mbps: 60.0,
+            hot_fraction: 0.1,
+            hot_share: 0.9,
+            status_ms: 1000,
+        }
+    }
+}
+
+fn parse_fraction(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(f) if f.is_finite() && (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("expected a number in [0, 1], got {v:?}")),
+    }
+}
+
+/// Parses a kernel command line. Returns the configuration (defaults for
+/// anything missing or invalid) and one message per problem found.
+pub fn parse_cmdline(cmdline: &str) -> (Config, Vec<String>) {
+    let mut cfg = Config::default();
+    let mut errors = Vec::new();
+    for tok in cmdline.split_whitespace() {
+        let Some(rest) = tok.strip_prefix("pacer.") else {
+            continue;
+        };
+        let (key, val) = match rest.split_once('=') {
+            Some((k, v)) => (k, v),
+            None => {
+                errors.push(format!("cmdline: {tok}: missing '=value'"));
+                continue;
+            }
+        };
+        let res: Result<(), String> = match key {
+            "workload" => match val {
+                "idle" => {
+                    cfg.workload = Workload::Idle;
+                    Ok(())
+                }
+                "memwrite" => {
+                    cfg.workload = Workload::MemWrite;
+                    Ok(())
+                }
+                _ => Err(format!("unknown workload {val:?} (idle|memwrite)")),
+            },
+            "wss_mib" => match val.parse::<u64>() {
+                Ok(n) if (1..=1 << 20).contains(&n) => {
+                    cfg.wss_mib = n;
+                    Ok(())
+                }
+                _ => Err(format!("expected an integer >= 1, got {val:?}")),
+            },
+            "rate_mbps" => match val.parse::<f64>() {
+                Ok(r) if r.is_finite() && r >= 0.0 => {
+                    cfg.rate_mbps = r;
+                    Ok(())
+                }
+                _ => Err(format!("expected a number >= 0, got {val:?}")),
+            },
+            "hot_fraction" => parse_fraction(val).map(|f| cfg.hot_fraction = f),
+            "hot_share" => parse_fraction(val).map(|f| cfg.hot_share = f),
+            "status_ms" => match val.parse::<u64>() {
+                Ok(n) if (10..=3_600_000).contains(&n) => {
+                    cfg.status_ms = n;
+                    Ok(())
+                }
+                _ => Err(format!("expected an integer in [10, 3600000], got {val:?}")),
+            },
+            _ => Err("unknown key".to_string()),
+        };
+        if let Err(e) = res {
+            errors.push(format!("cmdline: pacer.{key}: {e}; using the default"));
+        }
+    }
+    (cfg, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_absent() {
+        let (c, e) = parse_cmdline("console=ttyS0 quiet root=/dev/vda\n");
+        assert_eq!(c, Config::default());
+        assert!(e.is_empty());
+        assert_eq!(c.workload, Workload::Idle);
+        assert_eq!(c.wss_mib, 256);
+        assert_eq!(c.rate_mbps, 60.0);
+        assert_eq!(c.hot_fraction, 0.1);
+        assert_eq!(c.hot_share, 0.9);
+        assert_eq!(c.status_ms, 1000);
+    }
+
+    #[test]
+    fn all_keys() {
+        let (c, e) = parse_cmdline(
+            "console=ttyS0 pacer.workload=memwrite pacer.wss_mib=64 pacer.rate_mbps=20.5 \
+             pacer.hot_fraction=0 pacer.hot_share=1 pacer.status_ms=250 quiet",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            c,
+            Config {
+                workload: Workload::MemWrite,
+                wss_mib: 64,
+                rate_mbps: 20.5,
+                hot_fraction: 0.0,
+                hot_share: 1.0,
+                status_ms: 250,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_fall_back_to_defaults() {
+        let (c, e) = parse_cmdline(
+            "pacer.workload=spin pacer.wss_mib=0 pacer.rate_mbps=-3 pacer.hot_fraction=1.5 \
+             pacer.hot_share=abc pacer.status_ms=1 pacer.bogus=1 pacer.noequals pacer.wss_mib=x",
+        );
+        assert_eq!(c, Config::default());
+        assert_eq!(e.len(), 9, "{e:?}");
+        assert!(e.iter().any(|m| m.contains("pacer.bogus")));
+        assert!(e.iter().any(|m| m.contains("pacer.workload")));
+        assert!(e.iter().any(|m| m.contains("noequals")));
+    }
+
+    #[test]
+    fn good_values_survive_bad_neighbours() {
+        let (c, e) = parse_cmdline("pacer.wss_mib=32 pacer.rate_mbps=nan pacer.workload=memwrite");
+        assert_eq!(c.wss_mib, 32);
+        assert_eq!(c.rate_mbps, 60.0);
+        assert_eq!(c.workload, Workload::MemWrite);
+        assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn later_key_wins() {
+        let (c, e) = parse_cmdline("pacer.wss_mib=32 pacer.wss_mib=48");
+        assert_eq!(c.wss_mib, 48);
+        assert!(e.is_empty());
+    }
+}

@@ -1,0 +1,1306 @@
+//! Guest image builder: a Debian cloud kernel plus an initramfs holding
+//! busybox-static, the virtio modules and the `pacer-guest` workload program.
+//!
+//! Everything comes from Debian packages (`apt-get download`, `dpkg-deb -x`)
+//! and from this workspace (the guest binary is built with cargo as a static
+//! executable). Results are cached under [`ImageOptions::cache_dir`]:
+//!
+//! ```text
+//! <cache>/kernel/current              name of the extracted kernel package
+//! <cache>/kernel/<package>/           dpkg-deb -x of linux-image-<ver>-cloud-amd64
+//! <cache>/busybox/<package>/          only if the host has no static /bin/busybox
+//! <cache>/images/<id>/vmlinuz         the kernel (bzImage)
+//! <cache>/images/<id>/initrd.img      gzip'd newc cpio
+//! <cache>/images/<id>/manifest.txt    what went in
+//! ```
+//!
+//! `<id>` is a hash of every input, so an image is rebuilt only when an input
+//! changes; images are written to a temporary directory and renamed into
+//! place, so a concurrent or interrupted build never leaves a half image.
+//!
+//! The guest's `/init` mounts proc, sysfs and devtmpfs, loads the modules,
+//! turns off echo on ttyS0 and runs `/bin/pacer-guest` with stdin, stdout and
+//! stderr on ttyS0. If it exits, init prints a `PACER {"kind":"error",...}`
+//! line and keeps PID 1 alive (a shell on the console, restarted forever).
+
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+/// Kernel modules the initramfs loads, in this order, each after whatever
+/// its `.modinfo` `depends=` names.
+pub const GUEST_MODULES: &[&str] = &[
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_net",
+    "virtio_balloon",
+];
+
+/// Debian metapackage that names the current cloud kernel.
+const KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
+/// Host target the static guest binary is built for.
+const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// Bump when the image layout changes in a way the inputs do not show.
+const IMAGE_FORMAT: &str = "pacer-guest-image v1";
+
+/// Where and how to build the guest image.
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// Root of the cache (kernel packages, images).
+    pub cache_dir: PathBuf,
+    /// A prebuilt static `pacer-guest` binary; `None` builds it with cargo.
+    pub guest_bin: Option<PathBuf>,
+    /// Print what is being done to stderr.
+    pub progress: bool,
+}
+
+impl ImageOptions {
+    /// `cache_dir` = `$PACER_CACHE_DIR` or `~/.cache/pacer`;
+    /// `guest_bin` = `$PACER_GUEST_BIN`; `progress` off.
+    pub fn from_env() -> Self {
+        let cache_dir = match std::env::var_os("PACER_CACHE_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => {
+                let home = std::env::var_os("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir);
+                home.join(".cache").join("pacer")
+            }
+        };
+        let guest_bin = std::env::var_os("PACER_GUEST_BIN")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        ImageOptions {
+            cache_dir,
+            guest_bin,
+            progress: false,
+        }
+    }
+}
+
+/// A bootable guest: pass `kernel` to `-kernel`, `initrd` to `-initrd` and
+/// [`guest_cmdline`] to `-append`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestImage {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// `uname -r` of the kernel, e.g. `6.1.0-56-cloud-amd64`.
+    pub kernel_version: String,
+    /// Hash of all inputs (16 hex digits); also the image's directory name.
+    pub id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// An external program is missing or failed.
+    #[error("{tool}: {message}")]
+    Tool { tool: String, message: String },
+    /// The kernel package is not what was expected.
+    #[error("kernel: {0}")]
+    Kernel(String),
+    /// An input file (guest binary, busybox, module) is unusable.
+    #[error("{0}")]
+    Input(String),
+}
+
+type Result<T> = std::result::Result<T, ImageError>;
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ImageError {
+    let context = context.into();
+    move |source| ImageError::Io { context, source }
+}
+
+/// The kernel command line for a guest: serial console, quiet kernel, and
+/// the workload part (`pacer.*` keys), e.g.
+/// `guest_cmdline("pacer.workload=memwrite pacer.wss_mib=256 pacer.rate_mbps=60")`.
+///
+/// `panic=-1` makes a guest panic reboot at once, so QEMU run with
+/// `-no-reboot` exits instead of hanging.
+pub fn guest_cmdline(workload: &str) -> String {
+    let base = "console=ttyS0,115200 quiet loglevel=3 panic=-1 mitigations=off";
+    let workload = workload.trim();
+    if workload.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base} {workload}")
+    }
+}
+
+/// Returns a bootable guest image, building whatever is missing.
+pub fn ensure_guest_image(opts: &ImageOptions) -> Result<GuestImage> {
+    let cache = &opts.cache_dir;
+    fs::create_dir_all(cache).map_err(io_err(format!("create {}", cache.display())))?;
+
+    let guest_bin = match &opts.guest_bin {
+        Some(p) => p.clone(),
+        None => build_guest_binary(opts.progress)?,
+    };
+    let guest = fs::read(&guest_bin)
+        .map_err(io_err(format!("read guest binary {}", guest_bin.display())))?;
+    check_static_elf(&guest, &guest_bin.display().to_string())?;
+
+    let busybox_path = ensure_busybox(cache, opts.progress)?;
+    let busybox =
+        fs::read(&busybox_path).map_err(io_err(format!("read {}", busybox_path.display())))?;
+
+    let kernel = ensure_kernel(cache, opts.progress)?;
+    let vmlinuz =
+        fs::read(&kernel.vmlinuz).map_err(io_err(format!("read {}", kernel.vmlinuz.display())))?;
+    let modules = resolve_modules(&kernel.modules_dir, GUEST_MODULES)?;
+    let module_names: Vec<String> = modules.iter().map(|m| m.name.clone()).collect();
+    let init = init_script(&module_names);
+
+    // The id covers every input.
+    let mut h = Sha256::new();
+    let mut feed = |label: &str, data: &[u8]| {
+        h.update(label.as_bytes());
+        h.update((data.len() as u64).to_le_bytes());
+        h.update(data);
+    };
+    feed("format", IMAGE_FORMAT.as_bytes());
+    feed("kernel_version", kernel.version.as_bytes());
+    feed("vmlinuz", &vmlinuz);
+    feed("busybox", &busybox);
+    feed("pacer-guest", &guest);
+    feed("init", init.as_bytes());
+    for m in &modules {
+        feed(&format!("module {}", m.name), &m.data);
+    }
+    let id: String = hex(&h.finalize())[..16].to_string();
+
+    let images = cache.join("images");
+    let dir = images.join(&id);
+    let image = GuestImage {
+        kernel: dir.join("vmlinuz"),
+        initrd: dir.join("initrd.img"),
+        kernel_version: kernel.version.clone(),
+        id: id.clone(),
+    };
+    if image.kernel.is_file() && image.initrd.is_file() {
+        say(
+            opts.progress,
+            format!("guest image {id} is cached in {}", dir.display()),
+        );
+        return Ok(image);
+    }
+
+    say(
+        opts.progress,
+        format!("building guest image {id} (kernel {})", kernel.version),
+    );
+    fs::create_dir_all(&images).map_err(io_err(format!("create {}", images.display())))?;
+    clean_stale_temps(&images);
+    let tmp = images.join(format!(".tmp-{id}-{}-{}", std::process::id(), nanos()));
+    fs::create_dir_all(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
+    let built = (|| -> Result<()> {
+        // Share the kernel with the cache when possible (same file system).
+        if fs::hard_link(&kernel.vmlinuz, tmp.join("vmlinuz")).is_err() {
+            write_synced(&tmp.join("vmlinuz"), &vmlinuz)?;
+        }
+        let mut cpio = Cpio::default();
+        for d in [
+            "bin",
+            "sbin",
+            "usr",
+            "usr/bin",
+            "usr/sbin",
+            "proc",
+            "sys",
+            "dev",
+            "tmp",
+            "root",
+            "etc",
+            "lib",
+            "lib/modules",
+        ] {
+            cpio.dir(d);
+        }
+        cpio.char_dev("dev/console", 0o600, 5, 1);
+        cpio.file("bin/busybox", 0o755, &busybox);
+        cpio.symlink("bin/sh", "busybox");
+        cpio.file("bin/pacer-guest", 0o755, &guest);
+        for m in &modules {
+            cpio.file(&format!("lib/modules/{}.ko", m.name), 0o644, &m.data);
+        }
+        cpio.file("init", 0o755, init.as_bytes());
+        let cpio_path = tmp.join("initrd.cpio");
+        write_synced(&cpio_path, &cpio.finish())?;
+        gzip(&cpio_path, &tmp.join("initrd.img"))?;
+        fs::remove_file(&cpio_path).map_err(io_err(format!("remove {}", cpio_path.display())))?;
+        let manifest = format!(
+            "{IMAGE_FORMAT}\nid {id}\nkernel_version {}\nkernel_package {}\nbusybox {}\npacer-guest {}\nmodules {}\n\n{init}",
+            kernel.version,
+            kernel.package,
+            busybox_path.display(),
+            guest_bin.display(),
+            module_names.join(" "),
+        );
+        write_synced(&tmp.join("manifest.txt"), manifest.as_bytes())?;
+        Ok(())
+    })();
+    if let Err(e) = built {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    publish_dir(&tmp, &dir, |d| {
+        d.join("vmlinuz").is_file() && d.join("initrd.img").is_file()
+    })?;
+    say(
+        opts.progress,
+        format!("guest image ready: {}", dir.display()),
+    );
+    Ok(image)
+}
+
+fn say(progress: bool, msg: impl AsRef<str>) {
+    if progress {
+        eprintln!("[pacer-image] {}", msg.as_ref());
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = fs::File::create(path).map_err(io_err(format!("create {}", path.display())))?;
+    f.write_all(data)
+        .map_err(io_err(format!("write {}", path.display())))?;
+    f.sync_all()
+        .map_err(io_err(format!("sync {}", path.display())))
+}
+
+/// Renames the finished temporary directory `tmp` to `dest`. If another
+/// build got there first (and `valid` accepts its result), keeps that one;
+/// an invalid `dest` (not made by this code) is replaced.
+fn publish_dir(tmp: &Path, dest: &Path, valid: impl Fn(&Path) -> bool) -> Result<()> {
+    let mut result = fs::rename(tmp, dest);
+    if result.is_err() && dest.exists() && !valid(dest) {
+        let _ = fs::remove_dir_all(dest);
+        result = fs::rename(tmp, dest);
+    }
+    match result {
+        Ok(()) => Ok(()),
+        Err(_) if valid(dest) => {
+            let _ = fs::remove_dir_all(tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(tmp);
+            Err(ImageError::Io {
+                context: format!("rename {} to {}", tmp.display(), dest.display()),
+                source: e,
+            })
+        }
+    }
+}
+
+/// Removes `.tmp-*` directories left by interrupted builds (older than 1 h).
+fn clean_stale_temps(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600));
+        if old {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Runs a command, capturing its output; a missing program or a non-zero
+/// exit becomes an [`ImageError::Tool`] with the output's tail.
+fn run(cmd: &mut Command, hint: &str) -> Result<Output> {
+    let tool = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| ImageError::Tool {
+            tool: tool.clone(),
+            message: if e.kind() == io::ErrorKind::NotFound {
+                format!(
+                    "not found in PATH{}",
+                    if hint.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({hint})")
+                    }
+                )
+            } else {
+                format!("cannot run: {e}")
+            },
+        })?;
+    if !out.status.success() {
+        return Err(ImageError::Tool {
+            tool,
+            message: format!("{:?} failed ({}): {}", cmd, out.status, tail(&out)),
+        });
+    }
+    Ok(out)
+}
+
+fn tail(out: &Output) -> String {
+    let mut s = String::from_utf8_lossy(&out.stderr).into_owned();
+    if s.trim().is_empty() {
+        s = String::from_utf8_lossy(&out.stdout).into_owned();
+    }
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+fn gzip(src: &Path, dest: &Path) -> Result<()> {
+    let f = fs::File::create(dest).map_err(io_err(format!("create {}", dest.display())))?;
+    run(
+        Command::new("gzip")
+            .args(["-n", "-6", "-c"])
+            .arg(src)
+            .stdout(f),
+        "install gzip",
+    )?;
+    fs::File::open(dest)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(format!("sync {}", dest.display())))
+}
+
+// ---------------------------------------------------------------------------
+// The guest binary
+
+/// Root of this cargo workspace.
+fn workspace_root() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
+}
+
+/// Builds `pacer-guest` as a static executable and returns its path.
+fn build_guest_binary(progress: bool) -> Result<PathBuf> {
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    say(
+        progress,
+        format!("building pacer-guest (static) in {}", root.display()),
+    );
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "-p",
+            "pacer-guest",
+            "--release",
+            "--target",
+            GUEST_TARGET,
+            "--target-dir",
+            "target/guest",
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET");
+    let hint = "install Rust (cargo), or set PACER_GUEST_BIN to a prebuilt static pacer-guest";
+    if progress {
+        // Let cargo's own progress through.
+        let status = cmd
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| ImageError::Tool {
+                tool: cargo.to_string_lossy().into_owned(),
+                message: if e.kind() == io::ErrorKind::NotFound {
+                    format!("not found ({hint})")
+                } else {
+                    e.to_string()
+                },
+            })?;
+        if !status.success() {
+            return Err(ImageError::Tool {
+                tool: "cargo".into(),
+                message: format!("building pacer-guest failed ({status})"),
+            });
+        }
+    } else {
+        run(&mut cmd, hint)?;
+    }
+    let bin = root
+        .join("target/guest")
+        .join(GUEST_TARGET)
+        .join("release/pacer-guest");
+    if !bin.is_file() {
+        return Err(ImageError::Input(format!(
+            "cargo succeeded but {} is missing",
+            bin.display()
+        )));
+    }
+    Ok(bin)
+}
+
+// ---------------------------------------------------------------------------
+// ELF helpers (64-bit little-endian only: x86_64 guests)
+
+fn rd_u16(b: &[u8], off: usize) -> Option<u64> {
+    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?) as u64)
+}
+fn rd_u32(b: &[u8], off: usize) -> Option<u64> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?) as u64)
+}
+fn rd_u64(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+fn is_elf64_le(b: &[u8]) -> bool {
+    b.len() >= 64 && &b[..4] == b"\x7fELF" && b[4] == 2 && b[5] == 1
+}
+
+/// Whether an ELF executable has a PT_INTERP (needs a dynamic loader).
+fn elf_has_interp(b: &[u8]) -> Option<bool> {
+    let phoff = rd_u64(b, 0x20)? as usize;
+    let phentsize = rd_u16(b, 0x36)? as usize;
+    let phnum = rd_u16(b, 0x38)? as usize;
+    for i in 0..phnum {
+        if rd_u32(b, phoff.checked_add(i.checked_mul(phentsize)?)?)? == 3 {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// An x86_64 ELF executable that needs no dynamic loader.
+fn check_static_elf(b: &[u8], what: &str) -> Result<()> {
+    if !is_elf64_le(b) || rd_u16(b, 0x12) != Some(62) {
+        return Err(ImageError::Input(format!(
+            "{what} is not an x86_64 ELF executable"
+        )));
+    }
+    match elf_has_interp(b) {
+        Some(false) => Ok(()),
+        Some(true) => Err(ImageError::Input(format!(
+            "{what} is dynamically linked; the guest has no libraries (build with RUSTFLAGS=\"-C target-feature=+crt-static\")"
+        ))),
+        None => Err(ImageError::Input(format!("{what}: truncated ELF program headers"))),
+    }
+}
+
+/// Contents of the named section of an ELF file.
+fn elf_section<'a>(b: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    if !is_elf64_le(b) {
+        return None;
+    }
+    let shoff = rd_u64(b, 0x28)? as usize;
+    let shentsize = rd_u16(b, 0x3A)? as usize;
+    let shnum = rd_u16(b, 0x3C)? as usize;
+    let shstrndx = rd_u16(b, 0x3E)? as usize;
+    let sh = |i: usize| -> Option<(usize, usize, usize)> {
+        let base = shoff.checked_add(i.checked_mul(shentsize)?)?;
+        Some((
+            rd_u32(b, base)? as usize,
+            rd_u64(b, base + 24)? as usize,
+            rd_u64(b, base + 32)? as usize,
+        ))
+    };
+    let (_, str_off, str_size) = sh(shstrndx)?;
+    let strtab = b.get(str_off..str_off.checked_add(str_size)?)?;
+    for i in 0..shnum {
+        let (name_off, off, size) = sh(i)?;
+        let n = strtab.get(name_off..)?;
+        let n = &n[..n.iter().position(|&c| c == 0)?];
+        if n == name.as_bytes() {
+            return b.get(off..off.checked_add(size)?);
+        }
+    }
+    None
+}
+
+/// The `depends=` list of a kernel module (what `modinfo -F depends` says).
+fn module_depends(ko: &[u8]) -> Option<Vec<String>> {
+    let info = elf_section(ko, ".modinfo")?;
+    for entry in info.split(|&c| c == 0) {
+        if let Some(v) = entry.strip_prefix(b"depends=") {
+            let v = String::from_utf8_lossy(v);
+            return Some(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(normalize_module_name)
+                    .collect(),
+            );
+        }
+    }
+    Some(Vec::new())
+}
+
+fn normalize_module_name(n: &str) -> String {
+    n.replace('-', "_")
+}
+
+// ---------------------------------------------------------------------------
+// Debian packages
+
+/// `apt-get download` into `dir`; on failure runs `apt-get update` once (the
+/// package lists may be missing) and retries.
+fn apt_download(dir: &Path, spec: &str, updated: &mut bool, progress: bool) -> Result<()> {
+    say(progress, format!("apt-get download {spec}"));
+    let attempt = || {
+        run(
+            Command::new("apt-get")
+                .current_dir(dir)
+                .args(["download", spec]),
+            "this needs Debian's apt",
+        )
+    };
+    match attempt() {
+        Ok(_) => Ok(()),
+        Err(e)
+            if !*updated
+                && !matches!(&e, ImageError::Tool { message, .. } if message.starts_with("not found")) =>
+        {
+            say(
+                progress,
+                format!("apt-get download failed ({e}); running apt-get update and retrying"),
+            );
+            *updated = true;
+            run(Command::new("apt-get").arg("update"), "")?;
+            attempt().map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The single `<name>_*.deb` in `dir`.
+fn find_deb(dir: &Path, name: &str) -> Result<PathBuf> {
+    let prefix = format!("{name}_");
+    fs::read_dir(dir)
+        .map_err(io_err(format!("read {}", dir.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .map(|f| f.to_string_lossy())
+                .is_some_and(|f| f.starts_with(&prefix) && f.ends_with(".deb"))
+        })
+        .ok_or_else(|| ImageError::Tool {
+            tool: "apt-get".into(),
+            message: format!("download of {name} left no .deb in {}", dir.display()),
+        })
+}
+
+/// From a Depends field, the first `linux-image-*` package (preferring a
+/// `-cloud-amd64` one) as `name` or `name=version`.
+fn kernel_package_from_depends(depends: &str) -> Option<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for alt in depends.split([',', '|']) {
+        let alt = alt.trim();
+        let (name, rest) = alt.split_once(char::is_whitespace).unwrap_or((alt, ""));
+        if !name.starts_with("linux-image-") {
+            continue;
+        }
+        let spec = match rest
+            .trim()
+            .strip_prefix("(=")
+            .and_then(|v| v.strip_suffix(')'))
+        {
+            Some(ver) => format!("{name}={}", ver.trim()),
+            None => name.to_string(),
+        };
+        found.push((name.to_string(), spec));
+    }
+    found
+        .iter()
+        .find(|(n, _)| n.ends_with("-cloud-amd64"))
+        .or(found.first())
+        .cloned()
+}
+
+/// An extracted kernel package.
+struct KernelTree {
+    package: String,
+    version: String,
+    vmlinuz: PathBuf,
+    modules_dir: PathBuf,
+}
+
+fn kernel_tree(root: &Path, package: &str) -> Result<KernelTree> {
+    let boot = root.join("boot");
+    let vmlinuz = fs::read_dir(&boot)
+        .map_err(io_err(format!("read {}", boot.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or_else(|| ImageError::Kernel(format!("no boot/vmlinuz-* in {}", root.display())))?;
+    // Debian's layout up to bookworm is lib/modules; merged-/usr packages use usr/lib/modules.
+    let mut modules_dir = None;
+    for base in ["lib/modules", "usr/lib/modules"] {
+        let Ok(rd) = fs::read_dir(root.join(base)) else {
+            continue;
+        };
+        if let Some(d) = rd
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("kernel").is_dir())
+        {
+            modules_dir = Some(d);
+            break;
+        }
+    }
+    let modules_dir = modules_dir.ok_or_else(|| {
+        ImageError::Kernel(format!(
+            "no lib/modules/<version>/kernel in {}",
+            root.display()
+        ))
+    })?;
+    let version = modules_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    Ok(KernelTree {
+        package: package.to_string(),
+        version,
+        vmlinuz,
+        modules_dir,
+    })
+}
+
+/// Downloads and extracts the current cloud kernel once; afterwards uses
+/// the cached copy without asking apt.
+fn ensure_kernel(cache: &Path, progress: bool) -> Result<KernelTree> {
+    let kdir = cache.join("kernel");
+    let current = kdir.join("current");
+    if let Ok(pkg) = fs::read_to_string(&current) {
+        let pkg = pkg.trim();
+        if !pkg.is_empty() {
+            if let Ok(t) = kernel_tree(&kdir.join(pkg), pkg) {
+                return Ok(t);
+            }
+        }
+    }
+    fs::create_dir_all(&kdir).map_err(io_err(format!("create {}", kdir.display())))?;
+    clean_stale_temps(&kdir);
+    let tmp = kdir.join(format!(".tmp-{}-{}", std::process::id(), nanos()));
+    fs::create_dir_all(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
+    let res = (|| -> Result<String> {
+        let mut updated = false;
+        apt_download(&tmp, KERNEL_METAPACKAGE, &mut updated, progress)?;
+        let meta = find_deb(&tmp, KERNEL_METAPACKAGE)?;
+        let out = run(
+            Command::new("dpkg-deb").arg("-f").arg(&meta).arg("Depends"),
+            "this needs Debian's dpkg",
+        )?;
+        let depends = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (pkg, spec) = kernel_package_from_depends(&depends).ok_or_else(|| {
+            ImageError::Kernel(format!(
+                "{KERNEL_METAPACKAGE} depends on no linux-image-*: {depends:?}"
+            ))
+        })?;
+        apt_download(&tmp, &spec, &mut updated, progress)?;
+        let deb = find_deb(&tmp, &pkg)?;
+        let root = tmp.join("root");
+        say(progress, format!("dpkg-deb -x {}", deb.display()));
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root), "")?;
+        kernel_tree(&root, &pkg)?; // check before publishing
+        publish_dir(&root, &kdir.join(&pkg), |d| kernel_tree(d, &pkg).is_ok())?;
+        Ok(pkg)
+    })();
+    let _ = fs::remove_dir_all(&tmp);
+    let pkg = res?;
+    let cur_tmp = kdir.join(format!(".current-{}-{}", std::process::id(), nanos()));
+    write_synced(&cur_tmp, format!("{pkg}\n").as_bytes())?;
+    fs::rename(&cur_tmp, &current).map_err(io_err(format!("rename to {}", current.display())))?;
+    let t = kernel_tree(&kdir.join(&pkg), &pkg)?;
+    say(
+        progress,
+        format!(
+            "kernel {} from {pkg} cached in {}",
+            t.version,
+            kdir.display()
+        ),
+    );
+    Ok(t)
+}
+
+/// A static busybox: the host's /bin/busybox if it is busybox-static,
+/// else busybox-static downloaded and extracted into the cache.
+fn ensure_busybox(cache: &Path, progress: bool) -> Result<PathBuf> {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if let Ok(b) = fs::read(p) {
+            if check_static_elf(&b, p).is_ok() {
+                return Ok(PathBuf::from(p));
+            }
+        }
+    }
+    say(
+        progress,
+        "no static busybox on the host; using Debian's busybox-static",
+    );
+    fetch_busybox_static(cache, progress)
+}
+
+/// busybox-static from Debian, downloaded and extracted once into the cache.
+fn fetch_busybox_static(cache: &Path, progress: bool) -> Result<PathBuf> {
+    let bdir = cache.join("busybox");
+    let bin = bdir.join("busybox-static/bin/busybox");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    fs::create_dir_all(&bdir).map_err(io_err(format!("create {}", bdir.display())))?;
+    let tmp = bdir.join(format!(".tmp-{}-{}", std::process::id(), nanos()));
+    fs::create_dir_all(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
+    let res = (|| -> Result<()> {
+        let mut updated = false;
+        apt_download(&tmp, "busybox-static", &mut updated, progress)?;
+        let deb = find_deb(&tmp, "busybox-static")?;
+        let root = tmp.join("root");
+        run(
+            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+            "this needs Debian's dpkg",
+        )?;
+        let found = ["bin/busybox", "usr/bin/busybox"]
+            .iter()
+            .map(|p| root.join(p))
+            .find(|p| p.is_file());
+        let found =
+            found.ok_or_else(|| ImageError::Input("busybox-static has no bin/busybox".into()))?;
+        let data = fs::read(&found).map_err(io_err(format!("read {}", found.display())))?;
+        check_static_elf(&data, "busybox-static's busybox")?;
+        let stage = tmp.join("stage");
+        fs::create_dir_all(stage.join("bin"))
+            .map_err(io_err(format!("create {}", stage.display())))?;
+        write_synced(&stage.join("bin/busybox"), &data)?;
+        publish_dir(&stage, &bdir.join("busybox-static"), |d| {
+            d.join("bin/busybox").is_file()
+        })
+    })();
+    let _ = fs::remove_dir_all(&tmp);
+    res?;
+    Ok(bin)
+}
+
+// ---------------------------------------------------------------------------
+// Modules
+
+struct Module {
+    name: String,
+    /// Uncompressed .ko bytes.
+    data: Vec<u8>,
+}
+
+/// Reads a module, decompressing `.ko.xz`, `.ko.zst` and `.ko.gz`.
+fn read_module(path: &Path) -> Result<Vec<u8>> {
+    let name = path.to_string_lossy();
+    let tool = if name.ends_with(".ko.xz") {
+        Some("xz")
+    } else if name.ends_with(".ko.zst") {
+        Some("zstd")
+    } else if name.ends_with(".ko.gz") {
+        Some("gzip")
+    } else {
+        None
+    };
+    match tool {
+        None => fs::read(path).map_err(io_err(format!("read {}", path.display()))),
+        Some(t) => {
+            let hint = format!(
+                "install {} to unpack compressed modules",
+                if t == "xz" { "xz-utils" } else { t }
+            );
+            Ok(run(Command::new(t).arg("-dc").arg(path), &hint)?.stdout)
+        }
+    }
+}
+
+fn index_modules(dir: &Path, out: &mut HashMap<String, PathBuf>) -> Result<()> {
+    for e in fs::read_dir(dir)
+        .map_err(io_err(format!("read {}", dir.display())))?
+        .flatten()
+    {
+        let p = e.path();
+        let ft = e
+            .file_type()
+            .map_err(io_err(format!("stat {}", p.display())))?;
+        if ft.is_dir() {
+            index_modules(&p, out)?;
+        } else {
+            let f = e.file_name().to_string_lossy().into_owned();
+            for ext in [".ko", ".ko.xz", ".ko.zst", ".ko.gz"] {
+                if let Some(stem) = f.strip_suffix(ext) {
+                    out.entry(normalize_module_name(stem)).or_insert(p.clone());
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The wanted modules and everything they depend on, dependencies first.
+/// A module that is built into the kernel (modules.builtin) is skipped.
+fn resolve_modules(modules_dir: &Path, wanted: &[&str]) -> Result<Vec<Module>> {
+    let mut index = HashMap::new();
+    index_modules(&modules_dir.join("kernel"), &mut index)?;
+    let builtin: HashSet<String> = fs::read_to_string(modules_dir.join("modules.builtin"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.rsplit('/').next())
+        .filter_map(|f| f.strip_suffix(".ko"))
+        .map(normalize_module_name)
+        .collect();
+
+    fn visit(
+        name: &str,
+        index: &HashMap<String, PathBuf>,
+        builtin: &HashSet<String>,
+        visiting: &mut HashSet<String>,
+        done: &mut HashSet<String>,
+        out: &mut Vec<Module>,
+    ) -> Result<()> {
+        if done.contains(name) {
+            return Ok(());
+        }
+        if !visiting.insert(name.to_string()) {
+            return Err(ImageError::Kernel(format!(
+                "module dependency cycle through {name}"
+            )));
+        }
+        match index.get(name) {
+            Some(path) => {
+                let data = read_module(path)?;
+                let deps = module_depends(&data).ok_or_else(|| {
+                    ImageError::Kernel(format!("{} has no readable .modinfo", path.display()))
+                })?;
+                for d in &deps {
+                    visit(d, index, builtin, visiting, done, out)?;
+                }
+                out.push(Module {
+                    name: name.to_string(),
+                    data,
+                });
+            }
+            None if builtin.contains(name) => {}
+            None => {
+                return Err(ImageError::Kernel(format!(
+                    "module {name} is neither in the package nor built in"
+                )))
+            }
+        }
+        visiting.remove(name);
+        done.insert(name.to_string());
+        Ok(())
+    }
+
+    let (mut visiting, mut done, mut out) = (HashSet::new(), HashSet::new(), Vec::new());
+    for w in wanted {
+        visit(
+            &normalize_module_name(w),
+            &index,
+            &builtin,
+            &mut visiting,
+            &mut done,
+            &mut out,
+        )?;
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// initramfs
+
+/// The guest's /init. PID 1 must never exit (the kernel would panic).
+fn init_script(modules: &[String]) -> String {
+    format!(
+        r#"#!/bin/busybox sh
+# pacer guest init (PID 1), generated by pacer-testbed. It must never exit.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox --install -s
+for m in {modules}; do
+  insmod /lib/modules/$m.ko || echo "pacer-init: insmod $m failed (continuing)"
+done
+CON=/dev/ttyS0
+[ -c $CON ] || CON=/dev/console
+stty -F $CON -echo
+echo "pacer-init: starting /bin/pacer-guest" >$CON
+/bin/pacer-guest <$CON >$CON 2>&1
+rc=$?
+echo "PACER {{\"kind\":\"error\",\"message\":\"pacer-guest exited with status $rc\"}}" >$CON
+stty -F $CON echo
+while :; do
+  sh <$CON >$CON 2>&1
+  sleep 1
+done
+"#,
+        modules = modules.join(" ")
+    )
+}
+
+/// Writer of a `newc` (SVR4, no CRC) cpio archive, with fixed owners and
+/// times so the same inputs give the same bytes.
+#[derive(Default)]
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
+        self.ino += 1;
+        let fields = [
+            self.ino,
+            mode,
+            0, // uid
+            0, // gid
+            nlink,
+            0, // mtime
+            data.len() as u32,
+            0, // devmajor
+            0, // devminor
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0, // check
+        ];
+        self.out.extend_from_slice(b"070701");
+        for f in fields {
+            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+    }
+
+    fn dir(&mut self, name: &str) {
+        self.entry(name, 0o040755, 2, (0, 0), &[]);
+    }
+
+    fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
+        self.entry(name, 0o100000 | perm, 1, (0, 0), data);
+    }
+
+    fn symlink(&mut self, name: &str, target: &str) {
+        self.entry(name, 0o120777, 1, (0, 0), target.as_bytes());
+    }
+
+    fn char_dev(&mut self, name: &str, perm: u32, major: u32, minor: u32) {
+        self.entry(name, 0o020000 | perm, 1, (major, minor), &[]);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.ino = 0;
+        self.out.extend_from_slice(b"070701");
+        for f in [0u32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 11, 0] {
+            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        self.out.extend_from_slice(b"TRAILER!!!\0");
+        self.pad();
+        // The kernel reads the archive in 512-byte blocks' worth happily,
+        // but pad like cpio(1) does.
+        while !self.out.len().is_multiple_of(512) {
+            self.out.push(0);
+        }
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+    use std::process::Child;
+    use std::time::Instant;
+
+    #[test]
+    fn cmdline_has_console_and_workload() {
+        let c = guest_cmdline("pacer.workload=memwrite pacer.wss_mib=256 ");
+        assert!(c.starts_with("console=ttyS0"));
+        assert!(c.ends_with(" pacer.workload=memwrite pacer.wss_mib=256"));
+        assert!(!guest_cmdline("").ends_with(' '));
+    }
+
+    #[test]
+    fn depends_field_parsing() {
+        assert_eq!(
+            kernel_package_from_depends("linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)\n"),
+            Some((
+                "linux-image-6.1.0-56-cloud-amd64".into(),
+                "linux-image-6.1.0-56-cloud-amd64=6.1.192-2".into()
+            ))
+        );
+        assert_eq!(
+            kernel_package_from_depends("foo, linux-image-6.12.9-cloud-amd64"),
+            Some((
+                "linux-image-6.12.9-cloud-amd64".into(),
+                "linux-image-6.12.9-cloud-amd64".into()
+            ))
+        );
+        assert_eq!(kernel_package_from_depends("libc6 (>= 2.36)"), None);
+    }
+
+    #[test]
+    fn cpio_layout() {
+        let mut c = Cpio::default();
+        c.dir("bin");
+        c.file("init", 0o755, b"#!/bin/sh\n");
+        let out = c.finish();
+        assert_eq!(&out[..6], b"070701");
+        assert_eq!(out.len() % 512, 0);
+        // Second header starts 4-byte aligned after "bin\0".
+        let second = (110 + 4_usize).div_ceil(4) * 4;
+        assert_eq!(&out[second..second + 6], b"070701");
+        assert_eq!(&out[second + 14..second + 22], b"000081ed");
+        let s = String::from_utf8_lossy(&out);
+        assert!(s.contains("TRAILER!!!"));
+    }
+
+    #[test]
+    fn busybox_static_from_package() {
+        let cache = tempfile::tempdir().unwrap();
+        let bin =
+            fetch_busybox_static(cache.path(), true).expect("busybox-static via apt-get download");
+        let data = fs::read(&bin).unwrap();
+        check_static_elf(&data, "busybox").unwrap();
+        // Cached: the second call does not download.
+        assert_eq!(fetch_busybox_static(cache.path(), false).unwrap(), bin);
+    }
+
+    /// Every module comes after the modules its .modinfo depends on, and
+    /// all wanted modules are there (none is built into the cloud kernel).
+    #[test]
+    fn module_order_respects_depends() {
+        let opts = ImageOptions::from_env();
+        let kernel = ensure_kernel(&opts.cache_dir, true).expect("kernel package");
+        let mods = resolve_modules(&kernel.modules_dir, GUEST_MODULES).unwrap();
+        let names: Vec<&str> = mods.iter().map(|m| m.name.as_str()).collect();
+        eprintln!("kernel {}: modules {names:?}", kernel.version);
+        for w in GUEST_MODULES {
+            assert!(names.contains(w), "{w} missing from {names:?}");
+        }
+        for (i, m) in mods.iter().enumerate() {
+            for d in module_depends(&m.data).unwrap() {
+                let j = names
+                    .iter()
+                    .position(|n| *n == d)
+                    .unwrap_or_else(|| panic!("{d} missing"));
+                assert!(j < i, "{} loaded before its dependency {d}", m.name);
+            }
+        }
+    }
+
+    #[test]
+    fn init_script_lists_modules_in_order() {
+        let s = init_script(&["virtio_ring".into(), "virtio".into()]);
+        assert!(s.contains("for m in virtio_ring virtio; do"));
+        assert!(s.contains(r#"PACER {\"kind\":\"error\""#));
+    }
+
+    /// Kills QEMU when the test ends, however it ends, and shows the
+    /// console log on failure.
+    struct Qemu {
+        child: Child,
+        log: PathBuf,
+    }
+
+    impl Drop for Qemu {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if std::thread::panicking() {
+                let log = fs::read_to_string(&self.log).unwrap_or_default();
+                let start = log.len().saturating_sub(4000);
+                let start = (start..log.len())
+                    .find(|&i| log.is_char_boundary(i))
+                    .unwrap_or(log.len());
+                eprintln!("---- console.log (tail) ----\n{}\n----", &log[start..]);
+            }
+        }
+    }
+
+    fn pacer_json(line: &str) -> Option<serde_json::Value> {
+        let i = line.find("PACER {")?;
+        serde_json::from_str(line[i + 6..].trim_end()).ok()
+    }
+
+    /// Builds the image, boots it under TCG, waits for the workload, asks for
+    /// a verify sweep and expects it to pass.
+    #[test]
+    fn guest_image_boots_and_verifies() {
+        let mut opts = ImageOptions::from_env();
+        opts.progress = true;
+        let t = Instant::now();
+        let img = ensure_guest_image(&opts).expect("building the guest image");
+        eprintln!(
+            "image {} ({}) ready in {:.1}s",
+            img.id,
+            img.kernel_version,
+            t.elapsed().as_secs_f64()
+        );
+        let t = Instant::now();
+        let again = ensure_guest_image(&ImageOptions {
+            progress: false,
+            ..opts.clone()
+        })
+        .unwrap();
+        assert_eq!(again, img);
+        eprintln!("cached image lookup took {:.2}s", t.elapsed().as_secs_f64());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let sock = tmp.path().join("console.sock");
+        let log = tmp.path().join("console.log");
+        let append = guest_cmdline(
+            "pacer.workload=memwrite pacer.wss_mib=64 pacer.rate_mbps=20 pacer.status_ms=1000",
+        );
+        let t_boot = Instant::now();
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1"])
+            .args(["-nographic", "-no-reboot", "-nic", "none"])
+            .arg("-kernel")
+            .arg(&img.kernel)
+            .arg("-initrd")
+            .arg(&img.initrd)
+            .args(["-append", &append])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=ser0,path={},server=on,wait=off,logfile={}",
+                sock.display(),
+                log.display()
+            ))
+            .args([
+                "-serial",
+                "chardev:ser0",
+                "-monitor",
+                "none",
+                "-display",
+                "none",
+            ])
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(tmp.path().join("qemu.out")).unwrap())
+            .stderr(fs::File::create(tmp.path().join("qemu.err")).unwrap())
+            .spawn()
+            .expect("qemu-system-x86_64 must be installed (QEMU 10.0 from bookworm-backports)");
+        let mut qemu = Qemu { child, log };
+
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let stream = loop {
+            match UnixStream::connect(&sock) {
+                Ok(s) => break s,
+                Err(e) => {
+                    if let Ok(Some(st)) = qemu.child.try_wait() {
+                        let err =
+                            fs::read_to_string(tmp.path().join("qemu.err")).unwrap_or_default();
+                        panic!("qemu exited early ({st}): {err}");
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "cannot connect to {}: {e}",
+                        sock.display()
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+
+        let mut ready_at = None;
+        let mut verify_sent = false;
+        let mut buf = Vec::new();
+        let verify = loop {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the guest (ready: {ready_at:?})"
+            );
+            if let Ok(Some(st)) = qemu.child.try_wait() {
+                panic!("qemu exited ({st})");
+            }
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => panic!("console closed"),
+                Ok(_) if buf.ends_with(b"\n") => {}
+                Ok(_) => continue,
+                // A timeout keeps the partial line in `buf`; go on reading.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => panic!("console read: {e}"),
+            }
+            let line = String::from_utf8_lossy(&buf).into_owned();
+            buf.clear();
+            let Some(v) = pacer_json(&line) else { continue };
+            eprintln!(
+                "[{:5.1}s] {}",
+                t_boot.elapsed().as_secs_f64(),
+                line.trim_end()
+            );
+            match v["kind"].as_str() {
+                Some("ready") => {
+                    assert_eq!(v["workload"], "memwrite");
+                    assert_eq!(v["wss_mib"], 64);
+                    ready_at = Some(t_boot.elapsed());
+                }
+                Some("status") if ready_at.is_some() && !verify_sent => {
+                    assert_eq!(v["errors"], 0);
+                    if v["pages_written"].as_u64().unwrap_or(0) > 0 {
+                        writer.write_all(b"verify\n").unwrap();
+                        verify_sent = true;
+                    }
+                }
+                Some("verify") if verify_sent => break v,
+                Some("error") => panic!("guest reported an error: {}", line.trim_end()),
+                _ => {}
+            }
+        };
+        assert_eq!(verify["ok"], true, "{verify}");
+        assert_eq!(verify["pages_checked"], 64 * 256);
+        assert_eq!(verify["bad_pages"], 0);
+        eprintln!(
+            "boot to ready: {:.1}s; verify answered after {:.1}s",
+            ready_at.unwrap().as_secs_f64(),
+            t_boot.elapsed().as_secs_f64()
+        );
+        drop(qemu);
+    }
+}
