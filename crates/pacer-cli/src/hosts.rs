@@ -32,13 +32,13 @@ pub fn default_hosts_path() -> Option<PathBuf> {
 }
 
 impl Hosts {
-    /// Loads the hosts file (`--hosts`, $PACER_HOSTS, ~/.config/pacer/hosts.json, or
+    /// Loads the hosts file (`--hosts-file`, $PACER_HOSTS, ~/.config/pacer/hosts.json, or
     /// the one test bed that is up).
     pub fn load(explicit: Option<PathBuf>) -> Result<Self> {
         let path = match explicit.or_else(default_hosts_path) {
             Some(p) => p,
             None => bail!(
-                "no hosts file: pass --hosts FILE, set PACER_HOSTS, write \
+                "no hosts file: pass --hosts-file FILE, set PACER_HOSTS, write \
                  ~/.config/pacer/hosts.json, or start a test bed with `pacer testbed up`"
             ),
         };

@@ -22,7 +22,7 @@ use hosts::Hosts;
 struct Cli {
     /// Hosts file [default: $PACER_HOSTS, ~/.config/pacer/hosts.json, or the test bed that is up].
     #[arg(long, global = true)]
-    hosts: Option<PathBuf>,
+    hosts_file: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -241,11 +241,11 @@ async fn main() {
 async fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Vm(cmd) => {
-            let hosts = Hosts::load(cli.hosts)?;
+            let hosts = Hosts::load(cli.hosts_file)?;
             vm_cmd(&hosts, cmd).await
         }
         Cmd::Migrate { vm, from, opts, json } => {
-            let hosts = Hosts::load(cli.hosts)?;
+            let hosts = Hosts::load(cli.hosts_file)?;
             let r = migrate::migrate(&hosts, &vm, from.as_deref(), &opts, true).await?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
@@ -255,11 +255,11 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(if r.status == pacer_api::JobStatus::Completed { 0 } else { 1 })
         }
         Cmd::Job(cmd) => {
-            let hosts = Hosts::load(cli.hosts)?;
+            let hosts = Hosts::load(cli.hosts_file)?;
             job_cmd(&hosts, cmd).await
         }
         Cmd::Hosts => {
-            let hosts = Hosts::load(cli.hosts)?;
+            let hosts = Hosts::load(cli.hosts_file)?;
             println!("hosts file: {}", hosts.path.display());
             for h in &hosts.file.hosts {
                 let c = hosts.client(&h.name)?;

@@ -98,6 +98,12 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
             agent.cfg.host_name
         )));
     }
+    if let Some(other) = agent.vms.lock().unwrap().get(vm).and_then(|e| e.migrating.clone()) {
+        return Err(ApiError::conflict(
+            "already_migrating",
+            format!("VM {vm:?} is already being migrated by job {other}"),
+        ));
+    }
     let state = agent.qmp(vm).await?.run_state().await?;
     if state != "running" {
         return Err(ApiError::conflict(

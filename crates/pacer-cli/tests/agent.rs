@@ -1,0 +1,210 @@
+//! The agent: token, refusals of bad input (nothing changed), restart with VMs
+//! re-adopted, adopting a QEMU started by someone else, and the CLI's errors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{BedSpec, TestBed};
+use pacer_api::{AgentClient, ClientError, MigrateRequest, Strategy, VmInfo};
+use serde_json::json;
+
+fn api_code(e: ClientError) -> (u16, String, String) {
+    match e {
+        ClientError::Api { status, code, message } => (status, code, message),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_the_right_token_get_401() {
+    let tb = TestBed::new(BedSpec { hosts: 1, ..Default::default() });
+    let good = tb.client("h1");
+    let _: pacer_api::HostInfo = good.get("/v1/host").await.unwrap();
+    for token in ["", "wrong", "0000"] {
+        let bad = AgentClient::new(good.url(), token);
+        let e = bad.get::<pacer_api::HostInfo>("/v1/host").await.unwrap_err();
+        assert!(matches!(e, ClientError::Unauthorized { .. }), "{e}");
+        let e = bad.post::<_, serde_json::Value>("/v1/vms", &json!({})).await.unwrap_err();
+        assert!(matches!(e, ClientError::Unauthorized { .. }), "{e}");
+    }
+    // The token file is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(tb.bed.hosts[0].state_dir.join("token")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_vm_specs_are_refused_and_change_nothing() {
+    let tb = TestBed::new(BedSpec { hosts: 1, memory_capacity: Some("2G"), ..Default::default() });
+    let c = tb.client("h1");
+    let img = common::image();
+    let base = json!({
+        "name": "vm", "memory_mib": 256, "kernel": img.kernel, "initrd": img.initrd,
+        "workload": {"kind": "idle", "wss_mib": 64}
+    });
+    let cases: Vec<(serde_json::Value, u16, &str)> = vec![
+        (json!({"memory_mib": -1}), 400, "invalid request body"),
+        (json!({"memory_mib": 1u64 << 40}), 400, "out of range"),
+        (json!({"memory_mib": 8192}), 409, "cannot give"),
+        (json!({"vcpus": 0}), 400, "vcpus"),
+        (json!({"name": "../etc"}), 400, "invalid VM name"),
+        (json!({"kernel": "/nonexistent/vmlinuz"}), 400, "does not exist"),
+        (json!({"workload": {"kind": "fork-bomb"}}), 400, "unknown workload"),
+        (json!({"workload": {"kind": "memwrite", "wss_mib": 4096}}), 400, "does not fit"),
+        (json!({"workload": {"kind": "memwrite", "wss_mib": 64, "rate_mbps": -5.0}}), 400, "out of range"),
+        (json!({"bogus": 1}), 400, "unknown field"),
+    ];
+    for (patch, status, text) in cases {
+        let mut spec = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let e = c.post::<_, VmInfo>("/v1/vms", &spec).await.unwrap_err();
+        let (s, _, msg) = api_code(e);
+        assert_eq!(s, status, "{patch}: {msg}");
+        assert!(msg.contains(text), "{patch}: {msg:?} should mention {text:?}");
+        assert!(tb.vms("h1").await.is_empty(), "{patch} left a VM behind");
+    }
+    // A good spec works, and a second VM of the same name is refused.
+    let _: VmInfo = c.post("/v1/vms", &base).await.unwrap();
+    let (s, code, _) = api_code(c.post::<_, VmInfo>("/v1/vms", &base).await.unwrap_err());
+    assert_eq!((s, code.as_str()), (409, "already_exists"));
+    assert_eq!(tb.vms("h1").await.len(), 1);
+    let (s, _, msg) = api_code(c.get::<VmInfo>("/v1/vms/nope").await.unwrap_err());
+    assert_eq!(s, 404, "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_migrations_are_refused_and_change_nothing() {
+    let tb = TestBed::new(BedSpec { memory_capacity: Some("768M"), ..Default::default() });
+    let vm = tb.start_guest("h1", "vm", 512, 128, 10.0).await;
+    let c = tb.client("h1");
+    let req = |f: &dyn Fn(&mut MigrateRequest)| {
+        let mut r = MigrateRequest {
+            destination: tb.peer("h2"),
+            strategy: Strategy::PreCopy,
+            bandwidth: None,
+            downtime_limit_ms: None,
+            auto_converge: false,
+            postcopy_after_s: None,
+            stall_timeout_s: None,
+            verify_guest: true,
+        };
+        f(&mut r);
+        r
+    };
+    let cases: Vec<(MigrateRequest, &str)> = vec![
+        (req(&|r| r.bandwidth = Some(0)), "out of range"),
+        (req(&|r| r.downtime_limit_ms = Some(0)), "out of range"),
+        (req(&|r| r.postcopy_after_s = Some(-1.0)), "out of range"),
+        (req(&|r| r.postcopy_after_s = Some(f64::MAX)), "out of range"),
+        (req(&|r| r.destination.token = "bad".into()), "refused the token"),
+        (req(&|r| r.destination.url = "http://127.0.0.1:1".into()), "not usable"),
+        (req(&|r| r.destination = tb.peer("h1")), "already runs on h1"),
+    ];
+    for (r, text) in cases {
+        let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/vm/migrate", &r).await.unwrap_err();
+        assert!(e.to_string().contains(text), "{e} should mention {text:?}");
+    }
+    let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/ghost/migrate", &req(&|_| {})).await.unwrap_err();
+    assert_eq!(api_code(e).0, 404);
+    // The destination cannot give more than 768 MiB: a second 512 MiB VM there
+    // leaves no room for this one.
+    let img = common::image();
+    let filler = json!({"name": "filler", "memory_mib": 512, "kernel": img.kernel, "initrd": img.initrd});
+    let _: VmInfo = tb.client("h2").post("/v1/vms", &filler).await.unwrap();
+    let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/vm/migrate", &req(&|_| {})).await.unwrap_err();
+    let (s, code, msg) = api_code(e);
+    assert_eq!((s, code.as_str()), (409, "insufficient_memory"), "{msg}");
+    let _: serde_json::Value = tb.client("h2").delete("/v1/vms/filler").await.unwrap();
+    // Nothing changed: the VM runs on h1, the same process, no job is running.
+    let info: VmInfo = c.get("/v1/vms/vm").await.unwrap();
+    assert_eq!((info.state.as_str(), info.pid, info.migrating.clone()), ("running", vm.pid, None));
+    assert!(tb.vms("h2").await.is_empty());
+    // A VM already migrating is refused a second migration.
+    let slow = req(&|r| r.bandwidth = Some(5_000_000));
+    let job: pacer_api::JobInfo = c.post("/v1/vms/vm/migrate", &slow).await.unwrap();
+    let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/vm/migrate", &slow).await.unwrap_err();
+    let (s, code, _) = api_code(e);
+    assert_eq!((s, code.as_str()), (409, "already_migrating"));
+    // Stopping a migrating VM is refused too.
+    let (s, code, _) = api_code(c.delete::<serde_json::Value>("/v1/vms/vm").await.unwrap_err());
+    assert_eq!((s, code.as_str()), (409, "migrating"));
+    let _: pacer_api::JobInfo = c.post(&format!("/v1/jobs/{}/cancel", job.id), &json!({})).await.unwrap();
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, pacer_api::JobStatus::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarted_agent_readopts_its_vms() {
+    let tb = TestBed::new(BedSpec { hosts: 1, ..Default::default() });
+    let before = tb.start_guest("h1", "vm", 384, 64, 10.0).await;
+    let mut bed = tb.bed.clone();
+    bed.kill_agent("h1").unwrap();
+    assert!(tb.client("h1").get::<Vec<VmInfo>>("/v1/vms").await.is_err(), "agent still answers");
+    // The VM did not die with its agent.
+    assert!(common::process_running(before.pid));
+    bed.start_agent("h1").unwrap();
+    let vms = tb.vms("h1").await;
+    assert_eq!(vms.len(), 1, "{vms:?}");
+    assert_eq!((vms[0].pid, vms[0].state.as_str()), (before.pid, "running"));
+    tb.assert_runs_healthy("h1", "vm").await;
+    let _: serde_json::Value = tb.client("h1").delete("/v1/vms/vm").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!common::process_running(before.pid), "stop left QEMU running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adopts_a_qemu_started_elsewhere() {
+    let tb = TestBed::new(BedSpec { hosts: 1, ..Default::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let qmp = dir.path().join("qmp.sock");
+    let log = dir.path().join("console.log");
+    let img = common::image();
+    let status = std::process::Command::new("qemu-system-x86_64")
+        .args(["-machine", "q35", "-accel", "tcg", "-m", "256M", "-nodefaults", "-display", "none", "-daemonize"])
+        .arg("-kernel").arg(&img.kernel).arg("-initrd").arg(&img.initrd)
+        .args(["-append", "console=ttyS0 pacer.workload=idle pacer.wss_mib=32"])
+        .arg("-chardev").arg(format!("file,id=c0,path={}", log.display()))
+        .args(["-serial", "chardev:c0"])
+        .arg("-qmp").arg(format!("unix:{},server=on,wait=off", qmp.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tb.pacer(&["vm", "adopt", "ext", "--host", "h1", "--qmp-socket", qmp.to_str().unwrap(), "--console-log", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info: VmInfo = tb.client("h1").get("/v1/vms/ext").await.unwrap();
+    assert_eq!((info.memory_mib, info.origin), (256, pacer_api::VmOrigin::Adopted));
+    assert!(info.state == "running", "{info:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = tb.pacer(&["vm", "console", "ext"]);
+    assert!(out.status.success());
+    let out = tb.pacer(&["vm", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ext"));
+    let out = tb.pacer(&["vm", "stop", "ext"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!common::process_running(info.pid));
+}
+
+#[test]
+fn cli_reports_bad_input_clearly() {
+    let tb = TestBed::new(BedSpec { hosts: 2, ..Default::default() });
+    let cases: &[(&[&str], &str)] = &[
+        (&["migrate", "ghost", "--to", "h2"], "no host runs a VM named \"ghost\""),
+        (&["migrate", "vm", "--to", "mars"], "unknown host \"mars\""),
+        (&["migrate", "vm", "--to", "h2", "--bandwidth=-5"], "bandwidth"),
+        (&["migrate", "vm", "--to", "h2", "--bandwidth", "0"], "unlimited"),
+        (&["migrate", "vm", "--to", "h2", "--strategy", "teleport"], "unknown strategy"),
+        (&["migrate", "vm", "--to", "h2", "--downtime-limit", "soon"], "downtime-limit"),
+        (&["vm", "start", "x", "--host", "h1", "--memory", "lots"], "memory"),
+        (&["vm", "show", "ghost"], "no host runs a VM named"),
+    ];
+    for (args, text) in cases {
+        let out = tb.pacer(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(text), "{args:?}: {err:?} should mention {text:?}");
+    }
+}

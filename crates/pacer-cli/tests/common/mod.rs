@@ -1,0 +1,241 @@
+//! Shared set-up for the integration tests: a real test bed (namespaced hosts,
+//! shaped links, real agents), real QEMU, the real Pacer guest.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use pacer_api::{
+    AccelChoice, AgentClient, JobInfo, MigrateRequest, MigrationResult, PeerRef, Strategy,
+    VmInfo, VmSpec, Workload,
+};
+use pacer_testbed::bed::{self, Bed, BedOptions};
+use pacer_testbed::guest_image::{ensure_guest_image, GuestImage, ImageOptions};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The directory holding the workspace's binaries (pacer, pacerd).
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pacer")).parent().unwrap().to_path_buf()
+}
+
+/// A test bed removed on drop.
+pub struct TestBed {
+    pub bed: Bed,
+    pub root: tempfile::TempDir,
+}
+
+/// Options for a test bed.
+pub struct BedSpec {
+    pub hosts: usize,
+    pub rate: &'static str,
+    pub memory_capacity: Option<&'static str>,
+    pub lease_s: Option<u64>,
+}
+
+impl Default for BedSpec {
+    fn default() -> Self {
+        BedSpec { hosts: 2, rate: "1gbit", memory_capacity: None, lease_s: Some(6) }
+    }
+}
+
+impl TestBed {
+    pub fn new(spec: BedSpec) -> TestBed {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        // Unique across concurrently running test processes: pid and counter.
+        let name = format!("t{}", radix36((std::process::id() as u64) * 16 + n as u64));
+        let name: String = name.chars().take(6).collect();
+        let root = tempfile::Builder::new().prefix("pbed").tempdir_in("/tmp").unwrap();
+        let bed = bed::up(&BedOptions {
+            name: name.clone(),
+            hosts: spec.hosts,
+            rate_bps: pacer_testbed::net::parse_rate(spec.rate).unwrap(),
+            pacerd: bin_dir().join("pacerd"),
+            root: root.path().to_path_buf(),
+            memory_capacity: spec.memory_capacity.map(String::from),
+            incoming_lease_s: spec.lease_s,
+        })
+        .unwrap_or_else(|e| panic!("test bed {name}: {e}"));
+        TestBed { bed, root }
+    }
+
+    pub fn hosts_file(&self) -> PathBuf {
+        self.bed.hosts_file()
+    }
+
+    fn entry(&self, host: &str) -> pacer_api::HostEntry {
+        let f: pacer_api::HostsFile =
+            serde_json::from_slice(&std::fs::read(self.hosts_file()).unwrap()).unwrap();
+        f.hosts.into_iter().find(|h| h.name == host).unwrap()
+    }
+
+    /// API client of a host's agent.
+    pub fn client(&self, host: &str) -> AgentClient {
+        let e = self.entry(host);
+        AgentClient::new(e.url, e.token)
+    }
+
+    /// How the source agent reaches `host`.
+    pub fn peer(&self, host: &str) -> PeerRef {
+        let e = self.entry(host);
+        PeerRef { name: e.name.clone(), url: e.peer_url().to_string(), token: e.token }
+    }
+
+    /// Runs the `pacer` CLI against this test bed.
+    pub fn pacer(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pacer"))
+            .arg("--hosts-file")
+            .arg(self.hosts_file())
+            .args(args)
+            .env("PACER_TESTBED_DIR", self.root.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Starts a guest running the memory writer and waits until it reports.
+    pub async fn start_guest(&self, host: &str, name: &str, memory_mib: u64, wss_mib: u64, rate_mbps: f64) -> VmInfo {
+        let img = image();
+        let spec = VmSpec {
+            name: name.into(),
+            memory_mib,
+            vcpus: 1,
+            kernel: Some(img.kernel.display().to_string()),
+            initrd: Some(img.initrd.display().to_string()),
+            append: None,
+            disk: None,
+            workload: Some(Workload {
+                kind: if rate_mbps > 0.0 { "memwrite" } else { "idle" }.into(),
+                wss_mib,
+                rate_mbps,
+                hot_fraction: 0.0,
+                hot_share: 0.0,
+            }),
+            accel: AccelChoice::Auto,
+        };
+        let info: VmInfo = self.client(host).post("/v1/vms", &spec).await.expect("start VM");
+        self.wait_status_line(host, name, 1).await;
+        info
+    }
+
+    /// Console text of a VM.
+    pub async fn console(&self, host: &str, vm: &str) -> String {
+        let v: serde_json::Value = self
+            .client(host)
+            .get(&format!("/v1/vms/{vm}/console?bytes=1000000"))
+            .await
+            .expect("console");
+        v["text"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits until the guest has printed at least `n` status lines.
+    pub async fn wait_status_line(&self, host: &str, vm: &str, n: usize) {
+        let t0 = Instant::now();
+        loop {
+            let text = self.console(host, vm).await;
+            if text.matches("\"kind\":\"status\"").count() >= n {
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(240), "guest {vm} never reported; console:\n{text}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Starts a migration through the API.
+    pub async fn start_migration(&self, from: &str, to: &str, vm: &str, strategy: Strategy, f: impl FnOnce(&mut MigrateRequest)) -> JobInfo {
+        let mut req = MigrateRequest {
+            destination: self.peer(to),
+            strategy,
+            bandwidth: None,
+            downtime_limit_ms: None,
+            auto_converge: false,
+            postcopy_after_s: None,
+            stall_timeout_s: None,
+            verify_guest: true,
+        };
+        f(&mut req);
+        self.client(from).post(&format!("/v1/vms/{vm}/migrate"), &req).await.expect("start migration")
+    }
+
+    /// Waits for a job to end and returns its result.
+    pub async fn wait_job(&self, host: &str, id: &str) -> MigrationResult {
+        let t0 = Instant::now();
+        loop {
+            let j: JobInfo = self.client(host).get(&format!("/v1/jobs/{id}")).await.expect("job");
+            if let Some(r) = j.result {
+                return r;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(300), "job {id} did not end: {j:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until a job shows at least `bytes` transferred.
+    pub async fn wait_transferred(&self, host: &str, id: &str, bytes: u64) {
+        let t0 = Instant::now();
+        loop {
+            let j: JobInfo = self.client(host).get(&format!("/v1/jobs/{id}")).await.expect("job");
+            assert!(j.result.is_none(), "job ended early: {:?}", j.result);
+            if j.progress.transferred >= bytes {
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "job {id} moved no data: {j:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// VMs on a host.
+    pub async fn vms(&self, host: &str) -> Vec<VmInfo> {
+        self.client(host).get("/v1/vms").await.expect("list")
+    }
+
+    /// Asserts the VM runs on `host` with a working guest whose memory verifies.
+    pub async fn assert_runs_healthy(&self, host: &str, vm: &str) {
+        let info: VmInfo = self.client(host).get(&format!("/v1/vms/{vm}")).await.expect("show");
+        assert_eq!(info.state, "running", "{vm} on {host}: {info:?}");
+        let before = self.console(host, vm).await.matches("\"kind\":\"status\"").count();
+        self.wait_status_line(host, vm, before + 1).await;
+        let r: pacer_api::IntegrityResult = self
+            .client(host)
+            .post(&format!("/v1/vms/{vm}/verify"), &serde_json::json!({}))
+            .await
+            .expect("verify");
+        assert!(r.ok && r.bad_pages == 0 && r.pages_checked > 0, "memory check on {host}: {r:?}");
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        let _ = bed::down(self.root.path(), &self.bed.name);
+    }
+}
+
+fn radix36(mut n: u64) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut s = Vec::new();
+    loop {
+        s.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap()
+}
+
+/// The guest image (built once, cached).
+pub fn image() -> GuestImage {
+    static IMG: std::sync::OnceLock<GuestImage> = std::sync::OnceLock::new();
+    IMG.get_or_init(|| ensure_guest_image(&ImageOptions::from_env()).expect("guest image"))
+        .clone()
+}
+
+/// True if the process exists and is not a zombie (init may reap late).
+pub fn process_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}

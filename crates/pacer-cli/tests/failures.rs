@@ -1,0 +1,90 @@
+//! A cancelled or failed migration leaves the guest running where it was, intact,
+//! and the destination cleaned up.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BedSpec, TestBed};
+use pacer_api::{JobStatus, Strategy};
+
+async fn wait_destination_empty(tb: &TestBed, host: &str) {
+    let t0 = Instant::now();
+    while !tb.vms(host).await.is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(40), "destination {host} kept the incoming VM");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_during_precopy_keeps_the_vm_at_the_source() {
+    let tb = TestBed::new(BedSpec::default());
+    let before = tb.start_guest("h1", "vm", 512, 192, 40.0).await;
+    // A low cap keeps the migration going long enough to cancel it mid-way.
+    let job = tb
+        .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.bandwidth = Some(10_000_000))
+        .await;
+    tb.wait_transferred("h1", &job.id, 20 << 20).await;
+    let _: pacer_api::JobInfo =
+        tb.client("h1").post(&format!("/v1/jobs/{}/cancel", job.id), &serde_json::json!({})).await.unwrap();
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Cancelled, "{r:?}");
+    assert_eq!(r.vm_location, "h1");
+    assert!(r.reason.as_deref().unwrap().contains("cancel"), "{r:?}");
+    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    assert_eq!(info.pid, before.pid, "the source QEMU must be the same process");
+    assert!(info.migrating.is_none());
+    wait_destination_empty(&tb, "h2").await;
+    tb.assert_runs_healthy("h1", "vm").await;
+    // And it can still be migrated afterwards.
+    let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |_| {}).await;
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_cut_during_precopy_keeps_the_vm_at_the_source() {
+    let tb = TestBed::new(BedSpec { lease_s: Some(5), ..Default::default() });
+    let before = tb.start_guest("h1", "vm", 512, 192, 40.0).await;
+    let job = tb
+        .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| {
+            r.bandwidth = Some(10_000_000);
+            r.stall_timeout_s = Some(3.0);
+        })
+        .await;
+    tb.wait_transferred("h1", &job.id, 20 << 20).await;
+    tb.bed.set_link_up("h2", false).unwrap();
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Failed, "{r:?}");
+    assert!(r.reason.as_deref().unwrap().contains("no data moved"), "{r:?}");
+    assert_eq!(r.vm_location, "h1");
+    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    assert_eq!(info.pid, before.pid);
+    // The destination hears nothing more from the source: its lease runs out.
+    wait_destination_empty(&tb, "h2").await;
+    tb.assert_runs_healthy("h1", "vm").await;
+    tb.bed.set_link_up("h2", true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_destination_keeps_the_vm_at_the_source() {
+    let tb = TestBed::new(BedSpec::default());
+    let before = tb.start_guest("h1", "vm", 512, 192, 40.0).await;
+    let job = tb
+        .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.bandwidth = Some(10_000_000))
+        .await;
+    tb.wait_transferred("h1", &job.id, 20 << 20).await;
+    // The destination host dies: its agent and its QEMU.
+    let incoming: Vec<pacer_api::VmInfo> = tb.vms("h2").await;
+    assert_eq!(incoming.len(), 1);
+    tb.bed.kill_agent("h2").unwrap();
+    unsafe {
+        libc::kill(incoming[0].pid, libc::SIGKILL);
+    }
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Failed, "{r:?}");
+    assert_eq!(r.vm_location, "h1");
+    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    assert_eq!(info.pid, before.pid);
+    tb.assert_runs_healthy("h1", "vm").await;
+}
