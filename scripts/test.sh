@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: unit and property tests, and integration tests that migrate
+# real guests under real QEMU between namespaced test hosts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+cargo build -q --workspace --all-targets
+# Build the guest image once up front so the tests do not race to build it.
+./target/debug/pacer image >/dev/null
+cargo test -q --workspace "$@"
