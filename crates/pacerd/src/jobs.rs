@@ -179,7 +179,7 @@ fn short_id() -> String {
 
 /// What the monitor loop ended with.
 enum Outcome {
-    Completed(MigrationInfo),
+    Completed(Box<MigrationInfo>),
     Failed(String),
     Cancelled(String),
 }
@@ -419,7 +419,7 @@ async fn monitor(qmp: &QmpClient, job: &Job, req: &MigrateRequest, start: Instan
             }
         });
         match status.as_str() {
-            "completed" => return Outcome::Completed(info),
+            "completed" => return Outcome::Completed(Box::new(info)),
             "failed" => {
                 return Outcome::Failed(format!(
                     "QEMU migration failed: {}",
