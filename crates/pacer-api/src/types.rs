@@ -70,9 +70,9 @@ pub struct VmSpec {
     /// Extra kernel command line.
     #[serde(default)]
     pub append: Option<String>,
-    /// Disk image to boot from or attach.
+    /// Disk images (raw or qcow2), attached as virtio-blk in order (/dev/vda, vdb...).
     #[serde(default)]
-    pub disk: Option<String>,
+    pub disks: Vec<String>,
     /// Workload for the Pacer guest program.
     #[serde(default)]
     pub workload: Option<Workload>,

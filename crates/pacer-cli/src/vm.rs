@@ -102,7 +102,7 @@ pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
         kernel,
         initrd,
         append: opts.append.clone(),
-        disk: opts.disk.clone(),
+        disks: opts.disk.iter().cloned().collect(),
         workload: Some(workload),
         accel: opts.accel,
     })

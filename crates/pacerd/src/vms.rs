@@ -48,12 +48,18 @@ pub fn validate_spec(spec: &VmSpec) -> ApiResult<()> {
             spec.vcpus
         )));
     }
-    if spec.kernel.is_none() && spec.disk.is_none() {
+    if spec.kernel.is_none() && spec.disks.is_empty() {
         return Err(ApiError::bad_request(
             "the VM has nothing to boot: give a kernel (and initrd) or a disk",
         ));
     }
-    for (what, p) in [("kernel", &spec.kernel), ("initrd", &spec.initrd), ("disk", &spec.disk)] {
+    if spec.disks.len() > 16 {
+        return Err(ApiError::bad_request("at most 16 disks per VM"));
+    }
+    let files = [("kernel", spec.kernel.as_ref()), ("initrd", spec.initrd.as_ref())]
+        .into_iter()
+        .chain(spec.disks.iter().map(|d| ("disk", Some(d))));
+    for (what, p) in files {
         if let Some(p) = p {
             if !Path::new(p).is_file() {
                 return Err(ApiError::bad_request(format!(
@@ -93,6 +99,24 @@ pub fn validate_spec(spec: &VmSpec) -> ApiResult<()> {
     Ok(())
 }
 
+/// The format of each disk; only raw and qcow2 are supported.
+pub async fn disk_formats(spec: &VmSpec) -> ApiResult<Vec<String>> {
+    let mut out = Vec::new();
+    for d in &spec.disks {
+        let info = pacer_qemu::image::image_info(Path::new(d))
+            .await
+            .map_err(|e| ApiError::bad_request(format!("disk {d:?}: {e}")))?;
+        if info.format != "raw" && info.format != "qcow2" {
+            return Err(ApiError::bad_request(format!(
+                "disk {d:?} is {}: Pacer supports raw and qcow2 (convert with qemu-img convert)",
+                info.format
+            )));
+        }
+        out.push(info.format);
+    }
+    Ok(out)
+}
+
 /// Resolves `auto` by probing KVM once per agent.
 pub async fn resolve_accel(agent: &Agent, spec: &VmSpec) -> ApiResult<Accel> {
     match spec.accel {
@@ -115,7 +139,13 @@ pub async fn resolve_accel(agent: &Agent, spec: &VmSpec) -> ApiResult<Accel> {
 }
 
 /// The QEMU launch configuration for a spec.
-pub fn launch_config(agent: &Agent, spec: &VmSpec, accel: Accel, incoming: bool) -> LaunchConfig {
+pub fn launch_config(
+    agent: &Agent,
+    spec: &VmSpec,
+    formats: &[String],
+    accel: Accel,
+    incoming: bool,
+) -> LaunchConfig {
     let mut append = String::from("console=ttyS0 panic=-1");
     if let Some(w) = &spec.workload {
         append.push(' ');
@@ -134,14 +164,7 @@ pub fn launch_config(agent: &Agent, spec: &VmSpec, accel: Accel, incoming: bool)
         kernel: spec.kernel.as_ref().map(PathBuf::from),
         initrd: spec.initrd.as_ref().map(PathBuf::from),
         append: spec.kernel.as_ref().map(|_| append),
-        disks: spec
-            .disk
-            .iter()
-            .map(|d| {
-                let fmt = if d.ends_with(".qcow2") { "qcow2" } else { "raw" };
-                (PathBuf::from(d), fmt.to_string())
-            })
-            .collect(),
+        disks: spec.disks.iter().cloned().map(PathBuf::from).zip(formats.iter().cloned()).collect(),
         paths: VmPaths::in_dir(&agent.vm_dir(&spec.name)),
         incoming,
     }
@@ -200,7 +223,8 @@ pub async fn launch(
             Some(a) => a,
             None => resolve_accel(agent, spec).await?,
         };
-        let cfg = launch_config(agent, spec, accel, origin == VmOrigin::Incoming);
+        let formats = disk_formats(spec).await?;
+        let cfg = launch_config(agent, spec, &formats, accel, origin == VmOrigin::Incoming);
         std::fs::create_dir_all(agent.vm_dir(&spec.name))
             .map_err(|e| ApiError::internal(format!("cannot create VM directory: {e}")))?;
         let pid = cfg.launch().await.map_err(|e| ApiError::upstream(e.to_string()))?;

@@ -104,7 +104,7 @@ impl TestBed {
             kernel: Some(img.kernel.display().to_string()),
             initrd: Some(img.initrd.display().to_string()),
             append: None,
-            disk: None,
+            disks: vec![],
             workload: Some(Workload {
                 kind: if rate_mbps > 0.0 { "memwrite" } else { "idle" }.into(),
                 wss_mib,
