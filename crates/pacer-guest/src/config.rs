@@ -18,6 +18,63 @@ impl Workload {
     }
 }
 
+/// Which disk blocks the disk workload writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskPattern {
+    /// One block after the other, wrapping around at the end of the span.
+    Seq,
+    /// Every block equally likely.
+    Uniform,
+    /// 90% of the writes land in the first `disk_hot_fraction` of the span.
+    Hot,
+}
+
+impl DiskPattern {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskPattern::Seq => "seq",
+            DiskPattern::Uniform => "uniform",
+            DiskPattern::Hot => "hot",
+        }
+    }
+}
+
+/// The disk workload (`pacer.disk*` keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskConfig {
+    /// Block device (or file) to write; `None`: no disk workload.
+    pub path: Option<String>,
+    /// Write rate in MB/s (10^6 bytes per second); 0 = fill and verify only.
+    pub rate_mbps: f64,
+    /// Bytes per write, in KiB (a multiple of 4).
+    pub bs_kib: u64,
+    /// Which blocks are written.
+    pub pattern: DiskPattern,
+    /// Hot fraction of the span for [`DiskPattern::Hot`], in [0, 1].
+    pub hot_fraction: f64,
+    /// MiB of the device to use from its start; `None`: the whole device.
+    pub span_mib: Option<u64>,
+    /// Write generation 1 to the whole span at start.
+    pub fill: bool,
+}
+
+/// Share of the writes that land in the hot part for [`DiskPattern::Hot`].
+pub const DISK_HOT_SHARE: f64 = 0.9;
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            path: None,
+            rate_mbps: 10.0,
+            bs_kib: 64,
+            pattern: DiskPattern::Uniform,
+            hot_fraction: 0.1,
+            span_mib: None,
+            fill: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub workload: Workload,
@@ -31,6 +88,8 @@ pub struct Config {
     pub hot_share: f64,
     /// Status interval in milliseconds.
     pub status_ms: u64,
+    /// The disk workload.
+    pub disk: DiskConfig,
 }
 
 impl Default for Config {
@@ -42,6 +101,7 @@ impl Default for Config {
             hot_fraction: 0.1,
             hot_share: 0.9,
             status_ms: 1000,
+            disk: DiskConfig::default(),
         }
     }
 }
@@ -104,6 +164,67 @@ pub fn parse_cmdline(cmdline: &str) -> (Config, Vec<String>) {
                 }
                 _ => Err(format!("expected an integer in [10, 3600000], got {val:?}")),
             },
+            "disk" => match val {
+                "" => Err("expected a device path, e.g. /dev/vda".to_string()),
+                "none" => {
+                    cfg.disk.path = None;
+                    Ok(())
+                }
+                _ => {
+                    cfg.disk.path = Some(val.to_string());
+                    Ok(())
+                }
+            },
+            "disk_rate_mbps" => match val.parse::<f64>() {
+                Ok(r) if r.is_finite() && r >= 0.0 => {
+                    cfg.disk.rate_mbps = r;
+                    Ok(())
+                }
+                _ => Err(format!("expected a number >= 0, got {val:?}")),
+            },
+            "disk_bs_kib" => match val.parse::<u64>() {
+                Ok(n) if (4..=16384).contains(&n) && n % 4 == 0 => {
+                    cfg.disk.bs_kib = n;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "expected a multiple of 4 in [4, 16384], got {val:?}"
+                )),
+            },
+            "disk_pattern" => match val {
+                "seq" => {
+                    cfg.disk.pattern = DiskPattern::Seq;
+                    Ok(())
+                }
+                "uniform" => {
+                    cfg.disk.pattern = DiskPattern::Uniform;
+                    Ok(())
+                }
+                "hot" => {
+                    cfg.disk.pattern = DiskPattern::Hot;
+                    Ok(())
+                }
+                _ => Err(format!("unknown pattern {val:?} (seq|uniform|hot)")),
+            },
+            "disk_hot_fraction" => parse_fraction(val).map(|f| cfg.disk.hot_fraction = f),
+            "disk_span_mib" => match val.parse::<u64>() {
+                Ok(n) if (1..=1 << 30).contains(&n) => {
+                    cfg.disk.span_mib = Some(n);
+                    Ok(())
+                }
+                _ => Err(format!("expected an integer >= 1, got {val:?}")),
+            },
+            "disk_fill" => match val {
+                "1" | "yes" | "on" | "true" => {
+                    cfg.disk.fill = true;
+                    Ok(())
+                }
+                "0" | "no" | "off" | "false" => {
+                    cfg.disk.fill = false;
+                    Ok(())
+                }
+                _ => Err(format!("expected 0 or 1, got {val:?}")),
+            },
             _ => Err("unknown key".to_string()),
         };
         if let Err(e) = res {
@@ -146,8 +267,49 @@ mod tests {
                 hot_fraction: 0.0,
                 hot_share: 1.0,
                 status_ms: 250,
+                disk: DiskConfig::default(),
             }
         );
+    }
+
+    #[test]
+    fn disk_keys() {
+        let (c, e) = parse_cmdline("pacer.wss_mib=32");
+        assert!(e.is_empty());
+        assert_eq!(c.disk, DiskConfig::default());
+        assert_eq!(c.disk.path, None);
+        assert_eq!(c.disk.rate_mbps, 10.0);
+        assert_eq!(c.disk.bs_kib, 64);
+        assert_eq!(c.disk.pattern, DiskPattern::Uniform);
+        assert_eq!(c.disk.span_mib, None);
+        assert!(c.disk.fill);
+        let (c, e) = parse_cmdline(
+            "pacer.disk=/dev/vda pacer.disk_rate_mbps=5 pacer.disk_bs_kib=16 \
+             pacer.disk_pattern=hot pacer.disk_hot_fraction=0.25 pacer.disk_span_mib=32 \
+             pacer.disk_fill=0",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            c.disk,
+            DiskConfig {
+                path: Some("/dev/vda".into()),
+                rate_mbps: 5.0,
+                bs_kib: 16,
+                pattern: DiskPattern::Hot,
+                hot_fraction: 0.25,
+                span_mib: Some(32),
+                fill: false,
+            }
+        );
+        let (c, e) = parse_cmdline(
+            "pacer.disk= pacer.disk_bs_kib=6 pacer.disk_bs_kib=0 pacer.disk_pattern=zipf \
+             pacer.disk_span_mib=0 pacer.disk_fill=maybe pacer.disk_rate_mbps=-1",
+        );
+        assert_eq!(c.disk, DiskConfig::default());
+        assert_eq!(e.len(), 7, "{e:?}");
+        let (c, _) = parse_cmdline("pacer.disk=/dev/vda pacer.disk_pattern=seq pacer.disk=none");
+        assert_eq!(c.disk.path, None);
+        assert_eq!(c.disk.pattern, DiskPattern::Seq);
     }
 
     #[test]

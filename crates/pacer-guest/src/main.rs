@@ -5,21 +5,29 @@
 //! a fixed rate (verifying each page before rewriting it), and on the
 //! `verify` command sweeps the whole working set. Output is JSON lines
 //! prefixed by `PACER ` on stdout; commands are lines on stdin.
+//!
+//! With `pacer.disk=/dev/vda` it also writes a block device at a fixed rate
+//! (see [`disk`]), and `verify` checks the disk too.
 
 mod config;
+mod disk;
 mod json;
 mod page;
+mod pick;
 
 use config::{Config, Workload};
+use disk::DiskHandle;
 use json::Obj;
 use page::{Check, Page, PAGE_SIZE, WORDS};
+use pick::{Picker, Rng};
 use std::io::{self, BufRead, Write};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// Writes one `PACER {...}` line to stdout and flushes it. Write errors are
 /// ignored: there is nobody to tell.
-fn emit(json: &str) {
+pub(crate) fn emit(json: &str) {
     let mut line = String::with_capacity(json.len() + 8);
     line.push_str("PACER ");
     line.push_str(json);
@@ -29,7 +37,7 @@ fn emit(json: &str) {
     let _ = out.flush();
 }
 
-fn emit_error(message: &str) {
+pub(crate) fn emit_error(message: &str) {
     emit(&Obj::new("error").str("message", message).finish());
 }
 
@@ -93,72 +101,6 @@ impl Memory {
     }
 }
 
-/// xorshift64* pseudo-random numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Rng {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        Rng(t ^ 0x2545_F491_4F6C_DD1D | 1)
-    }
-
-    #[inline]
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [0, n).
-    #[inline]
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() as u128 * n as u128) >> 64) as usize
-    }
-
-    /// Uniform in [0, 1).
-    #[inline]
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Chooses pages to write: the first `hot` pages get `hot_share` of the
-/// writes, the others the rest; uniform if there is no proper hot set.
-struct Picker {
-    pages: usize,
-    hot: usize,
-    hot_share: f64,
-}
-
-impl Picker {
-    fn new(cfg: &Config, pages: usize) -> Picker {
-        let hot = (cfg.hot_fraction * pages as f64).ceil() as usize;
-        let skewed = cfg.hot_fraction > 0.0 && cfg.hot_share > 0.0 && hot > 0 && hot < pages;
-        Picker {
-            pages,
-            hot: if skewed { hot } else { 0 },
-            hot_share: cfg.hot_share,
-        }
-    }
-
-    #[inline]
-    fn pick(&self, rng: &mut Rng) -> usize {
-        if self.hot == 0 {
-            rng.below(self.pages)
-        } else if rng.unit() < self.hot_share {
-            rng.below(self.hot)
-        } else {
-            self.hot + rng.below(self.pages - self.hot)
-        }
-    }
-}
-
 /// Reads stdin lines in a thread and hands them to the main loop.
 fn spawn_stdin_reader() -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -211,6 +153,9 @@ struct Guest {
     verify_seq: u64,
     last_status: Instant,
     written_at_last_status: u64,
+    /// The disk workload, if any.
+    disk: Option<DiskHandle>,
+    disk_written_at_last_status: u64,
 }
 
 impl Guest {
@@ -257,15 +202,40 @@ impl Guest {
         };
         self.last_status = now;
         self.written_at_last_status = self.pages_written;
-        emit(
-            &Obj::new("status")
-                .u64("uptime_ms", self.start.elapsed().as_millis() as u64)
-                .u64("pages_written", self.pages_written)
-                .f64_2("write_mbps", mbps)
-                .u64("errors", self.errors)
-                .str("workload", self.cfg.workload.as_str())
-                .finish(),
-        );
+        let mut o = Obj::new("status");
+        o.u64("uptime_ms", self.start.elapsed().as_millis() as u64)
+            .u64("pages_written", self.pages_written)
+            .f64_2("write_mbps", mbps)
+            .u64("errors", self.errors)
+            .str("workload", self.cfg.workload.as_str());
+        match &self.disk {
+            Some(d) => {
+                let written = d.stats.written_bytes.load(Ordering::Relaxed);
+                let delta = written - self.disk_written_at_last_status;
+                self.disk_written_at_last_status = written;
+                let dmbps = if secs > 0.0 {
+                    delta as f64 / secs / 1e6
+                } else {
+                    0.0
+                };
+                o.u64("disk_written_bytes", written)
+                    .f64_2("disk_write_mbps", dmbps)
+                    .u64("disk_errors", d.stats.errors.load(Ordering::Relaxed))
+                    .str("disk_phase", d.phase(self.cfg.disk.rate_mbps))
+                    .u64(
+                        "disk_fill_bytes",
+                        d.stats.fill_bytes.load(Ordering::Relaxed),
+                    )
+                    .u64("disk_fill_total", d.fill_total);
+            }
+            None => {
+                o.u64("disk_written_bytes", 0)
+                    .f64("disk_write_mbps", 0.0)
+                    .u64("disk_errors", 0)
+                    .str("disk_phase", "none");
+            }
+        }
+        emit(&o.finish());
     }
 
     /// Full sweep of the working set. Bad pages are counted as errors and
@@ -274,6 +244,9 @@ impl Guest {
     fn verify(&mut self) {
         let t0 = Instant::now();
         self.verify_seq += 1;
+        // The disk thread sweeps the disk (its writes pause meanwhile) while
+        // this thread sweeps memory.
+        let disk_reply = self.disk.as_ref().map(|d| d.start_verify());
         let mut bad = 0u64;
         let mut stale = 0u64;
         let mut first_bad = Vec::new();
@@ -291,19 +264,56 @@ impl Guest {
             }
         }
         self.errors += bad;
-        emit(
-            &Obj::new("verify")
-                .u64("seq", self.verify_seq)
-                .bool("ok", self.errors == 0)
-                .u64("pages_checked", self.mem.pages as u64)
-                .u64("bad_pages", bad)
-                .u64_list("first_bad", &first_bad)
-                .u64("stale_pages", stale)
-                .u64("duration_ms", t0.elapsed().as_millis() as u64)
-                .u64("errors_total", self.errors)
-                .u64_list("write_path_bad", &self.write_bad)
-                .finish(),
-        );
+        let mem_ok = self.errors == 0;
+        let mem_ms = t0.elapsed().as_millis() as u64;
+        let mut o = Obj::new("verify");
+        o.u64("seq", self.verify_seq);
+        match (disk_reply, &self.disk) {
+            (Some(reply), Some(d)) => {
+                let r = reply.and_then(|rx| rx.recv().ok());
+                let errors = d.stats.errors.load(Ordering::Relaxed);
+                match r {
+                    Some(r) => {
+                        let ok = errors == 0;
+                        o.bool("ok", mem_ok && ok)
+                            .bool("mem_ok", mem_ok)
+                            .bool("disk_ok", ok)
+                            .u64("disk_blocks_checked", r.blocks_checked)
+                            .u64("disk_bad_blocks", r.bad_blocks)
+                            .u64("disk_stale_blocks", r.stale_blocks)
+                            .u64("disk_unknown_blocks", r.blocks_unknown)
+                            .u64_list("disk_first_bad", &r.first_bad)
+                            .u64("disk_read_errors", r.read_errors)
+                            .u64("disk_duration_ms", r.duration_ms)
+                            .u64("disk_errors_total", errors);
+                    }
+                    None => {
+                        emit_error("disk: the disk thread is gone; cannot verify the disk");
+                        o.bool("ok", false)
+                            .bool("mem_ok", mem_ok)
+                            .bool("disk_ok", false)
+                            .u64("disk_blocks_checked", 0)
+                            .u64("disk_bad_blocks", 0);
+                    }
+                }
+            }
+            _ => {
+                o.bool("ok", mem_ok)
+                    .bool("mem_ok", mem_ok)
+                    .bool("disk_ok", true)
+                    .u64("disk_blocks_checked", 0)
+                    .u64("disk_bad_blocks", 0);
+            }
+        }
+        o.u64("pages_checked", self.mem.pages as u64)
+            .u64("bad_pages", bad)
+            .u64_list("first_bad", &first_bad)
+            .u64("stale_pages", stale)
+            .u64("mem_duration_ms", mem_ms)
+            .u64("duration_ms", t0.elapsed().as_millis() as u64)
+            .u64("errors_total", self.errors)
+            .u64_list("write_path_bad", &self.write_bad);
+        emit(&o.finish());
     }
 
     fn command(&mut self, line: &str) {
@@ -376,6 +386,28 @@ impl Guest {
     }
 }
 
+/// Opens the workload's disk, waiting a little for its device node; problems
+/// are reported and mean no disk workload.
+fn open_disk(path: &str, cfg: &config::DiskConfig) -> Option<disk::DiskDev> {
+    let p = std::path::Path::new(path);
+    if !disk::wait_for(p, Duration::from_secs(10)) {
+        emit_error(&format!("disk {path} does not exist; no disk workload"));
+        return None;
+    }
+    match disk::DiskDev::open(p, cfg, true) {
+        Ok((d, warnings)) => {
+            for w in &warnings {
+                emit_error(w);
+            }
+            Some(d)
+        }
+        Err(e) => {
+            emit_error(&format!("disk {path}: cannot open: {e}; no disk workload"));
+            None
+        }
+    }
+}
+
 fn main() {
     let start = Instant::now();
     let path = std::env::var("PACER_GUEST_CMDLINE").unwrap_or_else(|_| "/proc/cmdline".into());
@@ -401,28 +433,37 @@ fn main() {
         }
     }
 
+    let disk_dev = cfg
+        .disk
+        .path
+        .as_deref()
+        .and_then(|p| open_disk(p, &cfg.disk));
+
     let t_fill = Instant::now();
     let mut mem = Memory::new(pages);
     mem.fill_all();
     let fill_ms = t_fill.elapsed().as_millis() as u64;
-    emit(
-        &Obj::new("ready")
-            .str("workload", cfg.workload.as_str())
-            .u64("wss_mib", cfg.wss_mib)
-            .f64("rate_mbps", cfg.rate_mbps)
-            .f64("hot_fraction", cfg.hot_fraction)
-            .f64("hot_share", cfg.hot_share)
-            .u64("status_ms", cfg.status_ms)
-            .u64("pages", pages as u64)
-            .u64("fill_ms", fill_ms)
-            .u64("uptime_ms", start.elapsed().as_millis() as u64)
-            .finish(),
-    );
+    let mut ready = Obj::new("ready");
+    ready
+        .str("workload", cfg.workload.as_str())
+        .u64("wss_mib", cfg.wss_mib)
+        .f64("rate_mbps", cfg.rate_mbps)
+        .f64("hot_fraction", cfg.hot_fraction)
+        .f64("hot_share", cfg.hot_share)
+        .u64("status_ms", cfg.status_ms)
+        .u64("pages", pages as u64)
+        .u64("fill_ms", fill_ms)
+        .u64("uptime_ms", start.elapsed().as_millis() as u64);
+    if let Some(d) = &disk_dev {
+        disk::describe(&mut ready, d, &cfg.disk);
+    }
+    emit(&ready.finish());
+    let disk = disk_dev.map(|d| disk::spawn(d, &cfg.disk));
 
     let rx = spawn_stdin_reader();
     let now = Instant::now();
     let mut guest = Guest {
-        picker: Picker::new(&cfg, pages),
+        picker: Picker::new(pages, cfg.hot_fraction, cfg.hot_share),
         cfg,
         mem,
         rng: Rng::seeded(),
@@ -433,6 +474,8 @@ fn main() {
         verify_seq: 0,
         last_status: now,
         written_at_last_status: 0,
+        disk,
+        disk_written_at_last_status: 0,
     };
     guest.run(rx)
 }
@@ -461,36 +504,5 @@ mod tests {
         // Zeroed page.
         m.page_mut(5).fill(0);
         assert_eq!(m.check(5), Check::Corrupt);
-    }
-
-    #[test]
-    fn picker_respects_hot_share() {
-        let cfg = Config {
-            hot_fraction: 0.1,
-            hot_share: 0.9,
-            ..Config::default()
-        };
-        let p = Picker::new(&cfg, 1000);
-        assert_eq!(p.hot, 100);
-        let mut rng = Rng(12345);
-        let n = 100_000;
-        let hot = (0..n).filter(|_| p.pick(&mut rng) < 100).count();
-        let share = hot as f64 / n as f64;
-        assert!((share - 0.9).abs() < 0.01, "{share}");
-        // Uniform when the hot fraction or share is 0.
-        for (hf, hs) in [(0.0, 0.9), (0.1, 0.0), (1.0, 0.5)] {
-            let cfg = Config {
-                hot_fraction: hf,
-                hot_share: hs,
-                ..Config::default()
-            };
-            let p = Picker::new(&cfg, 1000);
-            assert_eq!(p.hot, 0);
-            let hot = (0..n).filter(|_| p.pick(&mut rng) < 100).count();
-            let share = hot as f64 / n as f64;
-            assert!((share - 0.1).abs() < 0.01, "{share}");
-        }
-        let mut rng = Rng(7);
-        assert!((0..10_000).all(|_| p.pick(&mut rng) < 1000));
     }
 }

@@ -23,10 +23,10 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Per-page seed, a hash of (index, generation).
+/// Per-page seed, a hash of (magic, index, generation).
 #[inline]
-pub fn seed(index: u64, gen: u64) -> u64 {
-    mix(index.wrapping_mul(GOLDEN) ^ gen.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ MAGIC)
+fn seed(magic: u64, index: u64, gen: u64) -> u64 {
+    mix(index.wrapping_mul(GOLDEN) ^ gen.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ magic)
 }
 
 /// Header check word.
@@ -43,8 +43,13 @@ fn body_word(seed: u64, i: usize) -> u64 {
 
 /// Writes the content of page `index` at generation `gen` into `page`.
 pub fn fill(page: &mut Page, index: u64, gen: u64) {
-    let s = seed(index, gen);
-    page[0] = MAGIC;
+    fill_tagged(page, MAGIC, index, gen)
+}
+
+/// [`fill`] with another header magic (the disk blocks use their own).
+pub fn fill_tagged(page: &mut Page, magic: u64, index: u64, gen: u64) {
+    let s = seed(magic, index, gen);
+    page[0] = magic;
     page[1] = index;
     page[2] = gen;
     page[3] = check_word(s);
@@ -69,11 +74,17 @@ pub enum Check {
 }
 
 /// True if `page` holds exactly the content of (index, gen).
-#[inline]
+#[cfg(test)]
 pub fn matches(page: &Page, index: u64, gen: u64) -> bool {
-    let s = seed(index, gen);
+    matches_tagged(page, MAGIC, index, gen)
+}
+
+/// [`matches`] with another header magic.
+#[inline]
+pub fn matches_tagged(page: &Page, magic: u64, index: u64, gen: u64) -> bool {
+    let s = seed(magic, index, gen);
     let mut diff =
-        (page[0] ^ MAGIC) | (page[1] ^ index) | (page[2] ^ gen) | (page[3] ^ check_word(s));
+        (page[0] ^ magic) | (page[1] ^ index) | (page[2] ^ gen) | (page[3] ^ check_word(s));
     for (i, w) in page.iter().enumerate().skip(HDR) {
         diff |= *w ^ body_word(s, i);
     }
@@ -83,10 +94,18 @@ pub fn matches(page: &Page, index: u64, gen: u64) -> bool {
 /// Checks `page` (page number `index`) against generation `expected`.
 /// The fast path is one pass; classification only runs on a mismatch.
 pub fn check(page: &Page, index: u64, expected: u64) -> Check {
-    if matches(page, index, expected) {
+    check_tagged(page, MAGIC, index, expected)
+}
+
+/// [`check`] with another header magic.
+pub fn check_tagged(page: &Page, magic: u64, index: u64, expected: u64) -> Check {
+    if matches_tagged(page, magic, index, expected) {
         return Check::Ok;
     }
-    if page[0] == MAGIC && page[1] == index && page[2] != expected && matches(page, index, page[2])
+    if page[0] == magic
+        && page[1] == index
+        && page[2] != expected
+        && matches_tagged(page, magic, index, page[2])
     {
         let found_gen = page[2];
         return if found_gen < expected {
@@ -166,6 +185,18 @@ mod tests {
         let mut q = old.clone();
         q[WORDS / 2..].copy_from_slice(&new[WORDS / 2..]);
         assert_eq!(check(&q, 11, 2), Check::Corrupt);
+    }
+
+    #[test]
+    fn magic_is_part_of_the_content() {
+        const OTHER: u64 = 0x5041_4345_5244_4B31;
+        let mut p = Box::new([0u64; WORDS]);
+        fill_tagged(&mut p, OTHER, 5, 2);
+        assert_eq!(check_tagged(&p, OTHER, 5, 2), Check::Ok);
+        assert_eq!(check_tagged(&p, OTHER, 5, 3), Check::Stale { found_gen: 2 });
+        assert_eq!(check(&p, 5, 2), Check::Corrupt);
+        let q = make(5, 2);
+        assert_eq!(check_tagged(&q, OTHER, 5, 2), Check::Corrupt);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod image;
 pub mod launch;
 pub mod migration;
 pub mod qmp;
+pub mod storage;
 
 pub use launch::{Accel, LaunchConfig, VmPaths};
 pub use qmp::{QmpClient, QmpError};

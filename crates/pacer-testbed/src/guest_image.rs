@@ -1157,10 +1157,142 @@ mod tests {
         serde_json::from_str(line[i + 6..].trim_end()).ok()
     }
 
-    /// Builds the image, boots it under TCG, waits for the workload, asks for
-    /// a verify sweep and expects it to pass.
-    #[test]
-    fn guest_image_boots_and_verifies() {
+    /// A booted test guest: QEMU plus its serial console.
+    struct Guest {
+        qemu: Qemu,
+        reader: BufReader<UnixStream>,
+        writer: UnixStream,
+        buf: Vec<u8>,
+        booted: Instant,
+        deadline: Instant,
+    }
+
+    impl Guest {
+        /// Boots `img` under TCG with `append` as the workload part of the
+        /// kernel command line and `extra` QEMU arguments (disks); files go
+        /// to `dir`. Everything must be done within `timeout` of the boot.
+        fn boot(
+            img: &GuestImage,
+            dir: &Path,
+            append: &str,
+            extra: &[String],
+            timeout: Duration,
+        ) -> Guest {
+            let sock = dir.join("console.sock");
+            let log = dir.join("console.log");
+            let append = guest_cmdline(append);
+            let booted = Instant::now();
+            let child = Command::new("qemu-system-x86_64")
+                .args(["-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1"])
+                .args(["-nographic", "-no-reboot", "-nic", "none"])
+                .arg("-kernel")
+                .arg(&img.kernel)
+                .arg("-initrd")
+                .arg(&img.initrd)
+                .args(["-append", &append])
+                .arg("-chardev")
+                .arg(format!(
+                    "socket,id=ser0,path={},server=on,wait=off,logfile={}",
+                    sock.display(),
+                    log.display()
+                ))
+                .args([
+                    "-serial",
+                    "chardev:ser0",
+                    "-monitor",
+                    "none",
+                    "-display",
+                    "none",
+                ])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(dir.join("qemu.out")).unwrap())
+                .stderr(fs::File::create(dir.join("qemu.err")).unwrap())
+                .spawn()
+                .expect("qemu-system-x86_64 must be installed (QEMU 10.0 from bookworm-backports)");
+            let mut qemu = Qemu { child, log };
+
+            let deadline = Instant::now() + timeout;
+            let stream = loop {
+                match UnixStream::connect(&sock) {
+                    Ok(s) => break s,
+                    Err(e) => {
+                        if let Ok(Some(st)) = qemu.child.try_wait() {
+                            let err = fs::read_to_string(dir.join("qemu.err")).unwrap_or_default();
+                            panic!("qemu exited early ({st}): {err}");
+                        }
+                        assert!(
+                            Instant::now() < deadline,
+                            "cannot connect to {}: {e}",
+                            sock.display()
+                        );
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let writer = stream.try_clone().unwrap();
+            Guest {
+                qemu,
+                reader: BufReader::new(stream),
+                writer,
+                buf: Vec::new(),
+                booted,
+                deadline,
+            }
+        }
+
+        /// The next `PACER {...}` line (printed with its time since boot).
+        /// Panics on a guest error line, a QEMU exit or the deadline.
+        fn next(&mut self) -> serde_json::Value {
+            loop {
+                assert!(
+                    Instant::now() < self.deadline,
+                    "timed out waiting for the guest"
+                );
+                if let Ok(Some(st)) = self.qemu.child.try_wait() {
+                    panic!("qemu exited ({st})");
+                }
+                match self.reader.read_until(b'\n', &mut self.buf) {
+                    Ok(0) => panic!("console closed"),
+                    Ok(_) if self.buf.ends_with(b"\n") => {}
+                    Ok(_) => continue,
+                    // A timeout keeps the partial line in `buf`; go on reading.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => panic!("console read: {e}"),
+                }
+                let line = String::from_utf8_lossy(&self.buf).into_owned();
+                self.buf.clear();
+                let Some(v) = pacer_json(&line) else { continue };
+                eprintln!(
+                    "[{:5.1}s] {}",
+                    self.booted.elapsed().as_secs_f64(),
+                    line.trim_end()
+                );
+                if v["kind"] == "error" {
+                    panic!("guest reported an error: {}", line.trim_end());
+                }
+                return v;
+            }
+        }
+
+        fn send(&mut self, command: &str) {
+            self.writer
+                .write_all(format!("{command}\n").as_bytes())
+                .unwrap();
+        }
+    }
+
+    fn image_for_tests() -> GuestImage {
         let mut opts = ImageOptions::from_env();
         opts.progress = true;
         let t = Instant::now();
@@ -1171,6 +1303,15 @@ mod tests {
             img.kernel_version,
             t.elapsed().as_secs_f64()
         );
+        img
+    }
+
+    /// Builds the image, boots it under TCG, waits for the workload, asks for
+    /// a verify sweep and expects it to pass.
+    #[test]
+    fn guest_image_boots_and_verifies() {
+        let opts = ImageOptions::from_env();
+        let img = image_for_tests();
         let t = Instant::now();
         let again = ensure_guest_image(&ImageOptions {
             progress: false,
@@ -1181,126 +1322,145 @@ mod tests {
         eprintln!("cached image lookup took {:.2}s", t.elapsed().as_secs_f64());
 
         let tmp = tempfile::tempdir().unwrap();
-        let sock = tmp.path().join("console.sock");
-        let log = tmp.path().join("console.log");
-        let append = guest_cmdline(
+        let mut g = Guest::boot(
+            &img,
+            tmp.path(),
             "pacer.workload=memwrite pacer.wss_mib=64 pacer.rate_mbps=20 pacer.status_ms=1000",
+            &[],
+            Duration::from_secs(90),
         );
-        let t_boot = Instant::now();
-        let child = Command::new("qemu-system-x86_64")
-            .args(["-machine", "q35", "-accel", "tcg", "-m", "512", "-smp", "1"])
-            .args(["-nographic", "-no-reboot", "-nic", "none"])
-            .arg("-kernel")
-            .arg(&img.kernel)
-            .arg("-initrd")
-            .arg(&img.initrd)
-            .args(["-append", &append])
-            .arg("-chardev")
-            .arg(format!(
-                "socket,id=ser0,path={},server=on,wait=off,logfile={}",
-                sock.display(),
-                log.display()
-            ))
-            .args([
-                "-serial",
-                "chardev:ser0",
-                "-monitor",
-                "none",
-                "-display",
-                "none",
-            ])
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(tmp.path().join("qemu.out")).unwrap())
-            .stderr(fs::File::create(tmp.path().join("qemu.err")).unwrap())
-            .spawn()
-            .expect("qemu-system-x86_64 must be installed (QEMU 10.0 from bookworm-backports)");
-        let mut qemu = Qemu { child, log };
-
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let stream = loop {
-            match UnixStream::connect(&sock) {
-                Ok(s) => break s,
-                Err(e) => {
-                    if let Ok(Some(st)) = qemu.child.try_wait() {
-                        let err =
-                            fs::read_to_string(tmp.path().join("qemu.err")).unwrap_or_default();
-                        panic!("qemu exited early ({st}): {err}");
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "cannot connect to {}: {e}",
-                        sock.display()
-                    );
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let mut reader = BufReader::new(stream);
-
         let mut ready_at = None;
         let mut verify_sent = false;
-        let mut buf = Vec::new();
         let verify = loop {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for the guest (ready: {ready_at:?})"
-            );
-            if let Ok(Some(st)) = qemu.child.try_wait() {
-                panic!("qemu exited ({st})");
-            }
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) => panic!("console closed"),
-                Ok(_) if buf.ends_with(b"\n") => {}
-                Ok(_) => continue,
-                // A timeout keeps the partial line in `buf`; go on reading.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => panic!("console read: {e}"),
-            }
-            let line = String::from_utf8_lossy(&buf).into_owned();
-            buf.clear();
-            let Some(v) = pacer_json(&line) else { continue };
-            eprintln!(
-                "[{:5.1}s] {}",
-                t_boot.elapsed().as_secs_f64(),
-                line.trim_end()
-            );
+            let v = g.next();
             match v["kind"].as_str() {
                 Some("ready") => {
                     assert_eq!(v["workload"], "memwrite");
                     assert_eq!(v["wss_mib"], 64);
-                    ready_at = Some(t_boot.elapsed());
+                    ready_at = Some(g.booted.elapsed());
                 }
                 Some("status") if ready_at.is_some() && !verify_sent => {
                     assert_eq!(v["errors"], 0);
                     if v["pages_written"].as_u64().unwrap_or(0) > 0 {
-                        writer.write_all(b"verify\n").unwrap();
+                        g.send("verify");
                         verify_sent = true;
                     }
                 }
                 Some("verify") if verify_sent => break v,
-                Some("error") => panic!("guest reported an error: {}", line.trim_end()),
                 _ => {}
             }
         };
         assert_eq!(verify["ok"], true, "{verify}");
         assert_eq!(verify["pages_checked"], 64 * 256);
         assert_eq!(verify["bad_pages"], 0);
+        assert_eq!(verify["disk_ok"], true, "{verify}");
+        assert_eq!(verify["disk_blocks_checked"], 0);
         eprintln!(
             "boot to ready: {:.1}s; verify answered after {:.1}s",
             ready_at.unwrap().as_secs_f64(),
-            t_boot.elapsed().as_secs_f64()
+            g.booted.elapsed().as_secs_f64()
         );
-        drop(qemu);
+    }
+
+    /// Boots with a 64 MiB raw virtio-blk disk and the disk workload on
+    /// /dev/vda: the initial fill, rate-limited O_DIRECT writes, then a
+    /// verify sweep over memory and disk that must pass; afterwards the
+    /// image file on the host holds the guest's block format.
+    #[test]
+    fn guest_image_disk_workload_verifies() {
+        const DISK_MIB: u64 = 64;
+        let img = image_for_tests();
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = tmp.path().join("disk.raw");
+        fs::File::create(&disk)
+            .unwrap()
+            .set_len(DISK_MIB << 20)
+            .unwrap();
+        let extra: Vec<String> = [
+            "-blockdev".to_string(),
+            format!("driver=file,filename={},node-name=f0", disk.display()),
+            "-blockdev".into(),
+            "driver=raw,file=f0,node-name=d0".into(),
+            "-device".into(),
+            "virtio-blk-pci,drive=d0".into(),
+        ]
+        .into();
+        let mut g = Guest::boot(
+            &img,
+            tmp.path(),
+            "pacer.workload=memwrite pacer.wss_mib=32 pacer.rate_mbps=5 pacer.status_ms=1000 \
+             pacer.disk=/dev/vda pacer.disk_rate_mbps=5",
+            &extra,
+            Duration::from_secs(180),
+        );
+        let mut ready_at = None;
+        let mut filled_at = None;
+        let mut verify_sent = None;
+        let mut last_written = 0;
+        let verify = loop {
+            let v = g.next();
+            match v["kind"].as_str() {
+                Some("ready") => {
+                    assert_eq!(v["disk"], "/dev/vda", "{v}");
+                    assert_eq!(v["disk_dev_bytes"], DISK_MIB << 20);
+                    assert_eq!(v["disk_span_bytes"], DISK_MIB << 20);
+                    assert_eq!(v["disk_bs"], 65536);
+                    assert_eq!(v["disk_direct"], true, "{v}");
+                    ready_at = Some(g.booted.elapsed());
+                }
+                Some("disk_filled") => {
+                    assert_eq!(v["bytes"], DISK_MIB << 20);
+                    filled_at = Some(g.booted.elapsed());
+                }
+                Some("status") if ready_at.is_some() && verify_sent.is_none() => {
+                    assert_eq!(v["errors"], 0, "{v}");
+                    assert_eq!(v["disk_errors"], 0, "{v}");
+                    let written = v["disk_written_bytes"].as_u64().unwrap();
+                    assert!(written >= last_written, "{v}");
+                    last_written = written;
+                    // Let the writer run for a couple of seconds first.
+                    if written >= 5_000_000 {
+                        assert_eq!(v["disk_phase"], "write", "{v}");
+                        g.send("verify");
+                        verify_sent = Some(Instant::now());
+                    }
+                }
+                Some("verify") if verify_sent.is_some() => break v,
+                _ => {}
+            }
+        };
+        let verify_secs = verify_sent.unwrap().elapsed().as_secs_f64();
+        assert_eq!(verify["ok"], true, "{verify}");
+        assert_eq!(verify["mem_ok"], true, "{verify}");
+        assert_eq!(verify["disk_ok"], true, "{verify}");
+        assert_eq!(verify["disk_blocks_checked"], (DISK_MIB << 20) / 4096);
+        assert_eq!(verify["disk_bad_blocks"], 0);
+        assert_eq!(verify["disk_unknown_blocks"], 0);
+        // Writes go on after the sweep.
+        let after = loop {
+            let v = g.next();
+            if v["kind"] == "status" {
+                break v;
+            }
+        };
+        assert_eq!(after["disk_errors"], 0);
+        eprintln!(
+            "boot to ready {:.1}s, fill done {:.1}s, verify answered in {verify_secs:.2}s \
+             (disk sweep {} ms), status after: {after}",
+            ready_at.unwrap().as_secs_f64(),
+            filled_at.unwrap().as_secs_f64(),
+            verify["disk_duration_ms"],
+        );
+        drop(g);
+        // The writes reached the image file: every 4 KiB block starts with
+        // the disk magic ("PACERDK1") and its own index.
+        let data = fs::read(&disk).unwrap();
+        assert_eq!(data.len() as u64, DISK_MIB << 20);
+        for (i, block) in data.chunks_exact(4096).enumerate() {
+            let word = |k: usize| u64::from_le_bytes(block[k * 8..k * 8 + 8].try_into().unwrap());
+            assert_eq!(word(0), 0x5041_4345_5244_4B31, "block {i}");
+            assert_eq!(word(1), i as u64, "block {i}");
+            assert!(word(2) >= 1, "block {i}");
+        }
     }
 }
