@@ -34,6 +34,48 @@ pub struct Workload {
     /// Fraction of writes that go to the hot set.
     #[serde(default)]
     pub hot_share: f64,
+    /// Disk writer, if any.
+    #[serde(default)]
+    pub disk: Option<DiskWorkload>,
+}
+
+/// The guest program's disk writer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskWorkload {
+    /// Guest block device, e.g. `/dev/vda`.
+    #[serde(default = "default_disk_device")]
+    pub device: String,
+    /// Write rate in MB/s.
+    pub rate_mbps: f64,
+    /// Block size in KiB (multiple of 4).
+    #[serde(default = "default_bs")]
+    pub bs_kib: u64,
+    /// `seq`, `uniform` or `hot`.
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// For `hot`: the fraction of the span that takes 90% of the writes.
+    #[serde(default = "default_hot")]
+    pub hot_fraction: f64,
+    /// MiB of the device to use (default: all of it).
+    #[serde(default)]
+    pub span_mib: Option<u64>,
+    /// Write every block once at start so the whole span can be verified.
+    #[serde(default = "yes")]
+    pub fill: bool,
+}
+
+fn default_disk_device() -> String {
+    "/dev/vda".into()
+}
+fn default_bs() -> u64 {
+    64
+}
+fn default_pattern() -> String {
+    "uniform".into()
+}
+fn default_hot() -> f64 {
+    0.1
 }
 
 fn default_wss() -> u64 {
@@ -43,10 +85,20 @@ fn default_wss() -> u64 {
 impl Workload {
     /// The kernel command-line words that select this workload in the guest.
     pub fn kernel_args(&self) -> String {
-        format!(
+        let mut s = format!(
             "pacer.workload={} pacer.wss_mib={} pacer.rate_mbps={} pacer.hot_fraction={} pacer.hot_share={}",
             self.kind, self.wss_mib, self.rate_mbps, self.hot_fraction, self.hot_share
-        )
+        );
+        if let Some(d) = &self.disk {
+            s.push_str(&format!(
+                " pacer.disk={} pacer.disk_rate_mbps={} pacer.disk_bs_kib={} pacer.disk_pattern={} pacer.disk_hot_fraction={} pacer.disk_fill={}",
+                d.device, d.rate_mbps, d.bs_kib, d.pattern, d.hot_fraction, u8::from(d.fill)
+            ));
+            if let Some(span) = d.span_mib {
+                s.push_str(&format!(" pacer.disk_span_mib={span}"));
+            }
+        }
+        s
     }
 }
 
@@ -154,6 +206,9 @@ pub struct HostInfo {
     pub migration_address: String,
     /// Result of the KVM probe, if it ran.
     pub kvm: Option<String>,
+    /// Free bytes where incoming disks are created.
+    #[serde(default)]
+    pub disk_free_bytes: u64,
 }
 
 /// Migration strategy.
@@ -222,6 +277,75 @@ pub struct MigrateRequest {
     /// Ask the guest to verify its memory after the migration.
     #[serde(default = "yes")]
     pub verify_guest: bool,
+    /// Whether and how to copy disks.
+    #[serde(default)]
+    pub copy_storage: CopyStorage,
+    /// Disk mirror speed cap in bytes/s (none = unlimited).
+    #[serde(default)]
+    pub disk_bandwidth: Option<u64>,
+}
+
+/// How a migration treats the VM's disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyStorage {
+    /// Copy every disk whole (no shared storage); nothing to do without disks.
+    #[default]
+    All,
+    /// Copy only the top layer: the destination has the same backing images.
+    Incremental,
+    /// Shared storage: the destination opens the same image files.
+    None,
+}
+
+/// A disk the destination must create to receive a copy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingDisk {
+    /// Image format to create (`raw` or `qcow2`).
+    pub format: String,
+    /// Virtual size in bytes.
+    pub virtual_size: u64,
+    /// Bytes the copy may need on the destination.
+    pub needed_bytes: u64,
+    /// Backing image the destination must already have (incremental copy).
+    #[serde(default)]
+    pub backing: Option<String>,
+    /// Its format.
+    #[serde(default)]
+    pub backing_format: Option<String>,
+}
+
+/// Where the source mirrors disks to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NbdTarget {
+    /// NBD server address.
+    pub host: String,
+    /// NBD server port.
+    pub port: u16,
+    /// Export name per disk, in disk order.
+    pub exports: Vec<String>,
+}
+
+/// Disk copy progress (all disks together).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DiskProgress {
+    /// Bytes the mirrors must copy (grows as the guest writes).
+    pub total: u64,
+    /// Bytes copied.
+    pub transferred: u64,
+    /// Bytes left.
+    pub remaining: u64,
+    /// All mirrors in sync.
+    pub ready: bool,
+    /// Smoothed copy rate, bytes/s.
+    pub rate_bps: f64,
+    /// Guest disk write throughput (blockstats), bytes/s.
+    pub write_rate_bps: f64,
+    /// Distinct bytes the guest dirtied since the copy began (dirty bitmap).
+    pub dirty_bytes: u64,
+    /// Growth rate of the dirty bitmap, bytes/s.
+    pub dirty_rate_bps: f64,
 }
 
 fn yes() -> bool {
@@ -272,6 +396,9 @@ pub struct Progress {
     pub rounds: u64,
     /// QEMU's expected downtime in ms.
     pub expected_downtime_ms: Option<u64>,
+    /// Disk copy, when disks are copied.
+    #[serde(default)]
+    pub disk: Option<DiskProgress>,
 }
 
 /// The guest program's memory check result.
@@ -324,6 +451,12 @@ pub struct MigrationResult {
     pub downtime_bytes: u64,
     /// Bytes sent in post-copy.
     pub postcopy_bytes: u64,
+    /// Memory bytes sent.
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// Disk bytes copied.
+    #[serde(default)]
+    pub disk_bytes: u64,
 }
 
 /// A migration job as the API reports it.
@@ -359,6 +492,9 @@ pub struct IncomingRequest {
     pub accel: String,
     /// Migration capabilities to turn on at the destination.
     pub capabilities: Vec<String>,
+    /// Disks to create and export for the copy (empty: nothing to copy).
+    #[serde(default)]
+    pub disks: Vec<IncomingDisk>,
 }
 
 /// The destination is ready.
@@ -366,6 +502,9 @@ pub struct IncomingRequest {
 pub struct IncomingReady {
     /// URI for QEMU's `migrate`.
     pub uri: String,
+    /// Where to mirror disks, when disks are copied.
+    #[serde(default)]
+    pub nbd: Option<NbdTarget>,
 }
 
 /// Body of every API error.

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use pacer_api::{AccelChoice, JobStatus};
+use pacer_api::{AccelChoice, JobStatus, Strategy};
 use pacer_testbed::bed;
 
 use crate::hosts::Hosts;
@@ -123,13 +123,13 @@ pub async fn run(opts: &DemoOpts) -> Result<i32> {
         kernel: Some(img.kernel.display().to_string()),
         initrd: Some(img.initrd.display().to_string()),
         append: None,
-        disk: None,
         workload: "memwrite".into(),
         wss: 512,
         write_rate: pacer_model::parse_bandwidth(&opts.write_rate)? as f64 / 1e6,
         hot_fraction: 0.0,
         hot_share: 0.0,
         accel: AccelChoice::Auto,
+        ..vm::StartOpts::new("", "")
     };
     let info = vm::start(&hosts, &start).await?;
     eprintln!("  started demo-vm (pid {}, accelerator {})", info.pid, info.accel);
@@ -147,6 +147,7 @@ pub async fn run(opts: &DemoOpts) -> Result<i32> {
         postcopy_after: None,
         stall_timeout: None,
         no_verify: false,
+        ..migrate::MigrateOpts::new("", Strategy::PreCopy)
     };
     let result = migrate::migrate(&hosts, "demo-vm", Some("h1"), &mopts, true).await?;
 

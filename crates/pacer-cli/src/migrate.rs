@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use pacer_api::{AgentClient, JobInfo, MigrateRequest, MigrationResult, PeerRef, Strategy};
+use pacer_api::{
+    AgentClient, CopyStorage, JobInfo, MigrateRequest, MigrationResult, PeerRef, Strategy,
+};
 use pacer_model::{format_bytes, format_duration_ms, format_rate};
 
 use crate::hosts::Hosts;
@@ -38,6 +40,40 @@ pub struct MigrateOpts {
     /// Skip the guest memory check after the migration.
     #[arg(long)]
     pub no_verify: bool,
+    /// Disks: all (copy them whole), incremental (only the top layer; the
+    /// destination has the base images) or none (shared storage).
+    #[arg(long, default_value = "all", value_parser = parse_copy_storage)]
+    pub copy_storage: CopyStorage,
+    /// Disk copy speed cap, e.g. 50MiB/s.
+    #[arg(long, value_parser = parse_bw)]
+    pub disk_bandwidth: Option<u64>,
+}
+
+impl MigrateOpts {
+    /// The CLI's defaults for a migration to `to` (for callers other than clap).
+    pub fn new(to: &str, strategy: Strategy) -> Self {
+        MigrateOpts {
+            to: to.into(),
+            strategy,
+            bandwidth: None,
+            downtime_limit: None,
+            auto_converge: false,
+            postcopy_after: None,
+            stall_timeout: None,
+            no_verify: false,
+            copy_storage: CopyStorage::All,
+            disk_bandwidth: None,
+        }
+    }
+}
+
+fn parse_copy_storage(s: &str) -> Result<CopyStorage, String> {
+    match s {
+        "all" | "full" => Ok(CopyStorage::All),
+        "incremental" | "inc" => Ok(CopyStorage::Incremental),
+        "none" | "shared" => Ok(CopyStorage::None),
+        _ => Err(format!("unknown --copy-storage {s:?}: use all, incremental or none")),
+    }
 }
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
@@ -95,6 +131,8 @@ pub async fn migrate(
         postcopy_after_s: opts.postcopy_after,
         stall_timeout_s: opts.stall_timeout,
         verify_guest: !opts.no_verify,
+        copy_storage: opts.copy_storage,
+        disk_bandwidth: opts.disk_bandwidth,
     };
     let job: JobInfo = client.post(&format!("/v1/vms/{vm}/migrate"), &req).await?;
     follow(&client, &job.id, show_progress).await

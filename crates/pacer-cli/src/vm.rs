@@ -1,7 +1,9 @@
 //! `pacer vm ...`: start, list, show, stop, adopt, console, verify.
 
 use anyhow::{bail, Result};
-use pacer_api::{AccelChoice, AdoptRequest, IntegrityResult, VmInfo, VmSpec, Workload};
+use pacer_api::{
+    AccelChoice, AdoptRequest, DiskWorkload, IntegrityResult, VmInfo, VmSpec, Workload,
+};
 use pacer_model::format_bytes;
 use serde_json::Value;
 
@@ -30,9 +32,18 @@ pub struct StartOpts {
     /// Extra kernel command line.
     #[arg(long)]
     pub append: Option<String>,
-    /// Disk image to attach.
+    /// Disk image to attach (raw or qcow2; repeat for more: /dev/vda, /dev/vdb...).
     #[arg(long)]
-    pub disk: Option<String>,
+    pub disk: Vec<String>,
+    /// Guest disk writer: MB/s written to /dev/vda (needs --disk; 0 = none).
+    #[arg(long, default_value = "0", value_parser = parse_rate_mbps)]
+    pub disk_write_rate: f64,
+    /// Disk writer block size in KiB.
+    #[arg(long, default_value_t = 64)]
+    pub disk_block_kib: u64,
+    /// Disk writer pattern: seq, uniform or hot.
+    #[arg(long, default_value = "uniform")]
+    pub disk_pattern: String,
     /// Guest workload: idle or memwrite (the Pacer guest program).
     #[arg(long, default_value = "idle")]
     pub workload: String,
@@ -51,6 +62,31 @@ pub struct StartOpts {
     /// Accelerator: auto (KVM if it really works here), kvm or tcg.
     #[arg(long, default_value = "auto", value_parser = parse_accel)]
     pub accel: AccelChoice,
+}
+
+impl StartOpts {
+    /// The CLI's defaults for a VM `name` on `host` (for callers other than clap).
+    pub fn new(name: &str, host: &str) -> Self {
+        StartOpts {
+            name: name.into(),
+            host: host.into(),
+            memory: 1024,
+            vcpus: 1,
+            kernel: None,
+            initrd: None,
+            append: None,
+            disk: Vec::new(),
+            disk_write_rate: 0.0,
+            disk_block_kib: 64,
+            disk_pattern: "uniform".into(),
+            workload: "idle".into(),
+            wss: 256,
+            write_rate: 60.0,
+            hot_fraction: 0.0,
+            hot_share: 0.0,
+            accel: AccelChoice::Auto,
+        }
+    }
 }
 
 fn parse_mib(s: &str) -> Result<u64, String> {
@@ -80,7 +116,7 @@ fn parse_accel(s: &str) -> Result<AccelChoice, String> {
 /// Builds the spec, filling in the Pacer guest image when no kernel is given.
 pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
     let (kernel, initrd) = match (&opts.kernel, &opts.initrd) {
-        (None, None) if opts.disk.is_none() => {
+        (None, None) => {
             let img = pacer_testbed::guest_image::ensure_guest_image(
                 &pacer_testbed::guest_image::ImageOptions::from_env(),
             )?;
@@ -94,7 +130,19 @@ pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
         rate_mbps: if opts.workload == "idle" { 0.0 } else { opts.write_rate },
         hot_fraction: opts.hot_fraction,
         hot_share: opts.hot_share,
+        disk: (opts.disk_write_rate > 0.0).then(|| DiskWorkload {
+            device: "/dev/vda".into(),
+            rate_mbps: opts.disk_write_rate,
+            bs_kib: opts.disk_block_kib,
+            pattern: opts.disk_pattern.clone(),
+            hot_fraction: 0.1,
+            span_mib: None,
+            fill: true,
+        }),
     };
+    if workload.disk.is_some() && opts.disk.is_empty() {
+        anyhow::bail!("--disk-write-rate needs a disk: give --disk IMAGE");
+    }
     Ok(VmSpec {
         name: opts.name.clone(),
         memory_mib: opts.memory,
@@ -102,7 +150,7 @@ pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
         kernel,
         initrd,
         append: opts.append.clone(),
-        disks: opts.disk.iter().cloned().collect(),
+        disks: opts.disk.clone(),
         workload: Some(workload),
         accel: opts.accel,
     })

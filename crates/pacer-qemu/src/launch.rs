@@ -49,6 +49,9 @@ pub struct LaunchConfig {
     pub paths: VmPaths,
     /// Start as a migration target (`-incoming defer`).
     pub incoming: bool,
+    /// Do not run the guest until `cont` (`-S`): a storage-migration target must
+    /// drop its NBD exports before the guest writes to its disks.
+    pub start_paused: bool,
 }
 
 /// The runtime files of one VM, all under one directory.
@@ -154,6 +157,9 @@ impl LaunchConfig {
         }
         if self.incoming {
             a.extend(["-incoming".into(), "defer".into()]);
+        }
+        if self.start_paused {
+            a.push("-S".into());
         }
         a
     }
@@ -277,11 +283,13 @@ mod tests {
             disks: vec![("/d.qcow2".into(), "qcow2".into())],
             paths: VmPaths::in_dir(Path::new("/run/x")),
             incoming: true,
+            start_paused: true,
         };
         let a = cfg.args().join(" ");
         assert!(a.contains("-m 512M"));
         assert!(a.contains("-accel tcg"));
         assert!(a.contains("-incoming defer"));
+        assert!(a.ends_with(" -S"));
         assert!(a.contains("driver=qcow2,file=file0,node-name=disk0"));
         assert!(a.contains("-qmp unix:/run/x/qmp.sock"));
     }

@@ -785,6 +785,7 @@ mod tests {
                 disks: vec![(disk.to_path_buf(), "qcow2".into())],
                 paths: VmPaths::in_dir(&vm_dir),
                 incoming,
+                start_paused: false,
             };
             let pid = cfg.launch().await.expect("QEMU 10.0 (qemu-system-x86_64) must start");
             let mut vm = Vm { pid, qmp: None };

@@ -97,7 +97,7 @@ async fn start_vm(
     spec: Result<Json<VmSpec>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<VmInfo>)> {
     let spec = body(spec)?;
-    vms::launch(&agent, &spec, None, VmOrigin::Launched).await?;
+    vms::launch(&agent, &spec, None, VmOrigin::Launched, false).await?;
     Ok((StatusCode::CREATED, Json(agent.vm_info(&spec.name).await?)))
 }
 

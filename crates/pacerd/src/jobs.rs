@@ -7,9 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pacer_api::{
-    AgentClient, IncomingReady, IncomingRequest, IntegrityResult, JobInfo, JobStatus,
-    MigrateRequest, MigrationResult, Progress, Strategy, VmInfo,
+    AgentClient, CopyStorage, IncomingDisk, IncomingReady, IncomingRequest, IntegrityResult,
+    JobInfo, JobStatus, MigrateRequest, MigrationResult, Progress, Strategy, VmInfo, VmSpec,
 };
+use pacer_qemu::storage::MirrorSync;
+
+use crate::disk_copy::DiskCopy;
 use pacer_model::{ConvergenceDetector, MonotonicProgress, RateEstimator, StallDetector, Verdict};
 use pacer_qemu::migration::{query_migrate, set_capabilities, set_parameters, MigrationInfo};
 use pacer_qemu::QmpClient;
@@ -50,6 +53,13 @@ pub fn validate(req: &MigrateRequest) -> ApiResult<()> {
         if !(1_000..=125_000_000_000).contains(&b) {
             return Err(ApiError::bad_request(format!(
                 "bandwidth {b} B/s is out of range: give 1 KB/s to 1 Tbit/s, or none for unlimited"
+            )));
+        }
+    }
+    if let Some(b) = req.disk_bandwidth {
+        if !(1_000..=125_000_000_000).contains(&b) {
+            return Err(ApiError::bad_request(format!(
+                "disk bandwidth {b} B/s is out of range: give 1 KB/s to 1 Tbit/s, or none for unlimited"
             )));
         }
     }
@@ -123,6 +133,20 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
             format!(
                 "destination {} cannot take {} MiB: {} of {} MiB already given to VMs",
                 host.name, rec.memory_mib, host.memory_committed_mib, host.memory_capacity_mib
+            ),
+        ));
+    }
+    let disks = describe_disks(rec.spec.as_ref().expect("checked"), req.copy_storage).await?;
+    let needed: u64 = disks.iter().map(|d| d.needed_bytes).sum();
+    if needed > 0 && needed + (64 << 20) > host.disk_free_bytes {
+        return Err(ApiError::conflict(
+            "insufficient_space",
+            format!(
+                "destination {} has {} MiB free for disks but this VM's disks need about {} MiB: \
+                 free space there or choose another host",
+                host.name,
+                host.disk_free_bytes >> 20,
+                needed >> 20
             ),
         ));
     }
@@ -205,6 +229,8 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
         precopy_bytes: 0,
         downtime_bytes: 0,
         postcopy_bytes: 0,
+        memory_bytes: 0,
+        disk_bytes: 0,
     };
     let rec = match agent.record(vm) {
         Ok(r) => r,
@@ -220,17 +246,26 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
             return result;
         }
     };
+    let spec = rec.spec.clone().expect("checked at start");
     let postcopy = matches!(req.strategy, Strategy::PostCopy | Strategy::Hybrid);
+    let disks = match describe_disks(&spec, req.copy_storage).await {
+        Ok(d) => d,
+        Err(e) => {
+            result.reason = Some(e.message);
+            return result;
+        }
+    };
     let mut dest_caps = vec!["events".to_string()];
     if postcopy {
         dest_caps.push("postcopy-ram".into());
     }
-    // 1. Destination: an incoming QEMU with the same configuration.
-    let incoming = IncomingRequest {
-        spec: rec.spec.clone().expect("checked at start"),
-        accel: rec.accel.clone(),
-        capabilities: dest_caps,
-    };
+    if !disks.is_empty() {
+        dest_caps.push("late-block-activate".into());
+    }
+    // 1. Destination: an incoming QEMU with the same configuration (and, for a
+    // storage copy, empty disks exported over NBD).
+    let incoming =
+        IncomingRequest { spec, accel: rec.accel.clone(), capabilities: dest_caps, disks };
     let prepared: Result<IncomingReady, _> = tokio::select! {
         r = dest.post("/v1/incoming", &incoming) => r,
         _ = job.cancel.cancelled() => {
@@ -253,23 +288,47 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
     job.event(format!("destination ready, migrating to {}", ready.uri));
     let heartbeat = spawn_heartbeat(dest.clone(), vm.to_string(), job.cancel.child_token());
 
-    // 2. Source: capabilities, parameters, go.
+    // 2. Disks first: mirror every disk until all are in sync.
+    let mut disk: Option<DiskCopy> = None;
+    let mut early = None;
+    if let Some(nbd) = &ready.nbd {
+        let sync = match req.copy_storage {
+            CopyStorage::Incremental => MirrorSync::Top,
+            _ => MirrorSync::Full,
+        };
+        match DiskCopy::start(&qmp, nbd, sync, req.disk_bandwidth.unwrap_or(0)).await {
+            Ok(d) => {
+                job.event(format!("copying {} disk(s) ({})", nbd.exports.len(), sync.as_str()));
+                let d = disk.insert(d);
+                early = mirror_until_ready(&qmp, job, req, start, d).await.err();
+            }
+            Err(e) => early = Some(Outcome::Failed(e)),
+        }
+    }
+
+    // 3. Memory: capabilities, parameters, go.
     let mut stopped_at = None;
-    let outcome = match begin(&qmp, req, &ready.uri, start, &mut stopped_at).await {
-        Err(e) => Outcome::Failed(format!("QEMU refused to start the migration: {e}")),
-        Ok(()) => monitor(&qmp, job, req, start).await,
+    let outcome = match early {
+        Some(o) => o,
+        None => match begin(&qmp, req, &ready.uri, start, disk.is_some(), &mut stopped_at).await {
+            Err(e) => Outcome::Failed(format!("QEMU refused to start the migration: {e}")),
+            Ok(()) => monitor(&qmp, job, req, start, &mut disk).await,
+        },
     };
     heartbeat.cancel();
 
     match outcome {
         Outcome::Completed(info) => {
             job.update(|i| i.progress.phase = "switch-over".into());
+            let completed_at = start.elapsed();
             // The destination resumes the guest; only then is the move done.
             let committed: Result<VmInfo, _> =
                 dest.post(&format!("/v1/incoming/{vm}/commit"), &json!({})).await;
             let done_at = start.elapsed();
             let ram = info.ram.clone().unwrap_or_default();
-            result.bytes_transferred = ram.transferred;
+            result.memory_bytes = ram.transferred;
+            result.disk_bytes = disk.as_ref().map(|d| d.transferred()).unwrap_or(0);
+            result.bytes_transferred = result.memory_bytes + result.disk_bytes;
             result.rounds = ram.dirty_sync_count;
             result.precopy_bytes = ram.precopy_bytes;
             result.downtime_bytes = ram.downtime_bytes;
@@ -279,6 +338,11 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
             result.downtime_ms = match stopped_at {
                 // Stop-and-copy: the guest was stopped from the start of the copy.
                 Some(t0) => Some((done_at - t0).as_millis() as u64),
+                // A storage target resumes only once its exports are gone: the
+                // guest stays stopped until the commit returns.
+                None if disk.is_some() => {
+                    info.downtime.map(|d| d + (done_at - completed_at).as_millis() as u64)
+                }
                 None => info.downtime,
             };
             if let Err(e) = committed {
@@ -316,6 +380,9 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
         }
         Outcome::Failed(reason) | Outcome::Cancelled(reason) => {
             let cancelled = job.cancel.is_cancelled();
+            if let Some(d) = disk.as_mut() {
+                d.abort(&qmp).await;
+            }
             let still_here = recover_source(&qmp, stopped_at.is_some()).await;
             cleanup_destination(&dest, vm).await;
             result.total_time_ms = start.elapsed().as_millis() as u64;
@@ -334,12 +401,19 @@ async fn begin(
     req: &MigrateRequest,
     uri: &str,
     start: Instant,
+    with_disks: bool,
     stopped_at: &mut Option<Duration>,
 ) -> Result<(), pacer_qemu::QmpError> {
     let postcopy = matches!(req.strategy, Strategy::PostCopy | Strategy::Hybrid);
     set_capabilities(
         qmp,
-        &[("events", true), ("postcopy-ram", postcopy), ("auto-converge", req.auto_converge)],
+        &[
+            ("events", true),
+            ("postcopy-ram", postcopy),
+            ("auto-converge", req.auto_converge),
+            // With disks, stop at switch-over to end the mirrors consistently.
+            ("pause-before-switchover", with_disks),
+        ],
     )
     .await?;
     let bw = req.bandwidth.unwrap_or(UNLIMITED_BPS);
@@ -359,7 +433,13 @@ async fn begin(
     Ok(())
 }
 
-async fn monitor(qmp: &QmpClient, job: &Job, req: &MigrateRequest, start: Instant) -> Outcome {
+async fn monitor(
+    qmp: &QmpClient,
+    job: &Job,
+    req: &MigrateRequest,
+    start: Instant,
+    disk: &mut Option<DiskCopy>,
+) -> Outcome {
     let mut progress = MonotonicProgress::new();
     let mut rate = RateEstimator::default();
     let mut stall =
@@ -368,12 +448,15 @@ async fn monitor(qmp: &QmpClient, job: &Job, req: &MigrateRequest, start: Instan
     let migrate_started = Instant::now();
     let mut switched = false;
     let mut failures = 0;
+    let mut switching = false;
     loop {
+        // Near the end the guest is stopped: look more often.
+        let poll = if switching { Duration::from_millis(20) } else { POLL };
         tokio::select! {
             _ = job.cancel.cancelled() => {
                 return Outcome::Cancelled("cancelled by request".into());
             }
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(poll) => {}
         }
         let info = match query_migrate(qmp).await {
             Ok(i) => {
@@ -394,7 +477,18 @@ async fn monitor(qmp: &QmpClient, job: &Job, req: &MigrateRequest, start: Instan
         let completed = status == "completed";
         rate.observe(t, ram.transferred);
         stall.observe(t, ram.transferred);
-        let pct = progress.update(ram.transferred, ram.remaining, completed);
+        let disk_progress = match disk.as_mut() {
+            Some(d) if !switching => match d.sample(qmp, t).await {
+                Ok(p) => Some(p),
+                Err(e) => return Outcome::Failed(e),
+            },
+            _ => None,
+        };
+        let (sent, left) = match &disk_progress {
+            Some(d) => (ram.transferred + d.transferred, ram.remaining + d.remaining),
+            None => (ram.transferred, ram.remaining),
+        };
+        let pct = progress.update(sent, left, completed);
         let phase = match status.as_str() {
             "setup" => "setup",
             "active" if ram.dirty_sync_count <= 1 => "bulk copy",
@@ -416,8 +510,26 @@ async fn monitor(qmp: &QmpClient, job: &Job, req: &MigrateRequest, start: Instan
                 dirty_rate_bps: (ram.dirty_pages_rate * ram.page_size.max(4096)) as f64,
                 rounds: ram.dirty_sync_count,
                 expected_downtime_ms: info.expected_downtime,
+                disk: disk_progress.or_else(|| i.progress.disk.take()),
             }
         });
+        if status == "pre-switchover" && !switching {
+            // Guest stopped: end each mirror with a consistent copy, then let
+            // QEMU send the last memory pages and device state.
+            switching = true;
+            if let Some(d) = disk.as_mut() {
+                if let Err(e) = d.complete(qmp).await {
+                    return Outcome::Failed(e);
+                }
+            }
+            if let Err(e) = qmp
+                .execute("migrate-continue", Some(json!({"state": "pre-switchover"})))
+                .await
+            {
+                return Outcome::Failed(format!("QEMU refused to continue at switch-over: {e}"));
+            }
+            continue;
+        }
         match status.as_str() {
             "completed" => return Outcome::Completed(Box::new(info)),
             "failed" => {
@@ -551,4 +663,117 @@ pub fn get(agent: &Agent, id: &str) -> ApiResult<Arc<Job>> {
     agent.jobs.lock().unwrap().get(id).cloned().ok_or_else(|| {
         ApiError::not_found(format!("no job {id:?} on this host; `pacer jobs` lists them"))
     })
+}
+
+/// Mirrors until every disk is in sync, with progress; a cancel, a failed mirror
+/// or a stall ends it.
+async fn mirror_until_ready(
+    qmp: &QmpClient,
+    job: &Job,
+    req: &MigrateRequest,
+    start: Instant,
+    disk: &mut DiskCopy,
+) -> Result<(), Outcome> {
+    let mut progress = MonotonicProgress::new();
+    let mut stall =
+        StallDetector::new(req.stall_timeout_s.unwrap_or(10.0)).expect("validated timeout");
+    loop {
+        tokio::select! {
+            _ = job.cancel.cancelled() => {
+                return Err(Outcome::Cancelled("cancelled by request during the disk copy".into()));
+            }
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let t = start.elapsed().as_secs_f64();
+        let p = disk.sample(qmp, t).await.map_err(Outcome::Failed)?;
+        stall.observe(t, p.transferred);
+        let pct = progress.update(p.transferred, p.remaining, false);
+        let ready = p.ready;
+        job.update(|i| {
+            i.progress = Progress {
+                elapsed_ms: (t * 1000.0) as u64,
+                phase: if ready { "disk sync" } else { "disk bulk copy" }.into(),
+                // The disk is most of the work, but memory is still to come.
+                percent: pct.min(99.0),
+                transferred: p.transferred,
+                remaining: p.remaining,
+                total: p.total,
+                rate_bps: p.rate_bps,
+                dirty_rate_bps: p.dirty_rate_bps,
+                rounds: 0,
+                expected_downtime_ms: None,
+                disk: Some(p),
+            }
+        });
+        if ready {
+            job.event("disks in sync: starting memory migration");
+            return Ok(());
+        }
+        if stall.is_stalled(t) {
+            return Err(Outcome::Failed(format!(
+                "no disk data moved for {:.0} s (link down or destination unreachable)",
+                stall.timeout_s()
+            )));
+        }
+    }
+}
+
+/// What the destination must create for each disk, or why it cannot be copied.
+pub async fn describe_disks(spec: &VmSpec, mode: CopyStorage) -> ApiResult<Vec<IncomingDisk>> {
+    if mode == CopyStorage::None {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for d in &spec.disks {
+        let info = pacer_qemu::image::image_info(std::path::Path::new(d))
+            .await
+            .map_err(|e| ApiError::bad_request(format!("disk {d:?}: {e}")))?;
+        if info.format != "raw" && info.format != "qcow2" {
+            return Err(ApiError::bad_request(format!(
+                "disk {d:?} is {}: Pacer copies raw and qcow2 disks",
+                info.format
+            )));
+        }
+        let disk = match mode {
+            CopyStorage::Incremental => {
+                let Some(backing) = info.backing.clone() else {
+                    return Err(ApiError::bad_request(format!(
+                        "disk {d:?} has no base image: an incremental copy needs disks over a \
+                         base image both hosts have (use a full copy)"
+                    )));
+                };
+                IncomingDisk {
+                    format: info.format.clone(),
+                    virtual_size: info.virtual_size,
+                    needed_bytes: info.actual_size,
+                    backing: Some(backing),
+                    backing_format: info.backing_format.clone(),
+                }
+            }
+            _ => {
+                // A full copy holds what the whole chain has allocated.
+                let mut needed = info.actual_size;
+                let mut next = info.backing.clone();
+                for _ in 0..16 {
+                    let Some(b) = next else { break };
+                    match pacer_qemu::image::image_info(std::path::Path::new(&b)).await {
+                        Ok(bi) => {
+                            needed += bi.actual_size;
+                            next = bi.backing;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                IncomingDisk {
+                    format: info.format.clone(),
+                    virtual_size: info.virtual_size,
+                    needed_bytes: needed.min(info.virtual_size + (16 << 20)),
+                    backing: None,
+                    backing_format: None,
+                }
+            }
+        };
+        out.push(disk);
+    }
+    Ok(out)
 }

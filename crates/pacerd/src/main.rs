@@ -2,6 +2,7 @@
 //! Unix socket (local management) and optionally TCP (peers and remote CLIs).
 
 mod api;
+mod disk_copy;
 mod error;
 mod incoming;
 mod jobs;
@@ -42,6 +43,9 @@ struct Args {
     /// Seconds an incoming VM survives without word from its source.
     #[arg(long, default_value_t = 15)]
     incoming_lease: u64,
+    /// Directory for disk copies received by storage migration [default: STATE_DIR/vms].
+    #[arg(long)]
+    disk_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         memory_capacity_mib,
         migration_address,
         incoming_lease_s: args.incoming_lease,
+        disk_dir: args.disk_dir.clone(),
     })?;
     agent.readopt().await;
     tokio::spawn(incoming::lease_watchdog(agent.clone()));

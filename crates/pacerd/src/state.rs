@@ -28,6 +28,8 @@ pub struct Config {
     pub migration_address: String,
     /// Seconds without a heartbeat from the source before an incoming VM is dropped.
     pub incoming_lease_s: u64,
+    /// Where incoming disk copies are created (default: each VM's directory).
+    pub disk_dir: Option<PathBuf>,
 }
 
 /// What is persisted about a VM.
@@ -55,6 +57,9 @@ pub struct VmRecord {
     pub console_log: Option<PathBuf>,
     /// Runtime directory owned by the agent (removed with the VM), if any.
     pub dir: Option<PathBuf>,
+    /// Disk copies made for an incoming migration: deleted if it is aborted.
+    #[serde(default)]
+    pub created_disks: Vec<PathBuf>,
 }
 
 /// A VM under this agent.
@@ -67,6 +72,8 @@ pub struct VmEntry {
     pub migrating: Option<String>,
     /// Last heartbeat from the source (incoming VMs only).
     pub lease: Option<std::time::Instant>,
+    /// NBD exports serving a storage migration into this VM.
+    pub nbd_exports: Vec<String>,
 }
 
 /// The agent.
@@ -95,6 +102,11 @@ impl Agent {
             jobs: Mutex::default(),
             kvm: tokio::sync::OnceCell::new(),
         }))
+    }
+
+    /// Where incoming disk copies go.
+    pub fn disk_dir(&self) -> PathBuf {
+        self.cfg.disk_dir.clone().unwrap_or_else(|| self.cfg.state_dir.join("vms"))
     }
 
     /// Directory for a VM's runtime files.
@@ -153,6 +165,9 @@ impl Agent {
                 // An unfinished incoming migration: its source gave up on us or will.
                 warn!("dropping unfinished incoming VM {}", rec.name);
                 pacer_qemu::launch::kill_and_wait(rec.pid).await;
+                for d in &rec.created_disks {
+                    let _ = std::fs::remove_file(d);
+                }
                 let _ = std::fs::remove_file(&path);
                 if let Some(d) = &rec.dir {
                     let _ = std::fs::remove_dir_all(d);
@@ -163,7 +178,7 @@ impl Agent {
             info!("re-adopted VM {} (pid {})", rec.name, rec.pid);
             self.vms.lock().unwrap().insert(
                 rec.name.clone(),
-                VmEntry { record: rec, qmp, migrating: None, lease: None },
+                VmEntry { record: rec, qmp, migrating: None, lease: None, nbd_exports: vec![] },
             );
         }
     }
@@ -263,6 +278,7 @@ impl Agent {
             memory_committed_mib: self.committed_mib(),
             migration_address: self.cfg.migration_address.clone(),
             kvm: self.kvm.get().map(|p| format!("{p:?}")),
+            disk_free_bytes: pacer_qemu::image::free_space(&self.disk_dir()).unwrap_or(0),
         }
     }
 }

@@ -145,6 +145,7 @@ pub fn launch_config(
     formats: &[String],
     accel: Accel,
     incoming: bool,
+    start_paused: bool,
 ) -> LaunchConfig {
     let mut append = String::from("console=ttyS0 panic=-1");
     if let Some(w) = &spec.workload {
@@ -167,6 +168,7 @@ pub fn launch_config(
         disks: spec.disks.iter().cloned().map(PathBuf::from).zip(formats.iter().cloned()).collect(),
         paths: VmPaths::in_dir(&agent.vm_dir(&spec.name)),
         incoming,
+        start_paused,
     }
 }
 
@@ -197,10 +199,12 @@ fn reserve(agent: &Agent, spec: &VmSpec, origin: VmOrigin) -> ApiResult<()> {
                 serial_socket: Some(paths.serial),
                 console_log: Some(paths.console_log),
                 dir: Some(dir),
+                created_disks: vec![],
             },
             qmp: None,
             migrating: None,
             lease: None,
+            nbd_exports: vec![],
         },
     );
     Ok(())
@@ -212,6 +216,7 @@ pub async fn launch(
     spec: &VmSpec,
     accel: Option<Accel>,
     origin: VmOrigin,
+    start_paused: bool,
 ) -> ApiResult<VmRecord> {
     validate_spec(spec)?;
     // Check memory and reserve the name under one lock so concurrent starts cannot
@@ -224,7 +229,8 @@ pub async fn launch(
             None => resolve_accel(agent, spec).await?,
         };
         let formats = disk_formats(spec).await?;
-        let cfg = launch_config(agent, spec, &formats, accel, origin == VmOrigin::Incoming);
+        let cfg =
+            launch_config(agent, spec, &formats, accel, origin == VmOrigin::Incoming, start_paused);
         std::fs::create_dir_all(agent.vm_dir(&spec.name))
             .map_err(|e| ApiError::internal(format!("cannot create VM directory: {e}")))?;
         let pid = cfg.launch().await.map_err(|e| ApiError::upstream(e.to_string()))?;
@@ -292,6 +298,7 @@ pub async fn adopt(agent: &Arc<Agent>, req: &pacer_api::AdoptRequest) -> ApiResu
         serial_socket: None,
         console_log: req.console_log.as_ref().map(PathBuf::from),
         dir: None,
+        created_disks: vec![],
     };
     {
         let mut vms = agent.vms.lock().unwrap();
@@ -300,7 +307,13 @@ pub async fn adopt(agent: &Arc<Agent>, req: &pacer_api::AdoptRequest) -> ApiResu
         }
         vms.insert(
             req.name.clone(),
-            VmEntry { record: rec.clone(), qmp: Some(qmp), migrating: None, lease: None },
+            VmEntry {
+                record: rec.clone(),
+                qmp: Some(qmp),
+                migrating: None,
+                lease: None,
+                nbd_exports: vec![],
+            },
         );
     }
     agent.persist(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
