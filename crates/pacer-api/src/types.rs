@@ -414,6 +414,15 @@ pub struct IntegrityResult {
     pub errors_total: u64,
     /// How long the sweep took.
     pub duration_ms: u64,
+    /// True if the disk verified too (true when the guest writes no disk).
+    #[serde(default = "yes")]
+    pub disk_ok: bool,
+    /// Disk blocks checked (0 without a disk workload).
+    #[serde(default)]
+    pub disk_blocks_checked: u64,
+    /// Bad disk blocks found.
+    #[serde(default)]
+    pub disk_bad_blocks: u64,
 }
 
 /// The result of a finished migration: what `pacer migrate --json` prints.

@@ -260,6 +260,21 @@ pub fn summary(r: &MigrationResult) -> String {
             i.bad_pages,
             i.errors_total
         ));
+        if i.disk_blocks_checked > 0 {
+            s.push_str(&format!(
+                "\n  guest disk check: {} ({} blocks checked, {} bad)",
+                if i.disk_ok { "PASSED" } else { "FAILED" },
+                i.disk_blocks_checked,
+                i.disk_bad_blocks
+            ));
+        }
+    }
+    if r.disk_bytes > 0 {
+        s.push_str(&format!(
+            "\n  disk {} + memory {}",
+            format_bytes(r.disk_bytes),
+            format_bytes(r.memory_bytes)
+        ));
     }
     s
 }

@@ -90,6 +90,8 @@ async fn bad_migrations_are_refused_and_change_nothing() {
             postcopy_after_s: None,
             stall_timeout_s: None,
             verify_guest: true,
+            copy_storage: pacer_api::CopyStorage::All,
+            disk_bandwidth: None,
         };
         f(&mut r);
         r

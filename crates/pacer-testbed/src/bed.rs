@@ -69,6 +69,9 @@ pub struct BedHost {
     pub port: u16,
     /// Agent pid.
     pub pid: i32,
+    /// Extra agent flags for this host only (e.g. `--disk-dir`).
+    #[serde(default)]
+    pub extra_args: Vec<String>,
 }
 
 /// A running test bed.
@@ -170,6 +173,7 @@ impl Bed {
             .arg("--listen")
             .arg(format!("{}:{}", h.data_ip, h.port))
             .args(&self.agent_args)
+            .args(&h.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -264,6 +268,7 @@ pub fn up(opts: &BedOptions) -> Result<Bed, BedError> {
                 state_dir,
                 port,
                 pid: 0,
+                extra_args: Vec::new(),
             });
             let _ = i;
         }

@@ -288,7 +288,9 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
     job.event(format!("destination ready, migrating to {}", ready.uri));
     let heartbeat = spawn_heartbeat(dest.clone(), vm.to_string(), job.cancel.child_token());
 
-    // 2. Disks first: mirror every disk until all are in sync.
+    // 2. Disks first: mirror every disk until all are in sync. One progress
+    // figure spans both phases, so it never runs backwards between them.
+    let mut progress = MonotonicProgress::new();
     let mut disk: Option<DiskCopy> = None;
     let mut early = None;
     if let Some(nbd) = &ready.nbd {
@@ -300,7 +302,9 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
             Ok(d) => {
                 job.event(format!("copying {} disk(s) ({})", nbd.exports.len(), sync.as_str()));
                 let d = disk.insert(d);
-                early = mirror_until_ready(&qmp, job, req, start, d).await.err();
+                let memory = rec.memory_mib << 20;
+                early =
+                    mirror_until_ready(&qmp, job, req, start, d, &mut progress, memory).await.err();
             }
             Err(e) => early = Some(Outcome::Failed(e)),
         }
@@ -312,7 +316,7 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
         Some(o) => o,
         None => match begin(&qmp, req, &ready.uri, start, disk.is_some(), &mut stopped_at).await {
             Err(e) => Outcome::Failed(format!("QEMU refused to start the migration: {e}")),
-            Ok(()) => monitor(&qmp, job, req, start, &mut disk).await,
+            Ok(()) => monitor(&qmp, job, req, start, &mut disk, &mut progress).await,
         },
     };
     heartbeat.cancel();
@@ -439,8 +443,8 @@ async fn monitor(
     req: &MigrateRequest,
     start: Instant,
     disk: &mut Option<DiskCopy>,
+    progress: &mut MonotonicProgress,
 ) -> Outcome {
-    let mut progress = MonotonicProgress::new();
     let mut rate = RateEstimator::default();
     let mut stall =
         StallDetector::new(req.stall_timeout_s.unwrap_or(10.0)).expect("validated timeout");
@@ -673,8 +677,9 @@ async fn mirror_until_ready(
     req: &MigrateRequest,
     start: Instant,
     disk: &mut DiskCopy,
+    progress: &mut MonotonicProgress,
+    memory_bytes: u64,
 ) -> Result<(), Outcome> {
-    let mut progress = MonotonicProgress::new();
     let mut stall =
         StallDetector::new(req.stall_timeout_s.unwrap_or(10.0)).expect("validated timeout");
     loop {
@@ -687,14 +692,14 @@ async fn mirror_until_ready(
         let t = start.elapsed().as_secs_f64();
         let p = disk.sample(qmp, t).await.map_err(Outcome::Failed)?;
         stall.observe(t, p.transferred);
-        let pct = progress.update(p.transferred, p.remaining, false);
+        // Memory is still to come after the disks.
+        let pct = progress.update(p.transferred, p.remaining + memory_bytes, false);
         let ready = p.ready;
         job.update(|i| {
             i.progress = Progress {
                 elapsed_ms: (t * 1000.0) as u64,
                 phase: if ready { "disk sync" } else { "disk bulk copy" }.into(),
-                // The disk is most of the work, but memory is still to come.
-                percent: pct.min(99.0),
+                percent: pct,
                 transferred: p.transferred,
                 remaining: p.remaining,
                 total: p.total,

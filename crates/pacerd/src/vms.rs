@@ -384,6 +384,9 @@ pub async fn verify_guest(agent: &Agent, name: &str, timeout: Duration) -> ApiRe
                 bad_pages: n("bad_pages"),
                 errors_total: n("errors_total"),
                 duration_ms: n("duration_ms"),
+                disk_ok: v.get("disk_ok").and_then(|x| x.as_bool()).unwrap_or(true),
+                disk_blocks_checked: n("disk_blocks_checked"),
+                disk_bad_blocks: n("disk_bad_blocks"),
             });
         }
         Err(ApiError::upstream("serial console closed before the guest answered"))

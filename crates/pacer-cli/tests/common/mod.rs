@@ -111,6 +111,7 @@ impl TestBed {
                 rate_mbps,
                 hot_fraction: 0.0,
                 hot_share: 0.0,
+                disk: None,
             }),
             accel: AccelChoice::Auto,
         };
@@ -153,6 +154,8 @@ impl TestBed {
             postcopy_after_s: None,
             stall_timeout_s: None,
             verify_guest: true,
+            copy_storage: pacer_api::CopyStorage::All,
+            disk_bandwidth: None,
         };
         f(&mut req);
         self.client(from).post(&format!("/v1/vms/{vm}/migrate"), &req).await.expect("start migration")
@@ -238,4 +241,74 @@ pub fn process_running(pid: i32) -> bool {
         Ok(stat) => stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()) != Some("Z"),
         Err(_) => false,
     }
+}
+
+/// A disk workload for `start_guest_with`.
+pub fn disk_writer(rate_mbps: f64) -> pacer_api::DiskWorkload {
+    pacer_api::DiskWorkload {
+        device: "/dev/vda".into(),
+        rate_mbps,
+        bs_kib: 64,
+        pattern: "uniform".into(),
+        hot_fraction: 0.1,
+        span_mib: None,
+        fill: true,
+    }
+}
+
+impl TestBed {
+    /// Starts a guest with disks and an optional disk writer; waits until the
+    /// guest reports with its disk filled.
+    pub async fn start_guest_with_disks(
+        &self,
+        host: &str,
+        name: &str,
+        memory_mib: u64,
+        mem_rate_mbps: f64,
+        disks: Vec<String>,
+        disk: Option<pacer_api::DiskWorkload>,
+    ) -> VmInfo {
+        let img = image();
+        let spec = VmSpec {
+            name: name.into(),
+            memory_mib,
+            vcpus: 1,
+            kernel: Some(img.kernel.display().to_string()),
+            initrd: Some(img.initrd.display().to_string()),
+            append: None,
+            disks,
+            workload: Some(Workload {
+                kind: "memwrite".into(),
+                wss_mib: 64,
+                rate_mbps: mem_rate_mbps,
+                hot_fraction: 0.0,
+                hot_share: 0.0,
+                disk,
+            }),
+            accel: AccelChoice::Auto,
+        };
+        let info: VmInfo = self.client(host).post("/v1/vms", &spec).await.expect("start VM");
+        let t0 = Instant::now();
+        loop {
+            let text = self.console(host, name).await;
+            let ready = text.contains("\"kind\":\"status\"")
+                && (spec.workload.as_ref().unwrap().disk.is_none() || text.contains("\"disk_phase\":\"write\""));
+            if ready {
+                return info;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(240), "guest {name} never got ready:\n{text}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Creates a disk image.
+pub fn make_image(path: &std::path::Path, format: &str, size: &str, backing: Option<&std::path::Path>) {
+    let mut cmd = std::process::Command::new("qemu-img");
+    cmd.args(["create", "-q", "-f", format]);
+    if let Some(b) = backing {
+        cmd.arg("-b").arg(b).args(["-F", "qcow2"]);
+    }
+    let st = cmd.arg(path).arg(size).status().unwrap();
+    assert!(st.success());
 }

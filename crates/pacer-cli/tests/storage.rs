@@ -1,0 +1,199 @@
+//! Storage migration without shared disks: the disk moves with the VM, a disk
+//! over a shared base image copies only its top layer, and a cancelled or
+//! refused storage migration leaves the VM running, unchanged, on its source disks.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{disk_writer, make_image, BedSpec, TestBed};
+use pacer_api::{CopyStorage, JobStatus, Strategy, VmInfo};
+
+fn disk_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "qcow2" || x == "raw"))
+        .collect()
+}
+
+async fn wait_destination_clean(tb: &TestBed, host: &str) {
+    let dir = tb.bed.host(host).unwrap().state_dir.join("vms");
+    let t0 = Instant::now();
+    while !tb.vms(host).await.is_empty() || !disk_files(&dir).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(40), "destination {host} kept {:?}", disk_files(&dir));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disk_and_memory_move_intact_under_write_load() {
+    let tb = TestBed::new(BedSpec::default());
+    let disk = tb.root.path().join("src.qcow2");
+    make_image(&disk, "qcow2", "256M", None);
+    tb.start_guest_with_disks("h1", "vm", 384, 20.0, vec![disk.display().to_string()], Some(disk_writer(5.0)))
+        .await;
+    let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |_| {}).await;
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    let i = r.integrity.as_ref().unwrap();
+    assert!(i.ok && i.disk_ok && i.disk_blocks_checked >= 65536, "{i:?}");
+    assert!(r.disk_bytes >= 256 << 20, "the filled disk must be copied: {r:?}");
+    assert!(r.memory_bytes > 0 && r.bytes_transferred == r.disk_bytes + r.memory_bytes);
+    // The destination runs on its own copy; the source image is left alone.
+    let info: VmInfo = tb.client("h2").get("/v1/vms/vm").await.unwrap();
+    let dest_disk = &info.spec.unwrap().disks[0];
+    assert_ne!(dest_disk, &disk.display().to_string());
+    assert!(disk.exists());
+    tb.assert_runs_healthy("h2", "vm").await;
+    let j: pacer_api::JobInfo = tb.client("h1").get(&format!("/v1/jobs/{}", job.id)).await.unwrap();
+    let d = j.progress.disk.expect("disk progress");
+    assert!(d.write_rate_bps > 0.0 && d.dirty_bytes > 0, "disk writes were not measured: {d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_copy_sends_only_the_top_layer() {
+    let tb = TestBed::new(BedSpec::default());
+    let base = tb.root.path().join("base.qcow2");
+    make_image(&base, "qcow2", "256M", None);
+    let st = std::process::Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0x5a 0 192M"])
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let mut sent = Vec::new();
+    for (name, mode) in [("inc", CopyStorage::Incremental), ("full", CopyStorage::All)] {
+        let top = tb.root.path().join(format!("{name}.qcow2"));
+        make_image(&top, "qcow2", "256M", Some(&base));
+        let mut w = disk_writer(2.0);
+        w.fill = false;
+        tb.start_guest_with_disks("h1", name, 256, 5.0, vec![top.display().to_string()], Some(w)).await;
+        let job = tb.start_migration("h1", "h2", name, Strategy::PreCopy, |r| r.copy_storage = mode).await;
+        let r = tb.wait_job("h1", &job.id).await;
+        assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+        assert!(r.integrity.as_ref().unwrap().ok, "{r:?}");
+        tb.assert_runs_healthy("h2", name).await;
+        sent.push(r.disk_bytes);
+        let _: serde_json::Value = tb.client("h2").delete(&format!("/v1/vms/{name}")).await.unwrap();
+    }
+    let (inc, full) = (sent[0], sent[1]);
+    eprintln!("disk bytes: incremental {inc}, full {full}");
+    assert!(full >= 192 << 20, "a full copy includes the base: {full}");
+    assert!(inc * 4 < full, "incremental {inc} should be far below full {full}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_during_disk_copy_keeps_the_vm_at_the_source() {
+    let tb = TestBed::new(BedSpec::default());
+    let disk = tb.root.path().join("src.qcow2");
+    make_image(&disk, "qcow2", "256M", None);
+    let before = tb
+        .start_guest_with_disks("h1", "vm", 256, 10.0, vec![disk.display().to_string()], Some(disk_writer(2.0)))
+        .await;
+    let job = tb
+        .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.disk_bandwidth = Some(10_000_000))
+        .await;
+    tb.wait_transferred("h1", &job.id, 20 << 20).await;
+    let j: pacer_api::JobInfo = tb.client("h1").get(&format!("/v1/jobs/{}", job.id)).await.unwrap();
+    assert!(j.progress.phase.starts_with("disk"), "{:?}", j.progress);
+    let _: pacer_api::JobInfo =
+        tb.client("h1").post(&format!("/v1/jobs/{}/cancel", job.id), &serde_json::json!({})).await.unwrap();
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Cancelled, "{r:?}");
+    let info: VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    assert_eq!((info.pid, info.spec.unwrap().disks[0].clone()), (before.pid, disk.display().to_string()));
+    wait_destination_clean(&tb, "h2").await;
+    tb.assert_runs_healthy("h1", "vm").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_cut_during_disk_copy_keeps_the_vm_at_the_source() {
+    let tb = TestBed::new(BedSpec { lease_s: Some(5), ..Default::default() });
+    let disk = tb.root.path().join("src.qcow2");
+    make_image(&disk, "qcow2", "256M", None);
+    let before = tb
+        .start_guest_with_disks("h1", "vm", 256, 10.0, vec![disk.display().to_string()], Some(disk_writer(2.0)))
+        .await;
+    let job = tb
+        .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| {
+            r.disk_bandwidth = Some(10_000_000);
+            r.stall_timeout_s = Some(3.0);
+        })
+        .await;
+    tb.wait_transferred("h1", &job.id, 20 << 20).await;
+    tb.bed.set_link_up("h2", false).unwrap();
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Failed, "{r:?}");
+    let info: VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    assert_eq!(info.pid, before.pid);
+    wait_destination_clean(&tb, "h2").await;
+    tb.assert_runs_healthy("h1", "vm").await;
+    tb.bed.set_link_up("h2", true).unwrap();
+}
+
+/// Unmounts a tmpfs on drop.
+struct Tmpfs(PathBuf);
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destination_without_space_is_refused_and_nothing_changes() {
+    let tb = TestBed::new(BedSpec::default());
+    // h2 keeps incoming disks on a 32 MiB filesystem.
+    let small = tb.root.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    let _umount = Tmpfs(small.clone());
+    let mut bed = tb.bed.clone();
+    bed.hosts[1].extra_args = vec!["--disk-dir".into(), small.display().to_string()];
+    bed.kill_agent("h2").unwrap();
+    bed.start_agent("h2").unwrap();
+
+    let disk = tb.root.path().join("src.qcow2");
+    make_image(&disk, "qcow2", "128M", None);
+    let before = tb
+        .start_guest_with_disks("h1", "vm", 256, 5.0, vec![disk.display().to_string()], Some(disk_writer(1.0)))
+        .await;
+    let c = tb.client("h1");
+    let req = pacer_api::MigrateRequest {
+        destination: tb.peer("h2"),
+        strategy: Strategy::PreCopy,
+        bandwidth: None,
+        downtime_limit_ms: None,
+        auto_converge: false,
+        postcopy_after_s: None,
+        stall_timeout_s: None,
+        verify_guest: true,
+        copy_storage: CopyStorage::All,
+        disk_bandwidth: None,
+    };
+    let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/vm/migrate", &req).await.unwrap_err();
+    assert_eq!(e.code(), Some("insufficient_space"), "{e}");
+    assert!(e.to_string().contains("free"), "{e}");
+    let info: VmInfo = c.get("/v1/vms/vm").await.unwrap();
+    assert_eq!((info.pid, info.state.as_str(), info.migrating), (before.pid, "running", None));
+    assert!(tb.vms("h2").await.is_empty());
+    assert!(disk_files(&small).is_empty());
+    let jobs: Vec<pacer_api::JobInfo> = c.get("/v1/jobs").await.unwrap();
+    assert!(jobs.is_empty(), "{jobs:?}");
+    // An unsupported format is refused before anything starts too.
+    let raw = tb.root.path().join("x.vmdk");
+    make_image(&raw, "vmdk", "16M", None);
+    let img = common::image();
+    let spec = serde_json::json!({"name": "vmdk", "memory_mib": 256, "kernel": img.kernel, "initrd": img.initrd, "disks": [raw]});
+    let e = c.post::<_, VmInfo>("/v1/vms", &spec).await.unwrap_err();
+    assert!(e.to_string().contains("raw and qcow2"), "{e}");
+    tb.assert_runs_healthy("h1", "vm").await;
+}
