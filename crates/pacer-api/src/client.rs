@@ -99,6 +99,17 @@ impl AgentClient {
         self.request(Method::POST, path, Some(body)).await
     }
 
+    /// POST raw bytes, parse a JSON answer (the link probe).
+    pub async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
+        let bytes = tokio::time::timeout(self.timeout, self.send_raw(Method::POST, path, body))
+            .await
+            .map_err(|_| ClientError::Unreachable {
+                url: self.url.clone(),
+                reason: format!("no answer within {} s", self.timeout.as_secs()),
+            })??;
+        self.parse(bytes)
+    }
+
     /// DELETE a resource.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.request(Method::DELETE, path, None::<&()>).await
@@ -111,12 +122,23 @@ impl AgentClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let bytes = tokio::time::timeout(self.timeout, self.send(method, path, body))
+        let payload = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::BadResponse {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })?,
+            None => Vec::new(),
+        };
+        let bytes = tokio::time::timeout(self.timeout, self.send_raw(method, path, payload))
             .await
             .map_err(|_| ClientError::Unreachable {
                 url: self.url.clone(),
                 reason: format!("no answer within {} s", self.timeout.as_secs()),
             })??;
+        self.parse(bytes)
+    }
+
+    fn parse<T: DeserializeOwned>(&self, bytes: (StatusCode, Bytes)) -> Result<T, ClientError> {
         let (status, body) = bytes;
         if status == StatusCode::UNAUTHORIZED {
             return Err(ClientError::Unauthorized { url: self.url.clone() });
@@ -138,18 +160,14 @@ impl AgentClient {
         })
     }
 
-    async fn send<B: Serialize>(
+    async fn send_raw(
         &self,
         method: Method,
         path: &str,
-        body: Option<&B>,
+        payload: Vec<u8>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let unreachable =
             |reason: String| ClientError::Unreachable { url: self.url.clone(), reason };
-        let payload = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| unreachable(e.to_string()))?,
-            None => Vec::new(),
-        };
         let (host, sender) = match self.target()? {
             Target::Tcp(addr) => {
                 let s = tokio::net::TcpStream::connect(&addr)

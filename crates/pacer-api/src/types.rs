@@ -280,9 +280,122 @@ pub struct MigrateRequest {
     /// Whether and how to copy disks.
     #[serde(default)]
     pub copy_storage: CopyStorage,
-    /// Disk mirror speed cap in bytes/s (none = unlimited).
+    /// Disk bandwidth cap in bytes/s (none = unlimited).
     #[serde(default)]
     pub disk_bandwidth: Option<u64>,
+    /// Finish this many seconds after the request, at the gentlest pace that makes it.
+    #[serde(default)]
+    pub finish_in_s: Option<f64>,
+    /// Refuse (rather than run flat out) when the target cannot be met.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+impl MigrateRequest {
+    /// A request with every option at its default.
+    pub fn new(destination: PeerRef, strategy: Strategy) -> Self {
+        MigrateRequest {
+            destination,
+            strategy,
+            bandwidth: None,
+            downtime_limit_ms: None,
+            auto_converge: false,
+            postcopy_after_s: None,
+            stall_timeout_s: None,
+            verify_guest: true,
+            copy_storage: CopyStorage::All,
+            disk_bandwidth: None,
+            finish_in_s: None,
+            strict: false,
+        }
+    }
+}
+
+/// Change a running migration's finish target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetargetRequest {
+    /// New target: this many seconds from now (none: run flat out).
+    pub finish_in_s: Option<f64>,
+}
+
+/// One prediction made during a migration, kept so anyone can score it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct PredictionPoint {
+    /// When it was made, ms since the job started.
+    pub elapsed_ms: u64,
+    /// Predicted total time, ms.
+    pub total_ms: u64,
+    /// Early end of the band, ms.
+    pub low_ms: u64,
+    /// Late end of the band, ms.
+    pub high_ms: u64,
+    /// Predicted downtime, ms.
+    pub downtime_ms: u64,
+    /// The naive estimate (elapsed + remaining / current rate) at the same moment, ms.
+    pub naive_total_ms: Option<u64>,
+}
+
+/// A finish-time target and how the job is doing against it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct TargetStatus {
+    /// Target finish, ms since the job started.
+    pub finish_ms: u64,
+    /// Whether it can be met.
+    pub feasible: bool,
+    /// Earliest possible finish (flat out), ms since the job started.
+    pub earliest_finish_ms: u64,
+    /// Speed currently set, bytes/s (0 = flat out).
+    pub speed_bps: u64,
+}
+
+/// `pacer predict`: what a migration would take, without starting it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PredictRequest {
+    /// Where to.
+    pub destination: PeerRef,
+    /// Strategy.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Bandwidth cap in bytes/s.
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
+    /// Downtime limit in ms.
+    #[serde(default)]
+    pub downtime_limit_ms: Option<u64>,
+    /// Post-copy delay.
+    #[serde(default)]
+    pub postcopy_after_s: Option<f64>,
+    /// Whether disks would be copied.
+    #[serde(default)]
+    pub copy_storage: CopyStorage,
+}
+
+/// The answer to `pacer predict`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PredictResponse {
+    /// Predicted total time, ms.
+    pub total_ms: u64,
+    /// Band, ms.
+    pub low_ms: u64,
+    /// Band, ms.
+    pub high_ms: u64,
+    /// Predicted downtime, ms.
+    pub downtime_ms: u64,
+    /// Whether pre-copy converges on its own.
+    pub converges: bool,
+    /// Measured link rate to the destination, bytes/s.
+    pub link_bps: f64,
+    /// Guest dirty rate, bytes/s.
+    pub dirty_rate_bps: f64,
+    /// Guest writable working set, bytes (none: unbounded).
+    pub wss_bytes: Option<f64>,
+    /// Fraction of guest memory that is zero pages.
+    pub zero_fraction: f64,
+    /// Guest memory, bytes.
+    pub ram_bytes: u64,
+    /// Disk bytes to copy.
+    pub disk_bytes: u64,
 }
 
 /// How a migration treats the VM's disks.
@@ -466,6 +579,12 @@ pub struct MigrationResult {
     /// Disk bytes copied.
     #[serde(default)]
     pub disk_bytes: u64,
+    /// Every prediction made during the migration (compare with `total_time_ms`).
+    #[serde(default)]
+    pub predictions: Vec<PredictionPoint>,
+    /// The finish-time target at the end, if there was one.
+    #[serde(default)]
+    pub target: Option<TargetStatus>,
 }
 
 /// A migration job as the API reports it.
@@ -489,6 +608,15 @@ pub struct JobInfo {
     pub result: Option<MigrationResult>,
     /// Notable events, oldest first (e.g. "switched to post-copy: ...").
     pub events: Vec<String>,
+    /// The latest prediction.
+    #[serde(default)]
+    pub prediction: Option<PredictionPoint>,
+    /// Every prediction so far (one a second).
+    #[serde(default)]
+    pub predictions: Vec<PredictionPoint>,
+    /// The finish-time target, if any.
+    #[serde(default)]
+    pub target: Option<TargetStatus>,
 }
 
 /// Ask a destination agent to prepare an incoming VM.

@@ -3,9 +3,11 @@
 
 mod bench;
 mod demo;
+mod group;
 mod hosts;
 mod migrate;
 mod vm;
+mod when;
 
 use std::path::PathBuf;
 
@@ -42,6 +44,37 @@ enum Cmd {
         #[command(flatten)]
         opts: migrate::MigrateOpts,
         /// Print the result as one JSON object when the migration ends.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move several VMs to one host so that they finish together.
+    MigrateGroup {
+        /// VM names (on any hosts).
+        #[arg(required = true)]
+        vms: Vec<String>,
+        #[command(flatten)]
+        opts: migrate::MigrateOpts,
+        /// Start them all flat out, without coordination (for comparison).
+        #[arg(long)]
+        uncoordinated: bool,
+        /// Print the group result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Predict how long migrating a VM would take, without starting it.
+    Predict {
+        /// VM name.
+        vm: String,
+        /// Destination host.
+        #[arg(long)]
+        to: String,
+        /// Strategy.
+        #[arg(long, default_value = "pre-copy", value_parser = migrate::parse_strategy)]
+        strategy: pacer_api::Strategy,
+        /// Bandwidth cap.
+        #[arg(long, value_parser = migrate::parse_bw)]
+        bandwidth: Option<u64>,
+        /// JSON output.
         #[arg(long)]
         json: bool,
     },
@@ -139,6 +172,17 @@ enum JobCmd {
     Cancel {
         /// Job id.
         id: String,
+    },
+    /// Change a running migration's finish target.
+    Retarget {
+        /// Job id.
+        id: String,
+        /// New target from now, e.g. 60s (omit with --flat-out).
+        #[arg(long, value_parser = migrate::parse_secs)]
+        finish_in: Option<f64>,
+        /// Drop the target and run flat out.
+        #[arg(long, conflicts_with = "finish_in")]
+        flat_out: bool,
     },
 }
 
@@ -254,6 +298,53 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(if r.status == pacer_api::JobStatus::Completed { 0 } else { 1 })
         }
+        Cmd::MigrateGroup { vms, opts, uncoordinated, json } => {
+            let hosts = Hosts::load(cli.hosts_file)?;
+            let g = group::migrate_group(&hosts, &vms, &opts, !uncoordinated).await?;
+            if json {
+                println!("{}", serde_json::to_string(&g)?);
+            } else {
+                println!("{}", group::summary(&g, &vms));
+            }
+            Ok(if g.all_completed { 0 } else { 1 })
+        }
+        Cmd::Predict { vm, to, strategy, bandwidth, json } => {
+            let hosts = Hosts::load(cli.hosts_file)?;
+            let (src, _) = hosts.locate(&vm).await?;
+            let dest = hosts.get(&to)?;
+            let req = pacer_api::PredictRequest {
+                destination: pacer_api::PeerRef { name: dest.name.clone(), url: dest.peer_url().into(), token: dest.token.clone() },
+                strategy,
+                bandwidth,
+                downtime_limit_ms: None,
+                postcopy_after_s: None,
+                copy_storage: pacer_api::CopyStorage::All,
+            };
+            let p: pacer_api::PredictResponse = hosts.client(&src)?.post(&format!("/v1/vms/{vm}/predict"), &req).await?;
+            if json {
+                println!("{}", serde_json::to_string(&p)?);
+            } else {
+                println!(
+                    "migrating {vm} {src} -> {to} ({}) would take {:.1} s ({:.1}-{:.1} s), downtime about {} ms{}",
+                    strategy.as_str(),
+                    p.total_ms as f64 / 1000.0,
+                    p.low_ms as f64 / 1000.0,
+                    p.high_ms as f64 / 1000.0,
+                    p.downtime_ms,
+                    if p.converges { "" } else { "; pre-copy would NOT converge on its own" }
+                );
+                println!(
+                    "  link {:.0} Mbit/s; guest dirties {} over a working set of {}; {:.0}% of its {} is zero pages; disks {}",
+                    p.link_bps * 8.0 / 1e6,
+                    pacer_model::format_rate(p.dirty_rate_bps),
+                    p.wss_bytes.map(|w| pacer_model::format_bytes(w as u64)).unwrap_or_else(|| "unbounded".into()),
+                    p.zero_fraction * 100.0,
+                    pacer_model::format_bytes(p.ram_bytes),
+                    pacer_model::format_bytes(p.disk_bytes)
+                );
+            }
+            Ok(0)
+        }
         Cmd::Job(cmd) => {
             let hosts = Hosts::load(cli.hosts_file)?;
             job_cmd(&hosts, cmd).await
@@ -353,6 +444,14 @@ async fn job_cmd(hosts: &Hosts, cmd: JobCmd) -> Result<i32> {
         JobCmd::Show { id } => {
             let (_, j) = all.await?.into_iter().find(|(_, j)| j.id == id).ok_or_else(|| anyhow::anyhow!("no job {id:?} on any host"))?;
             println!("{}", serde_json::to_string_pretty(&j)?);
+        }
+        JobCmd::Retarget { id, finish_in, flat_out } => {
+            if finish_in.is_none() && !flat_out {
+                anyhow::bail!("give --finish-in DURATION or --flat-out");
+            }
+            let (h, _) = all.await?.into_iter().find(|(_, j)| j.id == id).ok_or_else(|| anyhow::anyhow!("no job {id:?} on any host"))?;
+            let _: JobInfo = hosts.client(&h)?.post(&format!("/v1/jobs/{id}/target"), &pacer_api::RetargetRequest { finish_in_s: finish_in }).await?;
+            println!("job {id}: {}", match finish_in { Some(s) => format!("finish in {s:.1} s"), None => "flat out".into() });
         }
         JobCmd::Cancel { id } => {
             let (h, _) = all.await?.into_iter().find(|(_, j)| j.id == id).ok_or_else(|| anyhow::anyhow!("no job {id:?} on any host"))?;

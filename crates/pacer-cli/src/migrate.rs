@@ -47,6 +47,15 @@ pub struct MigrateOpts {
     /// Disk copy speed cap, e.g. 50MiB/s.
     #[arg(long, value_parser = parse_bw)]
     pub disk_bandwidth: Option<u64>,
+    /// Finish this long from now (e.g. 90s, 5m), at the gentlest pace that makes it.
+    #[arg(long, value_parser = parse_secs, conflicts_with = "finish_at")]
+    pub finish_in: Option<f64>,
+    /// Finish at this time: HH:MM[:SS] (local, today) or RFC 3339 (2026-11-25T14:05:00Z).
+    #[arg(long, value_parser = crate::when::parse_finish_at)]
+    pub finish_at: Option<std::time::SystemTime>,
+    /// Refuse to start when the target cannot be met (default: report it, run flat out).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 impl MigrateOpts {
@@ -63,6 +72,23 @@ impl MigrateOpts {
             no_verify: false,
             copy_storage: CopyStorage::All,
             disk_bandwidth: None,
+            finish_in: None,
+            finish_at: None,
+            strict: false,
+        }
+    }
+
+    /// The finish target in seconds from now, if any.
+    pub fn finish_in_s(&self) -> Result<Option<f64>> {
+        if let Some(s) = self.finish_in {
+            return Ok(Some(s));
+        }
+        match self.finish_at {
+            None => Ok(None),
+            Some(t) => match t.duration_since(std::time::SystemTime::now()) {
+                Ok(d) => Ok(Some(d.as_secs_f64())),
+                Err(_) => anyhow::bail!("--finish-at is in the past: give a time still to come"),
+            },
         }
     }
 }
@@ -76,7 +102,7 @@ fn parse_copy_storage(s: &str) -> Result<CopyStorage, String> {
     }
 }
 
-fn parse_strategy(s: &str) -> Result<Strategy, String> {
+pub fn parse_strategy(s: &str) -> Result<Strategy, String> {
     match s {
         "pre-copy" | "precopy" => Ok(Strategy::PreCopy),
         "post-copy" | "postcopy" => Ok(Strategy::PostCopy),
@@ -88,7 +114,7 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
     }
 }
 
-fn parse_bw(s: &str) -> Result<u64, String> {
+pub fn parse_bw(s: &str) -> Result<u64, String> {
     pacer_model::parse_bandwidth(s).map_err(|e| e.to_string())
 }
 
@@ -100,7 +126,7 @@ fn parse_ms(s: &str) -> Result<u64, String> {
     Ok(d.as_millis() as u64)
 }
 
-fn parse_secs(s: &str) -> Result<f64, String> {
+pub fn parse_secs(s: &str) -> Result<f64, String> {
     Ok(pacer_model::parse_duration(s).map_err(|e| e.to_string())?.as_secs_f64())
 }
 
@@ -133,6 +159,8 @@ pub async fn migrate(
         verify_guest: !opts.no_verify,
         copy_storage: opts.copy_storage,
         disk_bandwidth: opts.disk_bandwidth,
+        finish_in_s: opts.finish_in_s()?,
+        strict: opts.strict,
     };
     let job: JobInfo = client.post(&format!("/v1/vms/{vm}/migrate"), &req).await?;
     follow(&client, &job.id, show_progress).await
@@ -192,7 +220,7 @@ impl Display {
 
     fn line(job: &JobInfo) -> String {
         let p = &job.progress;
-        format!(
+        let mut s = format!(
             "{:5.1}%  {} / {}  {}  dirty {}  round {}  {}",
             p.percent,
             format_bytes(p.transferred),
@@ -201,7 +229,24 @@ impl Display {
             format_rate(p.dirty_rate_bps),
             p.rounds,
             format_duration_ms(p.elapsed_ms)
-        )
+        );
+        if let Some(pr) = &job.prediction {
+            let left = |ms: u64| format_duration_ms(ms.saturating_sub(p.elapsed_ms));
+            s.push_str(&format!(
+                "  ETA {} ({}-{})",
+                left(pr.total_ms),
+                left(pr.low_ms),
+                left(pr.high_ms)
+            ));
+        }
+        if let Some(t) = &job.target {
+            s.push_str(&format!(
+                "  target {}{}",
+                format_duration_ms(t.finish_ms.saturating_sub(p.elapsed_ms)),
+                if t.feasible { String::new() } else { " (infeasible)".into() }
+            ));
+        }
+        s
     }
 
     fn update(&mut self, job: &JobInfo) {
@@ -251,6 +296,25 @@ pub fn summary(r: &MigrationResult) -> String {
     );
     if let Some(reason) = &r.reason {
         s.push_str(&format!("\n  reason: {reason}"));
+    }
+    if let Some(t) = &r.target {
+        let dev = r.total_time_ms as f64 - t.finish_ms as f64;
+        s.push_str(&format!(
+            "\n  target {}: finished {:.2} s {} it{}",
+            format_duration_ms(t.finish_ms),
+            dev.abs() / 1000.0,
+            if dev > 0.0 { "after" } else { "before" },
+            if t.feasible { "" } else { " (target was infeasible)" }
+        ));
+    }
+    if let Some(first) = r.predictions.iter().find(|p| p.elapsed_ms > 0) {
+        s.push_str(&format!(
+            "\n  first prediction (at {}): {} ({}-{})",
+            format_duration_ms(first.elapsed_ms),
+            format_duration_ms(first.total_ms),
+            format_duration_ms(first.low_ms),
+            format_duration_ms(first.high_ms)
+        ));
     }
     if let Some(i) = &r.integrity {
         s.push_str(&format!(

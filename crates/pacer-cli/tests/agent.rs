@@ -81,18 +81,7 @@ async fn bad_migrations_are_refused_and_change_nothing() {
     let vm = tb.start_guest("h1", "vm", 512, 128, 10.0).await;
     let c = tb.client("h1");
     let req = |f: &dyn Fn(&mut MigrateRequest)| {
-        let mut r = MigrateRequest {
-            destination: tb.peer("h2"),
-            strategy: Strategy::PreCopy,
-            bandwidth: None,
-            downtime_limit_ms: None,
-            auto_converge: false,
-            postcopy_after_s: None,
-            stall_timeout_s: None,
-            verify_guest: true,
-            copy_storage: pacer_api::CopyStorage::All,
-            disk_bandwidth: None,
-        };
+        let mut r = MigrateRequest::new(tb.peer("h2"), Strategy::PreCopy);
         f(&mut r);
         r
     };

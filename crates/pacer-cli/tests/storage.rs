@@ -167,18 +167,7 @@ async fn destination_without_space_is_refused_and_nothing_changes() {
         .start_guest_with_disks("h1", "vm", 256, 5.0, vec![disk.display().to_string()], Some(disk_writer(1.0)))
         .await;
     let c = tb.client("h1");
-    let req = pacer_api::MigrateRequest {
-        destination: tb.peer("h2"),
-        strategy: Strategy::PreCopy,
-        bandwidth: None,
-        downtime_limit_ms: None,
-        auto_converge: false,
-        postcopy_after_s: None,
-        stall_timeout_s: None,
-        verify_guest: true,
-        copy_storage: CopyStorage::All,
-        disk_bandwidth: None,
-    };
+    let req = pacer_api::MigrateRequest::new(tb.peer("h2"), Strategy::PreCopy);
     let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/vm/migrate", &req).await.unwrap_err();
     assert_eq!(e.code(), Some("insufficient_space"), "{e}");
     assert!(e.to_string().contains("free"), "{e}");

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pacer_api::{
     AdoptRequest, ErrorBody, HostInfo, IncomingReady, IncomingRequest, IntegrityResult, JobInfo,
-    MigrateRequest, VmInfo, VmOrigin, VmSpec,
+    MigrateRequest, PredictRequest, PredictResponse, RetargetRequest, VmInfo, VmOrigin, VmSpec,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -37,6 +37,12 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(show_job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/target", post(retarget_job))
+        .route("/v1/vms/{name}/predict", post(predict))
+        .route(
+            "/v1/probe",
+            post(probe).layer(axum::extract::DefaultBodyLimit::max(512 << 20)),
+        )
         .route("/v1/incoming", post(incoming_prepare))
         .route("/v1/incoming/{name}/commit", post(incoming_commit))
         .route("/v1/incoming/{name}/abort", post(incoming_abort))
@@ -170,6 +176,38 @@ async fn cancel_job(State(agent): S, Path(id): Path<String>) -> ApiResult<Json<J
     }
     job.cancel.cancel();
     Ok(Json(info))
+}
+
+async fn retarget_job(
+    State(agent): S,
+    Path(id): Path<String>,
+    req: Result<Json<RetargetRequest>, JsonRejection>,
+) -> ApiResult<Json<JobInfo>> {
+    let req = body(req)?;
+    let job = jobs::get(&agent, &id)?;
+    let info = job.info.lock().unwrap().clone();
+    if info.status.is_terminal() {
+        return Err(ApiError::conflict(
+            "job_ended",
+            format!("job {id} already ended ({:?}); nothing to retarget", info.status),
+        ));
+    }
+    jobs::retarget(&job, req.finish_in_s)?;
+    Ok(Json(info))
+}
+
+async fn predict(
+    State(agent): S,
+    Path(name): Path<String>,
+    req: Result<Json<PredictRequest>, JsonRejection>,
+) -> ApiResult<Json<PredictResponse>> {
+    let req = body(req)?;
+    Ok(Json(crate::predict::predict(&agent, &name, &req).await?))
+}
+
+/// Link probe: swallows the body and says how much arrived.
+async fn probe(body: axum::body::Bytes) -> Json<Value> {
+    Json(json!({ "bytes": body.len() }))
 }
 
 async fn incoming_prepare(

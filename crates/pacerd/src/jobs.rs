@@ -13,6 +13,7 @@ use pacer_api::{
 use pacer_qemu::storage::MirrorSync;
 
 use crate::disk_copy::DiskCopy;
+use crate::foresight::Foresight;
 use pacer_model::{ConvergenceDetector, MonotonicProgress, RateEstimator, StallDetector, Verdict};
 use pacer_qemu::migration::{query_migrate, set_capabilities, set_parameters, MigrationInfo};
 use pacer_qemu::QmpClient;
@@ -34,6 +35,11 @@ pub struct Job {
     pub info: Mutex<JobInfo>,
     /// Cancelled by request.
     pub cancel: CancellationToken,
+    /// A new finish target (s since the job started; None inside = flat out), set by
+    /// a retarget request and taken by the job's loop.
+    pub retarget: Mutex<Option<Option<f64>>>,
+    /// When the job started.
+    pub started: Instant,
 }
 
 impl Job {
@@ -82,12 +88,28 @@ pub fn validate(req: &MigrateRequest) -> ApiResult<()> {
             ));
         }
     }
+    if let Some(s) = req.finish_in_s {
+        validate_finish_in(s)?;
+    }
+    if req.strict && req.finish_in_s.is_none() {
+        return Err(ApiError::bad_request("--strict needs a finish target (--finish-in or --finish-at)"));
+    }
     if let Some(s) = req.stall_timeout_s {
         if !s.is_finite() || !(1.0..=3600.0).contains(&s) {
             return Err(ApiError::bad_request(format!(
                 "stall timeout {s} s is out of range: give 1 to 3600"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Checks a finish target: seconds from now.
+pub fn validate_finish_in(s: f64) -> ApiResult<()> {
+    if !s.is_finite() || !(0.5..=86_400.0).contains(&s) {
+        return Err(ApiError::bad_request(format!(
+            "finish target {s} s from now is out of range: give 0.5 s to 1 day"
+        )));
     }
     Ok(())
 }
@@ -150,6 +172,52 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
             ),
         ));
     }
+    // What is known before starting: the guest's dirtying and zero pages, and the
+    // link (probed only when a target needs a maximum rate).
+    let started = Instant::now();
+    let measurements = agent.vms.lock().unwrap().get(vm).map(|e| e.measurements.clone()).unwrap_or_default();
+    let link_bps = if req.finish_in_s.is_some() {
+        let probe = AgentClient::new(&req.destination.url, &req.destination.token)
+            .with_timeout(Duration::from_secs(30));
+        Some(crate::measure::link_rate(&probe).await.map_err(ApiError::upstream)?)
+    } else {
+        None
+    };
+    let prior = measurements.prior(link_bps);
+    let mut initial_note = None;
+    if let (Some(target), Some(link)) = (req.finish_in_s, link_bps) {
+        let mut state = pacer_model::MigrationState::before(
+            rec.memory_mib << 20,
+            prior.zero_fraction.unwrap_or(0.0),
+            prior.dirty.unwrap_or(pacer_model::DirtyModel::IDLE),
+            crate::foresight::plan_for(&req),
+        );
+        if needed > 0 {
+            state.disk = Some(pacer_model::predict::DiskState {
+                bulk_left_bytes: needed as f64,
+                dirty_set_bytes: None,
+                dirty_rate_bps: 0.0,
+                ready: false,
+            });
+        }
+        let max = req.bandwidth.map_or(link, |b| (b as f64).min(link));
+        if let Ok(d) = pacer_model::pace(&state, max, target) {
+            if !d.feasible {
+                let msg = format!(
+                    "finish target {target:.1} s cannot be met: the earliest feasible finish is {:.1} s \
+                     from now ({} to {}, link {:.0} Mbit/s)",
+                    d.earliest_finish_s,
+                    agent.cfg.host_name,
+                    req.destination.name,
+                    link * 8.0 / 1e6
+                );
+                if req.strict {
+                    return Err(ApiError::conflict("target_infeasible", msg));
+                }
+                initial_note = Some(format!("{msg}; running flat out"));
+            }
+        }
+    }
     let id = format!("job-{}", short_id());
     let info = JobInfo {
         id: id.clone(),
@@ -160,7 +228,10 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
         destination: req.destination.name.clone(),
         progress: Progress { phase: "preparing".into(), ..Default::default() },
         result: None,
-        events: Vec::new(),
+        events: initial_note.into_iter().collect(),
+        prediction: None,
+        predictions: Vec::new(),
+        target: None,
     };
     {
         let mut vms = agent.vms.lock().unwrap();
@@ -173,12 +244,20 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
         }
         e.migrating = Some(id.clone());
     }
-    let job = Arc::new(Job { info: Mutex::new(info.clone()), cancel: CancellationToken::new() });
+    let job = Arc::new(Job {
+        info: Mutex::new(info.clone()),
+        cancel: CancellationToken::new(),
+        retarget: Mutex::new(None),
+        started,
+    });
     agent.jobs.lock().unwrap().insert(id.clone(), job.clone());
     let agent = agent.clone();
     let vm = vm.to_string();
     tokio::spawn(async move {
-        let result = run(&agent, &job, &vm, &req).await;
+        let mut foresight = Foresight::new(&req, prior, req.finish_in_s);
+        let mut result = run(&agent, &job, &vm, &req, &mut foresight).await;
+        result.predictions = foresight.history.clone();
+        result.target = foresight.target_status();
         info!("job {id} ended: {:?} {:?}", result.status, result.reason);
         if let Some(e) = agent.vms.lock().unwrap().get_mut(&vm) {
             e.migrating = None;
@@ -209,8 +288,14 @@ enum Outcome {
     Cancelled(String),
 }
 
-async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest) -> MigrationResult {
-    let start = Instant::now();
+async fn run(
+    agent: &Arc<Agent>,
+    job: &Arc<Job>,
+    vm: &str,
+    req: &MigrateRequest,
+    foresight: &mut Foresight,
+) -> MigrationResult {
+    let start = job.started;
     let dest = AgentClient::new(&req.destination.url, &req.destination.token)
         .with_timeout(Duration::from_secs(90));
     let mut result = MigrationResult {
@@ -232,6 +317,8 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
         postcopy_bytes: 0,
         memory_bytes: 0,
         disk_bytes: 0,
+        predictions: Vec::new(),
+        target: None,
     };
     let rec = match agent.record(vm) {
         Ok(r) => r,
@@ -304,20 +391,29 @@ async fn run(agent: &Arc<Agent>, job: &Arc<Job>, vm: &str, req: &MigrateRequest)
                 job.event(format!("copying {} disk(s) ({})", nbd.exports.len(), sync.as_str()));
                 let d = disk.insert(d);
                 let memory = rec.memory_mib << 20;
-                early =
-                    mirror_until_ready(&qmp, job, req, start, d, &mut progress, memory).await.err();
+                let mut pacer = Pace { foresight, qmp: &qmp, req };
+                early = mirror_until_ready(job, start, d, &mut progress, memory, &mut pacer)
+                    .await
+                    .err();
             }
             Err(e) => early = Some(Outcome::Failed(e)),
         }
     }
 
-    // 3. Memory: capabilities, parameters, go.
+    // 3. Memory: if finishing at the target leaves slack even at the gentlest
+    // pace, start later rather than run the guest's migration longer.
+    if early.is_none() && foresight.target_s.is_some() {
+        early = delay_start(job, foresight, &rec, req, start).await.err();
+    }
     let mut stopped_at = None;
     let outcome = match early {
         Some(o) => o,
         None => match begin(&qmp, req, &ready.uri, start, disk.is_some(), &mut stopped_at).await {
             Err(e) => Outcome::Failed(format!("QEMU refused to start the migration: {e}")),
-            Ok(()) => monitor(&qmp, job, req, start, &mut disk, &mut progress).await,
+            Ok(()) => {
+                let mut pacer = Pace { foresight, qmp: &qmp, req };
+                monitor(&qmp, job, req, start, &mut disk, &mut progress, &mut pacer).await
+            }
         },
     };
     heartbeat.cancel();
@@ -458,6 +554,7 @@ async fn monitor(
     start: Instant,
     disk: &mut Option<DiskCopy>,
     progress: &mut MonotonicProgress,
+    pacer: &mut Pace<'_>,
 ) -> Outcome {
     let mut rate = RateEstimator::default();
     let mut stall =
@@ -511,6 +608,9 @@ async fn monitor(
             None => (ram.transferred, ram.remaining),
         };
         let pct = progress.update(sent, left, completed);
+        let memory_total = ram.total;
+        let s = crate::foresight::sample(t, memory_total, Some(&info), disk_progress.as_ref());
+        pacer.tick(job, &s, rate.rate().unwrap_or(0.0), disk.as_ref()).await;
         let phase = match status.as_str() {
             "setup" => "setup",
             "active" if ram.dirty_sync_count <= 1 => "bulk copy",
@@ -690,14 +790,14 @@ pub fn get(agent: &Agent, id: &str) -> ApiResult<Arc<Job>> {
 /// Mirrors until every disk is in sync, with progress; a cancel, a failed mirror
 /// or a stall ends it.
 async fn mirror_until_ready(
-    qmp: &QmpClient,
     job: &Job,
-    req: &MigrateRequest,
     start: Instant,
     disk: &mut DiskCopy,
     progress: &mut MonotonicProgress,
     memory_bytes: u64,
+    pacer: &mut Pace<'_>,
 ) -> Result<(), Outcome> {
+    let (qmp, req) = (pacer.qmp, pacer.req);
     let mut stall =
         StallDetector::new(req.stall_timeout_s.unwrap_or(10.0)).expect("validated timeout");
     loop {
@@ -712,6 +812,8 @@ async fn mirror_until_ready(
         stall.observe(t, p.transferred);
         // Memory is still to come after the disks.
         let pct = progress.update(p.transferred, p.remaining + memory_bytes, false);
+        let s = crate::foresight::sample(t, memory_bytes, None, Some(&p));
+        pacer.tick(job, &s, p.rate_bps, Some(&*disk)).await;
         let ready = p.ready;
         job.update(|i| {
             i.progress = Progress {
@@ -799,4 +901,113 @@ pub async fn describe_disks(spec: &VmSpec, mode: CopyStorage) -> ApiResult<Vec<I
         out.push(disk);
     }
     Ok(out)
+}
+
+/// Feeds the predictor and applies the pacing controller's speed.
+struct Pace<'a> {
+    foresight: &'a mut Foresight,
+    qmp: &'a QmpClient,
+    req: &'a MigrateRequest,
+}
+
+impl Pace<'_> {
+    async fn tick(&mut self, job: &Job, s: &pacer_model::Sample, achieved_bps: f64, disk: Option<&DiskCopy>) {
+        if let Some(t) = job.retarget.lock().unwrap().take() {
+            self.foresight.retarget(t);
+            job.event(match t {
+                Some(t) => format!("finish target changed to {t:.1} s"),
+                None => "finish target removed: running flat out".into(),
+            });
+        }
+        let advice = self.foresight.tick(s, achieved_bps);
+        if let Some(n) = advice.note {
+            job.event(n);
+        }
+        if let Some(hold) = advice.hold {
+            // A 1 ms downtime limit keeps QEMU iterating; the operator's limit lets it
+            // switch. Not 0: QEMU 10 completes whenever its cheap pending estimate
+            // reads 0 (every round's end) unless the threshold is above zero.
+            let limit = if hold { 1 } else { self.req.downtime_limit_ms.unwrap_or(300) };
+            if let Err(e) = set_parameters(self.qmp, json!({"downtime-limit": limit})).await {
+                warn!("cannot set the downtime limit: {e}");
+            }
+        }
+        if let Some(speed) = advice.set_speed {
+            let (mem, dsk) = if speed == 0 {
+                (self.req.bandwidth.unwrap_or(UNLIMITED_BPS), self.req.disk_bandwidth.unwrap_or(0))
+            } else {
+                (speed, speed)
+            };
+            if let Err(e) = set_parameters(self.qmp, json!({"max-bandwidth": mem})).await {
+                warn!("cannot set migration speed: {e}");
+            }
+            if let Some(d) = disk {
+                if let Err(e) = d.set_speed(self.qmp, dsk).await {
+                    warn!("cannot set disk copy speed: {e}");
+                }
+            }
+        }
+        let (latest, history, target) =
+            (self.foresight.latest(), self.foresight.history.clone(), self.foresight.target_status());
+        job.update(|i| {
+            i.prediction = latest;
+            i.predictions = history;
+            i.target = target;
+        });
+    }
+}
+
+/// Sets a new finish target on a running job.
+pub fn retarget(job: &Job, finish_in_s: Option<f64>) -> ApiResult<()> {
+    if let Some(s) = finish_in_s {
+        validate_finish_in(s)?;
+    }
+    let at = finish_in_s.map(|s| job.started.elapsed().as_secs_f64() + s);
+    *job.retarget.lock().unwrap() = Some(at);
+    Ok(())
+}
+
+/// Waits before starting memory migration while the pacing controller says there
+/// is slack even at the gentlest converging pace (re-planned every second).
+async fn delay_start(
+    job: &Job,
+    foresight: &mut Foresight,
+    rec: &crate::state::VmRecord,
+    req: &MigrateRequest,
+    start: Instant,
+) -> Result<(), Outcome> {
+    let prior_dirty = foresight.prior_dirty();
+    let mut announced = false;
+    loop {
+        if let Some(t) = job.retarget.lock().unwrap().take() {
+            foresight.retarget(t);
+            job.event(match t {
+                Some(t) => format!("finish target changed to {t:.1} s"),
+                None => "finish target removed: running flat out".into(),
+            });
+        }
+        let mut state = pacer_model::MigrationState::before(
+            rec.memory_mib << 20,
+            foresight.prior_zero().unwrap_or(0.0),
+            prior_dirty.unwrap_or(pacer_model::DirtyModel::IDLE),
+            crate::foresight::plan_for(req),
+        );
+        state.now_s = start.elapsed().as_secs_f64();
+        let delay = foresight.start_delay_s(&state);
+        job.update(|i| i.target = foresight.target_status());
+        if delay < 1.0 {
+            return Ok(());
+        }
+        if !announced {
+            job.event(format!("holding the start {delay:.1} s: the gentlest pace still ends early"));
+            announced = true;
+        }
+        job.update(|i| i.progress.phase = "waiting to start".into());
+        tokio::select! {
+            _ = job.cancel.cancelled() => {
+                return Err(Outcome::Cancelled("cancelled by request before memory migration started".into()));
+            }
+            _ = tokio::time::sleep(Duration::from_secs_f64((delay - 0.5).clamp(0.2, 1.0))) => {}
+        }
+    }
 }

@@ -3,6 +3,9 @@
 
 mod api;
 mod disk_copy;
+mod foresight;
+mod measure;
+mod predict;
 mod error;
 mod incoming;
 mod jobs;
@@ -84,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
     })?;
     agent.readopt().await;
     tokio::spawn(incoming::lease_watchdog(agent.clone()));
+    tokio::spawn(measure::sampler(agent.clone()));
     let app = api::router(agent.clone());
 
     let socket = args.socket.clone().unwrap_or_else(|| args.state_dir.join("pacerd.sock"));

@@ -74,6 +74,8 @@ pub struct VmEntry {
     pub lease: Option<std::time::Instant>,
     /// NBD exports serving a storage migration into this VM.
     pub nbd_exports: Vec<String>,
+    /// What is known of the guest's behaviour (dirty rate, zero pages).
+    pub measurements: crate::measure::Measurements,
 }
 
 /// The agent.
@@ -178,7 +180,14 @@ impl Agent {
             info!("re-adopted VM {} (pid {})", rec.name, rec.pid);
             self.vms.lock().unwrap().insert(
                 rec.name.clone(),
-                VmEntry { record: rec, qmp, migrating: None, lease: None, nbd_exports: vec![] },
+                VmEntry {
+                    record: rec,
+                    qmp,
+                    migrating: None,
+                    lease: None,
+                    nbd_exports: vec![],
+                    measurements: Default::default(),
+                },
             );
         }
     }

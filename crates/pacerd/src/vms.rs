@@ -205,6 +205,7 @@ fn reserve(agent: &Agent, spec: &VmSpec, origin: VmOrigin) -> ApiResult<()> {
             migrating: None,
             lease: None,
             nbd_exports: vec![],
+            measurements: Default::default(),
         },
     );
     Ok(())
@@ -313,6 +314,7 @@ pub async fn adopt(agent: &Arc<Agent>, req: &pacer_api::AdoptRequest) -> ApiResu
                 migrating: None,
                 lease: None,
                 nbd_exports: vec![],
+                measurements: Default::default(),
             },
         );
     }

@@ -145,18 +145,7 @@ impl TestBed {
 
     /// Starts a migration through the API.
     pub async fn start_migration(&self, from: &str, to: &str, vm: &str, strategy: Strategy, f: impl FnOnce(&mut MigrateRequest)) -> JobInfo {
-        let mut req = MigrateRequest {
-            destination: self.peer(to),
-            strategy,
-            bandwidth: None,
-            downtime_limit_ms: None,
-            auto_converge: false,
-            postcopy_after_s: None,
-            stall_timeout_s: None,
-            verify_guest: true,
-            copy_storage: pacer_api::CopyStorage::All,
-            disk_bandwidth: None,
-        };
+        let mut req = MigrateRequest::new(self.peer(to), strategy);
         f(&mut req);
         self.client(from).post(&format!("/v1/vms/{vm}/migrate"), &req).await.expect("start migration")
     }

@@ -1,5 +1,3 @@
-//! Benchmarks that print tables and write JSON.
-//!
 //! `pacer bench baseline` answers "does Pacer add anything to a migration?": on one
 //! test bed it migrates the same guest with every strategy twice over, once through
 //! Pacer (agents, HTTP API, job monitor) and once as a plain QEMU-to-QEMU migration
@@ -9,9 +7,9 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use pacer_api::{AccelChoice, JobStatus, MigrationResult, Strategy, Workload};
 use pacer_model::format_bytes;
 use serde::Serialize;
@@ -19,16 +17,19 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use super::{
+    check_cell, check_word, fmt_downtime, fmt_sent, fmt_total, median, note, parse_link_rate,
+    parse_runs, parse_write_rate, prepare_out, status_cell, stop_on_ctrl_c, unix_ms, write_json,
+    KERNEL_RESERVE_MIB,
+};
 use crate::demo::{wait_guest_ready, BedGuard};
 use crate::hosts::Hosts;
 use crate::{migrate, vm};
 
 /// The plain-migration script, as shipped in `bench/plain_migrate.py`.
-const PLAIN_SCRIPT: &str = include_str!("../../../bench/plain_migrate.py");
+const PLAIN_SCRIPT: &str = include_str!("../../../../bench/plain_migrate.py");
 /// Working set of the guest's memory writer.
 const WSS_MIB: u64 = 512;
-/// Memory the guest kernel needs beside the working set (the agent's own rule).
-const KERNEL_RESERVE_MIB: u64 = 48;
 /// Longest wait for a guest to boot and report.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest migration before the run is given up.
@@ -43,13 +44,6 @@ const ALL_STRATEGIES: [Strategy; 4] = [
     Strategy::Hybrid,
     Strategy::StopAndCopy,
 ];
-
-/// Benchmark commands.
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCmd {
-    /// Every strategy through Pacer and as plain QEMU-to-QEMU migration.
-    Baseline(BaselineOpts),
-}
 
 /// Options of `pacer bench baseline`.
 #[derive(Debug, Clone, clap::Args)]
@@ -82,13 +76,6 @@ pub struct BaselineOpts {
     pub script: Option<PathBuf>,
 }
 
-fn parse_runs(s: &str) -> Result<u32, String> {
-    match s.trim().parse::<u32>() {
-        Ok(n) if (1..=100).contains(&n) => Ok(n),
-        _ => Err(format!("{s:?} is not a run count: give 1 to 100")),
-    }
-}
-
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
     match s.trim() {
         "pre-copy" | "precopy" => Ok(Strategy::PreCopy),
@@ -102,11 +89,6 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
             "unknown strategy {other:?}: use pre-copy, post-copy, hybrid or stop-and-copy"
         )),
     }
-}
-
-fn parse_link_rate(s: &str) -> Result<String, String> {
-    pacer_testbed::net::parse_rate(s).map_err(|e| e.to_string())?;
-    Ok(s.trim().to_string())
 }
 
 fn parse_memory_mib(s: &str) -> Result<u64, String> {
@@ -123,17 +105,6 @@ fn parse_memory_mib(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?} is more than this benchmark's 64G limit"));
     }
     Ok(mib)
-}
-
-fn parse_write_rate(s: &str) -> Result<f64, String> {
-    if s.trim() == "0" {
-        return Ok(0.0);
-    }
-    let mbps = pacer_model::parse_bandwidth(s).map_err(|e| e.to_string())? as f64 / 1e6;
-    if mbps > 100_000.0 {
-        return Err(format!("{s:?} is more than the guest's 100000 MB/s limit"));
-    }
-    Ok(mbps)
 }
 
 /// Who drives the migration.
@@ -259,28 +230,6 @@ pub fn postcopy_downtime_artefact(downtime_ms: Option<u64>, postcopy_bytes: Opti
     postcopy_bytes.unwrap_or(0) > 0 && downtime_ms.is_some_and(|d| d >= ARTEFACT_MIN_MS)
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// The median; the mean of the middle two for an even count.
-pub fn median(values: &[f64]) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 /// Medians of one (strategy, driver) pair over its completed runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -353,57 +302,13 @@ pub fn summarize(strategy: Strategy, driver: Driver, runs: &[RunRecord]) -> Summ
     }
 }
 
-fn fmt_total(ms: Option<f64>) -> String {
-    ms.map(|ms| format!("{:.2} s", ms / 1000.0))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn fmt_downtime(ms: Option<f64>, artefact: bool) -> String {
-    let Some(ms) = ms else { return "-".into() };
-    let star = if artefact { "*" } else { "" };
-    if ms < 1.0 && artefact {
-        format!("<1 ms{star}")
-    } else if ms < 10_000.0 {
-        format!("{ms:.0} ms{star}")
-    } else {
-        format!("{:.2} s{star}", ms / 1000.0)
-    }
-}
-
-fn fmt_sent(bytes: Option<f64>) -> String {
-    bytes
-        .map(|b| format_bytes(b.round() as u64))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn check_word(ok: Option<bool>) -> &'static str {
-    match ok {
-        Some(true) => "ok",
-        Some(false) => "FAILED",
-        None => "n/a",
-    }
-}
-
 impl Summary {
     fn check(&self) -> String {
-        match (self.checks_ok, self.checks_failed) {
-            (0, 0) => "n/a".into(),
-            (_, 0) if self.checks_ok == self.completed => "ok".into(),
-            (ok, 0) => format!("ok {ok}/{}", self.completed),
-            (_, bad) => format!("FAILED {bad}/{}", self.completed),
-        }
+        check_cell(self.checks_ok, self.checks_failed, self.completed)
     }
 
     fn status(&self) -> String {
-        if self.runs == 0 {
-            "not run".into()
-        } else if self.completed == self.runs {
-            "completed".into()
-        } else if self.completed == 0 {
-            "FAILED".into()
-        } else {
-            format!("FAILED {}/{}", self.runs - self.completed, self.runs)
-        }
+        status_cell(self.runs, self.completed)
     }
 }
 
@@ -535,13 +440,6 @@ pub fn plan(strategies: &[Strategy], repeats: u32) -> Vec<(u32, Strategy, Driver
     v
 }
 
-/// Runs a benchmark.
-pub async fn run(cmd: BenchCmd) -> Result<i32> {
-    match cmd {
-        BenchCmd::Baseline(opts) => baseline(&opts).await,
-    }
-}
-
 /// What every run of the baseline shares.
 struct Setup {
     hosts: Hosts,
@@ -568,16 +466,10 @@ fn strategies_of(opts: &BaselineOpts) -> Result<Vec<Strategy>> {
         .collect())
 }
 
-async fn baseline(opts: &BaselineOpts) -> Result<i32> {
+/// Runs `pacer bench baseline`.
+pub async fn run(opts: &BaselineOpts) -> Result<i32> {
     let strategies = strategies_of(opts)?;
-    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    // Find out now, not after the runs, if the results cannot be written.
-    let probe = opts.out.with_extension("json.tmp");
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("cannot write results beside {}", opts.out.display()))?;
-    let _ = std::fs::remove_file(&probe);
+    prepare_out(&opts.out)?;
     if let Some(s) = &opts.script {
         if !s.is_file() {
             bail!("--script {}: no such file", s.display());
@@ -615,13 +507,7 @@ async fn baseline(opts: &BaselineOpts) -> Result<i32> {
         accel: None,
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: stopping the current run, then removing the test bed");
-            let _ = stop_tx.send(true);
-        }
-    });
+    let stop_rx = stop_on_ctrl_c();
 
     let order = plan(&strategies, opts.runs);
     let started = unix_ms();
@@ -679,10 +565,6 @@ async fn baseline(opts: &BaselineOpts) -> Result<i32> {
     Ok(if all_ok { 0 } else { 1 })
 }
 
-fn note(msg: &str) {
-    eprintln!("==> {msg}");
-}
-
 fn write_results(
     opts: &BaselineOpts,
     strategies: &[Strategy],
@@ -715,12 +597,7 @@ fn write_results(
         "summary": summaries,
         "ratios_pacer_over_plain": ratios(strategies, &summaries),
     });
-    let tmp = opts.out.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&doc)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &opts.out)
-        .with_context(|| format!("cannot write {}", opts.out.display()))?;
-    Ok(())
+    write_json(&opts.out, &doc)
 }
 
 fn workload(opts: &BaselineOpts) -> Workload {
@@ -952,15 +829,6 @@ mod tests {
         r.bytes_transferred = Some(sent);
         r.integrity_ok = Some(true);
         r
-    }
-
-    #[test]
-    fn median_odd_even_empty() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0]), Some(3.0));
-        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
-        assert_eq!(median(&[f64::NAN, 2.0]), Some(2.0));
     }
 
     #[test]

@@ -1,0 +1,217 @@
+//! Benchmarks that print tables and write JSON.
+//!
+//! - `pacer bench baseline` ([`baseline`]): every strategy through Pacer and as a
+//!   plain QEMU-to-QEMU migration, with the pacer/plain ratios.
+//! - `pacer bench storage` ([`storage`]): a VM with a disk, migrated with and
+//!   without a disk write load (and incrementally over a shared base image): total
+//!   time, downtime, disk bytes, memory bytes.
+//!
+//! This module holds what they share: option parsers, medians, cell formatting,
+//! the results file and Ctrl-C handling.
+
+mod baseline;
+mod storage;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use pacer_model::format_bytes;
+use serde_json::Value;
+use tokio::sync::watch;
+
+/// Benchmark commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCmd {
+    /// Every strategy through Pacer and as plain QEMU-to-QEMU migration.
+    Baseline(baseline::BaselineOpts),
+    /// A VM with a disk: migrated with and without a disk write load.
+    Storage(storage::StorageOpts),
+}
+
+/// Runs a benchmark.
+pub async fn run(cmd: BenchCmd) -> Result<i32> {
+    match cmd {
+        BenchCmd::Baseline(opts) => baseline::run(&opts).await,
+        BenchCmd::Storage(opts) => storage::run(&opts).await,
+    }
+}
+
+/// Memory the guest kernel needs beside the working set (the agent's own rule).
+const KERNEL_RESERVE_MIB: u64 = 48;
+
+fn parse_runs(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a run count: give 1 to 100")),
+    }
+}
+
+fn parse_link_rate(s: &str) -> Result<String, String> {
+    pacer_testbed::net::parse_rate(s).map_err(|e| e.to_string())?;
+    Ok(s.trim().to_string())
+}
+
+/// A guest memory write rate in MB/s (`0` = idle).
+fn parse_write_rate(s: &str) -> Result<f64, String> {
+    if s.trim() == "0" {
+        return Ok(0.0);
+    }
+    let mbps = pacer_model::parse_bandwidth(s).map_err(|e| e.to_string())? as f64 / 1e6;
+    if mbps > 100_000.0 {
+        return Err(format!("{s:?} is more than the guest's 100000 MB/s limit"));
+    }
+    Ok(mbps)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The median; the mean of the middle two for an even count.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn fmt_total(ms: Option<f64>) -> String {
+    ms.map(|ms| format!("{:.2} s", ms / 1000.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn fmt_downtime(ms: Option<f64>, artefact: bool) -> String {
+    let Some(ms) = ms else { return "-".into() };
+    let star = if artefact { "*" } else { "" };
+    if ms < 1.0 && artefact {
+        format!("<1 ms{star}")
+    } else if ms < 10_000.0 {
+        format!("{ms:.0} ms{star}")
+    } else {
+        format!("{:.2} s{star}", ms / 1000.0)
+    }
+}
+
+fn fmt_sent(bytes: Option<f64>) -> String {
+    bytes
+        .map(|b| format_bytes(b.round() as u64))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn check_word(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "ok",
+        Some(false) => "FAILED",
+        None => "n/a",
+    }
+}
+
+/// A check cell over the completed runs of one row: `ok`, `ok 2/3` (some runs had
+/// no check), `FAILED 1/3` or `n/a`.
+fn check_cell(ok: usize, failed: usize, completed: usize) -> String {
+    match (ok, failed) {
+        (0, 0) => "n/a".into(),
+        (ok, 0) if ok == completed => "ok".into(),
+        (ok, 0) => format!("ok {ok}/{completed}"),
+        (_, bad) => format!("FAILED {bad}/{completed}"),
+    }
+}
+
+/// A status cell: `completed`, `FAILED` (none completed), `FAILED 1/3` or `not run`.
+fn status_cell(runs: usize, completed: usize) -> String {
+    if runs == 0 {
+        "not run".into()
+    } else if completed == runs {
+        "completed".into()
+    } else if completed == 0 {
+        "FAILED".into()
+    } else {
+        format!("FAILED {}/{runs}", runs - completed)
+    }
+}
+
+fn note(msg: &str) {
+    eprintln!("==> {msg}");
+}
+
+/// Creates the results file's directory and makes sure the file can be written
+/// there, so that a bad `--out` shows before the runs, not after.
+fn prepare_out(out: &Path) -> Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let probe = out.with_extension("json.tmp");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("cannot write results beside {}", out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Writes a results document atomically (a reader never sees half a file).
+fn write_json(out: &Path, doc: &Value) -> Result<()> {
+    let tmp = out.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(doc)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
+
+/// A flag that turns true on Ctrl-C: the current run stops, the test bed goes.
+fn stop_on_ctrl_c() -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping the current run, then removing the test bed");
+            let _ = stop_tx.send(true);
+        }
+    });
+    stop_rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even_empty() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[f64::NAN, 2.0]), Some(2.0));
+    }
+
+    #[test]
+    fn check_and_status_cells() {
+        assert_eq!(check_cell(0, 0, 0), "n/a");
+        assert_eq!(check_cell(3, 0, 3), "ok");
+        assert_eq!(check_cell(2, 0, 3), "ok 2/3");
+        assert_eq!(check_cell(2, 1, 3), "FAILED 1/3");
+        assert_eq!(status_cell(0, 0), "not run");
+        assert_eq!(status_cell(3, 3), "completed");
+        assert_eq!(status_cell(3, 0), "FAILED");
+        assert_eq!(status_cell(3, 2), "FAILED 1/3");
+    }
+
+    #[test]
+    fn results_file_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sub/r.json");
+        prepare_out(&out).unwrap();
+        assert!(!out.with_extension("json.tmp").exists());
+        write_json(&out, &serde_json::json!({"a": 1})).unwrap();
+        let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(v["a"], 1);
+    }
+}

@@ -1,0 +1,273 @@
+//! Prediction and finish-time control inside a migration job: every sample goes
+//! to the model's predictor; once a second the prediction is recorded (with the
+//! naive estimate beside it, so anyone can score both) and, when the job has a
+//! finish target, the pacing controller picks the gentlest speed that still
+//! makes it.
+
+use pacer_api::{DiskProgress, MigrateRequest, PredictionPoint, Strategy, TargetStatus};
+use pacer_model::pacing::pace;
+use pacer_model::predict::{
+    naive_total, DiskSample, Plan, Predictor, Prior, Sample, Status, Strategy as ModelStrategy,
+};
+use pacer_qemu::migration::MigrationInfo;
+
+/// How often predictions are recorded and the pace re-planned (s).
+const EVERY_S: f64 = 1.0;
+/// Released this long before the target, so the switch-over lands on it.
+const RELEASE_EARLY_S: f64 = 0.3;
+/// While held after the bulk copy, send this fraction of the link (at least 1 MB/s).
+const TRICKLE_FRACTION: f64 = 0.01;
+
+/// The model's plan for a request.
+pub fn plan_for(req: &MigrateRequest) -> Plan {
+    Plan {
+        strategy: match req.strategy {
+            Strategy::PreCopy => ModelStrategy::PreCopy,
+            Strategy::PostCopy => ModelStrategy::PostCopy { after_s: req.postcopy_after_s.unwrap_or(0.0) },
+            Strategy::Hybrid => ModelStrategy::Hybrid,
+            Strategy::StopAndCopy => ModelStrategy::StopAndCopy,
+        },
+        downtime_limit_ms: req.downtime_limit_ms.unwrap_or(300),
+        bandwidth_cap_bps: req.bandwidth.map(|b| b as f64),
+    }
+}
+
+/// A sample for the predictor from QEMU's figures (memory may not have started).
+pub fn sample(t_s: f64, ram_total: u64, info: Option<&MigrationInfo>, disk: Option<&DiskProgress>) -> Sample {
+    let ram = info.and_then(|i| i.ram.clone()).unwrap_or_default();
+    Sample {
+        t_s,
+        status: Status::from_qemu(info.map(|i| i.status()).unwrap_or("none")),
+        ram_total: if ram.total > 0 { ram.total } else { ram_total },
+        transferred: ram.transferred,
+        remaining: if info.is_some() { ram.remaining } else { ram_total },
+        duplicate_pages: ram.duplicate,
+        normal_pages: ram.normal,
+        normal_bytes: ram.normal_bytes,
+        dirty_pages_rate: ram.dirty_pages_rate,
+        page_size: if ram.page_size > 0 { ram.page_size } else { 4096 },
+        dirty_sync_count: ram.dirty_sync_count,
+        mbps: ram.mbps,
+        precopy_bytes: ram.precopy_bytes,
+        disk: disk.map(|d| DiskSample {
+            len: d.total,
+            offset: d.transferred,
+            ready: d.ready,
+            dirty_rate_bps: d.write_rate_bps,
+        }),
+    }
+}
+
+/// What the job should do after a tick.
+pub struct Advice {
+    /// A new speed to apply (bytes/s; 0 = flat out), when it changed.
+    pub set_speed: Option<u64>,
+    /// Hold pre-copy short of switching over (true) or let it switch (false).
+    pub hold: Option<bool>,
+    /// Something worth an event line.
+    pub note: Option<String>,
+}
+
+/// The job's predictor, prediction history and pacing state.
+pub struct Foresight {
+    predictor: Predictor,
+    prior: Prior,
+    /// Recorded predictions.
+    pub history: Vec<PredictionPoint>,
+    last_record_s: f64,
+    /// Target finish (s since the job started), if any.
+    pub target_s: Option<f64>,
+    /// Link capacity (bytes/s): probed, raised by what is seen when running flat out.
+    pub capacity_bps: Option<f64>,
+    cap_bps: Option<f64>,
+    speed_bps: u64,
+    feasible: Option<bool>,
+    earliest_s: f64,
+    holding: bool,
+    released: bool,
+    paced_bps: f64,
+}
+
+impl Foresight {
+    /// A predictor for this request, with what is known beforehand.
+    pub fn new(req: &MigrateRequest, prior: Prior, target_s: Option<f64>) -> Foresight {
+        let plan = plan_for(req);
+        let predictor = Predictor::new(plan, prior)
+            .or_else(|_| Predictor::new(plan, Prior::default()))
+            .expect("validated plan");
+        Foresight {
+            predictor,
+            prior,
+            history: Vec::new(),
+            last_record_s: f64::NEG_INFINITY,
+            target_s,
+            capacity_bps: prior.link_bps,
+            cap_bps: req.bandwidth.map(|b| b as f64),
+            speed_bps: 0,
+            feasible: None,
+            earliest_s: 0.0,
+            holding: false,
+            released: false,
+            paced_bps: 0.0,
+        }
+    }
+
+    /// The guest's dirtying as known before the start.
+    pub fn prior_dirty(&self) -> Option<pacer_model::DirtyModel> {
+        self.prior.dirty
+    }
+
+    /// The zero-page fraction as known before the start.
+    pub fn prior_zero(&self) -> Option<f64> {
+        self.prior.zero_fraction
+    }
+
+    /// The latest recorded prediction.
+    pub fn latest(&self) -> Option<PredictionPoint> {
+        self.history.last().copied()
+    }
+
+    /// The target's status, if there is a target.
+    pub fn target_status(&self) -> Option<TargetStatus> {
+        self.target_s.map(|t| TargetStatus {
+            finish_ms: (t.max(0.0) * 1000.0) as u64,
+            feasible: self.feasible.unwrap_or(true),
+            earliest_finish_ms: (self.earliest_s * 1000.0) as u64,
+            speed_bps: self.speed_bps,
+        })
+    }
+
+    /// Changes the target; the next tick re-plans.
+    pub fn retarget(&mut self, target_s: Option<f64>) {
+        self.target_s = target_s;
+        self.feasible = None;
+        self.released = false;
+        self.last_record_s = f64::NEG_INFINITY;
+    }
+
+    /// Seconds to wait before starting memory migration so that the gentlest pace
+    /// still ends at the target (0 without a target or when there is no slack).
+    pub fn start_delay_s(&self, state: &pacer_model::MigrationState) -> f64 {
+        match (self.target_s, self.max_bps()) {
+            (Some(t), Some(max)) => pace(state, max, t).map(|d| d.start_delay_s).unwrap_or(0.0),
+            _ => 0.0,
+        }
+    }
+
+    /// Feeds one sample; records a prediction once a second and steers the pace.
+    ///
+    /// With a feasible target the migration is held short of its switch-over
+    /// (a 1 ms downtime limit) so that QEMU cannot end early: the bulk copy runs
+    /// at the gentlest speed the controller finds; after it, while finishing flat
+    /// out from here would still end before the target, only a trickle is sent;
+    /// when it would not, the hold is released and the rest goes flat out, timed
+    /// by the model to end at the target.
+    pub fn tick(&mut self, s: &Sample, achieved_bps: f64) -> Advice {
+        self.predictor.observe(s);
+        let mut advice = Advice { set_speed: None, hold: None, note: None };
+        // Running flat out shows what the link can do.
+        if self.speed_bps == 0 && achieved_bps > 0.0 && self.cap_bps.is_none() {
+            self.capacity_bps = Some(self.capacity_bps.unwrap_or(0.0).max(achieved_bps));
+        }
+        let each_second = s.t_s - self.last_record_s >= EVERY_S;
+        if each_second {
+            self.last_record_s = s.t_s;
+            if let Some(mut p) = self.predictor.predict() {
+                // Under control the finish is the controller's, not the current pace's.
+                if let (Some(t), Some(true), false) = (self.target_s, self.feasible, self.released) {
+                    let end = (t - RELEASE_EARLY_S).max(s.t_s);
+                    let tol = (0.02 * t).max(1.0);
+                    p.total_s = end;
+                    p.low_s = (end - tol).max(s.t_s);
+                    p.high_s = end + tol;
+                    if let (Some(state), Some(max)) = (self.predictor.state(), self.max_bps()) {
+                        p.downtime_ms = state.finish(max).downtime_s * 1000.0;
+                    }
+                }
+                let ms = |x: f64| (x.max(0.0) * 1000.0) as u64;
+                self.history.push(PredictionPoint {
+                    elapsed_ms: ms(s.t_s),
+                    total_ms: ms(p.total_s),
+                    low_ms: ms(p.low_s),
+                    high_ms: ms(p.high_s),
+                    downtime_ms: p.downtime_ms.max(0.0) as u64,
+                    naive_total_ms: naive_total(s).map(ms),
+                });
+            }
+        }
+        let steer = match (self.target_s, self.predictor.state(), self.max_bps()) {
+            (Some(t), Some(state), Some(max)) if !self.released => Some((t, state, max)),
+            _ => None,
+        };
+        let Some((target, state, max)) = steer else {
+            self.steer(&mut advice, 0, false);
+            return advice;
+        };
+        if each_second || self.feasible.is_none() {
+            if let Ok(d) = pace(&state, max, target) {
+                self.earliest_s = d.earliest_finish_s;
+                self.paced_bps = d.speed_bps;
+                if self.feasible != Some(d.feasible) {
+                    advice.note = Some(if d.feasible {
+                        format!("finish target {target:.1} s is feasible: pacing to it")
+                    } else {
+                        format!(
+                            "finish target {target:.1} s cannot be met: earliest finish {:.1} s; running flat out",
+                            d.earliest_finish_s
+                        )
+                    });
+                    self.feasible = Some(d.feasible);
+                }
+            }
+        }
+        if self.feasible != Some(true) {
+            self.steer(&mut advice, 0, false);
+            return advice;
+        }
+        let after_bulk = s.status == Status::Active && s.dirty_sync_count >= 2;
+        if after_bulk {
+            let fin = state.finish(max);
+            if fin.total_s >= target - RELEASE_EARLY_S {
+                self.released = true;
+                advice.note = Some(format!(
+                    "releasing: flat out from {:.1} s ends at {:.1} s (target {target:.1} s)",
+                    s.t_s, fin.total_s
+                ));
+                self.steer(&mut advice, 0, false);
+            } else {
+                let trickle = (max * TRICKLE_FRACTION).max(1e6) as u64;
+                self.steer(&mut advice, trickle, true);
+            }
+        } else {
+            let v = self.paced_bps;
+            let speed = if v > 0.0 && v < max * 0.98 { v.max(1e6) as u64 } else { 0 };
+            self.steer(&mut advice, speed, true);
+        }
+        advice
+    }
+
+    /// Sets speed and hold in the advice when they change (speed changes under 3%
+    /// are not worth a QMP round trip).
+    fn steer(&mut self, advice: &mut Advice, speed: u64, hold: bool) {
+        let changed = match (self.speed_bps, speed) {
+            (0, 0) => false,
+            (0, _) | (_, 0) => true,
+            (a, b) => (a as f64 - b as f64).abs() > 0.03 * a as f64,
+        };
+        if changed {
+            self.speed_bps = speed;
+            advice.set_speed = Some(speed);
+        }
+        if hold != self.holding {
+            self.holding = hold;
+            advice.hold = Some(hold);
+        }
+    }
+
+    fn max_bps(&self) -> Option<f64> {
+        match (self.capacity_bps, self.cap_bps) {
+            (Some(c), Some(cap)) => Some(c.min(cap)),
+            (c, cap) => c.or(cap),
+        }
+    }
+}

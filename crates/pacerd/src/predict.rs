@@ -1,0 +1,61 @@
+//! `POST /v1/vms/NAME/predict`: how long a migration would take, without
+//! starting it, from fresh measurements of the guest and of the link.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pacer_api::{AgentClient, MigrateRequest, PredictRequest, PredictResponse};
+use pacer_model::predict_before;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::Agent;
+
+/// Measures (if needed) and predicts.
+pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiResult<PredictResponse> {
+    let rec = agent.record(vm)?;
+    let spec = rec.spec.clone().ok_or_else(|| {
+        ApiError::conflict("unsupported", format!("VM {vm:?} was adopted: Pacer cannot migrate it"))
+    })?;
+    let as_migration = MigrateRequest {
+        bandwidth: req.bandwidth,
+        downtime_limit_ms: req.downtime_limit_ms,
+        postcopy_after_s: req.postcopy_after_s,
+        copy_storage: req.copy_storage,
+        ..MigrateRequest::new(req.destination.clone(), req.strategy)
+    };
+    crate::jobs::validate(&as_migration)?;
+    let mut m = agent.vms.lock().unwrap().get(vm).map(|e| e.measurements.clone()).unwrap_or_default();
+    if m.dirty_model().is_none() || m.prior(None).zero_fraction.is_none() {
+        m = crate::measure::measure_now(agent, vm).await.map_err(ApiError::upstream)?;
+    }
+    let dest = AgentClient::new(&req.destination.url, &req.destination.token)
+        .with_timeout(Duration::from_secs(30));
+    let link = crate::measure::link_rate(&dest).await.map_err(ApiError::upstream)?;
+    let prior = m.prior(Some(link));
+    let dirty = prior.dirty.unwrap_or(pacer_model::DirtyModel::IDLE);
+    let zero = prior.zero_fraction.unwrap_or(0.0);
+    let plan = crate::foresight::plan_for(&as_migration);
+    let ram = rec.memory_mib << 20;
+    let wss = dirty.wss_bytes.is_finite().then_some(dirty.wss_bytes as u64);
+    let p = predict_before(ram, zero, dirty.rate_bps, wss, link, &plan)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    // Disks are copied before memory, at the link rate.
+    let disks = crate::jobs::describe_disks(&spec, req.copy_storage).await?;
+    let disk_bytes: u64 = disks.iter().map(|d| d.needed_bytes).sum();
+    let v = req.bandwidth.map_or(link, |b| (b as f64).min(link));
+    let disk_s = disk_bytes as f64 / v;
+    let ms = |s: f64| ((s + disk_s) * 1000.0) as u64;
+    Ok(PredictResponse {
+        total_ms: ms(p.total_s),
+        low_ms: ms(p.low_s),
+        high_ms: ms(p.high_s),
+        downtime_ms: p.downtime_ms as u64,
+        converges: p.converges,
+        link_bps: link,
+        dirty_rate_bps: dirty.rate_bps,
+        wss_bytes: wss.map(|w| w as f64),
+        zero_fraction: zero,
+        ram_bytes: ram,
+        disk_bytes,
+    })
+}
