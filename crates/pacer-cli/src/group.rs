@@ -122,6 +122,7 @@ pub async fn migrate_group(hosts: &Hosts, vms: &[String], opts: &MigrateOpts, co
     let mut finish = vec![0.0; jobs.len()];
     let mut target_now = target;
     let mut last_line = Instant::now() - Duration::from_secs(5);
+    let mut last_retarget = Instant::now();
     while results.iter().any(Option::is_none) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let mut latest_prediction: f64 = 0.0;
@@ -144,7 +145,11 @@ pub async fn migrate_group(hosts: &Hosts, vms: &[String], opts: &MigrateOpts, co
         }
         if let Some(t) = target_now {
             // Someone cannot make it: move everyone's target to when it can.
-            if latest_prediction > t + 1.0 && results.iter().all(Option::is_none) {
+            if latest_prediction > t + 1.0
+                && results.iter().all(Option::is_none)
+                && last_retarget.elapsed() >= Duration::from_secs(3)
+            {
+                last_retarget = Instant::now();
                 let new_t = latest_prediction + 0.5;
                 eprintln!("  a migration predicts {latest_prediction:.1} s: moving the group target to {new_t:.1} s");
                 for (i, (h, id, _)) in jobs.iter().enumerate() {

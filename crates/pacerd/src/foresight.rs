@@ -13,8 +13,9 @@ use pacer_qemu::migration::MigrationInfo;
 
 /// How often predictions are recorded and the pace re-planned (s).
 const EVERY_S: f64 = 1.0;
-/// Released this long before the target, so the switch-over lands on it.
-const RELEASE_EARLY_S: f64 = 0.3;
+/// Until the agent has seen a timed switch-over: time from allowing it to the guest
+/// running at the destination (QEMU's last round, the downtime, the commit).
+pub const DEFAULT_SWITCH_LAG_S: f64 = 1.0;
 /// While held after the bulk copy, send this fraction of the link (at least 1 MB/s).
 const TRICKLE_FRACTION: f64 = 0.01;
 
@@ -85,6 +86,12 @@ pub struct Foresight {
     earliest_s: f64,
     holding: bool,
     released: bool,
+    /// When the switch-over was allowed (s since the job started).
+    pub released_at: Option<f64>,
+    /// Expected time from allowing the switch-over to the guest running at the
+    /// destination, learned by the agent from earlier migrations.
+    pub switch_lag_s: f64,
+    final_approach: bool,
     paced_bps: f64,
 }
 
@@ -108,6 +115,9 @@ impl Foresight {
             earliest_s: 0.0,
             holding: false,
             released: false,
+            released_at: None,
+            switch_lag_s: DEFAULT_SWITCH_LAG_S,
+            final_approach: false,
             paced_bps: 0.0,
         }
     }
@@ -142,6 +152,8 @@ impl Foresight {
         self.target_s = target_s;
         self.feasible = None;
         self.released = false;
+        self.released_at = None;
+        self.final_approach = false;
         self.last_record_s = f64::NEG_INFINITY;
     }
 
@@ -174,8 +186,8 @@ impl Foresight {
             self.last_record_s = s.t_s;
             if let Some(mut p) = self.predictor.predict() {
                 // Under control the finish is the controller's, not the current pace's.
-                if let (Some(t), Some(true), false) = (self.target_s, self.feasible, self.released) {
-                    let end = (t - RELEASE_EARLY_S).max(s.t_s);
+                if let (Some(t), Some(true)) = (self.target_s, self.feasible) {
+                    let end = t.max(s.t_s);
                     let tol = (0.02 * t).max(1.0);
                     p.total_s = end;
                     p.low_s = (end - tol).max(s.t_s);
@@ -226,14 +238,32 @@ impl Foresight {
         }
         let after_bulk = s.status == Status::Active && s.dirty_sync_count >= 2;
         if after_bulk {
+            // Two stages: first fast (still held) early enough for the dirty set to
+            // shrink; then, just before the target (less the learned switch-over
+            // lag), the operator's downtime limit lets QEMU switch at its next check.
             let fin = state.finish(max);
-            if fin.total_s >= target - RELEASE_EARLY_S {
-                self.released = true;
+            let lead = (fin.total_s - s.t_s).max(0.0);
+            if !self.final_approach && s.t_s + 2.0 * lead + 1.0 >= target {
+                self.final_approach = true;
                 advice.note = Some(format!(
-                    "releasing: flat out from {:.1} s ends at {:.1} s (target {target:.1} s)",
-                    s.t_s, fin.total_s
+                    "final approach at {:.1} s: switch-over held until the target {target:.1} s",
+                    s.t_s
                 ));
-                self.steer(&mut advice, 0, false);
+            }
+            if self.final_approach {
+                let switch_at = target - self.switch_lag_s;
+                if s.t_s >= switch_at {
+                    self.released = true;
+                    self.released_at = Some(s.t_s);
+                    advice.note = Some(format!("switch-over allowed at {:.2} s (target {target:.1} s)", s.t_s));
+                    self.steer(&mut advice, 0, false);
+                } else {
+                    // Not flat out: QEMU also completes whenever a sync finds no dirty
+                    // page at all, which very short rounds make likely.
+                    let approach = (3.0 * state.dirty.rate_bps).clamp(0.2 * max, max);
+                    let speed = if approach >= max * 0.98 { 0 } else { approach as u64 };
+                    self.steer(&mut advice, speed, true);
+                }
             } else {
                 let trickle = (max * TRICKLE_FRACTION).max(1e6) as u64;
                 self.steer(&mut advice, trickle, true);
@@ -262,6 +292,11 @@ impl Foresight {
             self.holding = hold;
             advice.hold = Some(hold);
         }
+    }
+
+    /// True close to the target, when the job should look more often than 5 Hz.
+    pub fn near_target(&self, t_s: f64) -> bool {
+        self.target_s.is_some_and(|t| self.feasible == Some(true) && !self.released && t_s > t - 2.0)
     }
 
     fn max_bps(&self) -> Option<f64> {

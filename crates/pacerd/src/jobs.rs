@@ -255,6 +255,7 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
     let vm = vm.to_string();
     tokio::spawn(async move {
         let mut foresight = Foresight::new(&req, prior, req.finish_in_s);
+        foresight.switch_lag_s = *agent.switch_lag_s.lock().unwrap();
         let mut result = run(&agent, &job, &vm, &req, &mut foresight).await;
         result.predictions = foresight.history.clone();
         result.target = foresight.target_status();
@@ -470,6 +471,12 @@ async fn run(
                 return result;
             }
             job.event("guest running at the destination");
+            if let Some(r) = foresight.released_at {
+                // Learn how long a released switch-over takes here, for the next target.
+                let lag = (done_at.as_secs_f64() - r).clamp(0.1, 5.0);
+                let mut l = agent.switch_lag_s.lock().unwrap();
+                *l = 0.5 * *l + 0.5 * lag;
+            }
             // The source copy is now stale: stop it and forget it.
             let _ = qmp.execute_timeout("quit", None, Duration::from_secs(5)).await;
             if !pacer_qemu::launch::wait_exit(rec.pid, Duration::from_secs(5)).await {
@@ -566,8 +573,14 @@ async fn monitor(
     let mut switching = false;
     let mut postcopy_at = None;
     loop {
-        // Near the end the guest is stopped: look more often.
-        let poll = if switching { Duration::from_millis(20) } else { POLL };
+        // Near the end (guest stopped, or a target to hit) look more often.
+        let poll = if switching {
+            Duration::from_millis(20)
+        } else if pacer.foresight.near_target(start.elapsed().as_secs_f64()) {
+            Duration::from_millis(50)
+        } else {
+            POLL
+        };
         tokio::select! {
             _ = job.cancel.cancelled() => {
                 return Outcome::Cancelled("cancelled by request".into());
@@ -924,11 +937,20 @@ impl Pace<'_> {
             job.event(n);
         }
         if let Some(hold) = advice.hold {
-            // A 1 ms downtime limit keeps QEMU iterating; the operator's limit lets it
-            // switch. Not 0: QEMU 10 completes whenever its cheap pending estimate
-            // reads 0 (every round's end) unless the threshold is above zero.
-            let limit = if hold { 1 } else { self.req.downtime_limit_ms.unwrap_or(300) };
-            if let Err(e) = set_parameters(self.qmp, json!({"downtime-limit": limit})).await {
+            // QEMU switches over once the dirty set fits `switch-over bandwidth x
+            // downtime limit`. Holding makes that 1 byte (1 kB/s x 1 ms), so a live
+            // guest never fits; releasing restores the operator's limit and the
+            // measured bandwidth (0). Not a 0-byte threshold: QEMU 10 then completes
+            // whenever its cheap pending estimate reads 0, at every round's end.
+            let params = if hold {
+                json!({"downtime-limit": 1, "avail-switchover-bandwidth": 1000})
+            } else {
+                json!({
+                    "downtime-limit": self.req.downtime_limit_ms.unwrap_or(300),
+                    "avail-switchover-bandwidth": 0
+                })
+            };
+            if let Err(e) = set_parameters(self.qmp, params).await {
                 warn!("cannot set the downtime limit: {e}");
             }
         }

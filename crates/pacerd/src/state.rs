@@ -90,6 +90,9 @@ pub struct Agent {
     pub jobs: Mutex<HashMap<String, Arc<Job>>>,
     /// Cached KVM probe result.
     pub kvm: tokio::sync::OnceCell<pacer_qemu::accel::KvmProbe>,
+    /// Learned time from allowing a held switch-over to the guest running at the
+    /// destination (s), smoothed over migrations.
+    pub switch_lag_s: Mutex<f64>,
 }
 
 impl Agent {
@@ -103,6 +106,7 @@ impl Agent {
             vms: Mutex::default(),
             jobs: Mutex::default(),
             kvm: tokio::sync::OnceCell::new(),
+            switch_lag_s: Mutex::new(crate::foresight::DEFAULT_SWITCH_LAG_S),
         }))
     }
 

@@ -5,11 +5,23 @@
 //! - `pacer bench storage` ([`storage`]): a VM with a disk, migrated with and
 //!   without a disk write load (and incrementally over a shared base image): total
 //!   time, downtime, disk bytes, memory bytes.
+//! - `pacer bench predict` ([`predict`]): Pacer's finish-time prediction against
+//!   the actual finish, beside the naive estimate, over workloads and links.
+//! - `pacer bench control` ([`control`]): finishing at a target: deviation and
+//!   the bandwidth used, against running flat out.
+//! - `pacer bench group` ([`group`]): several VMs migrated together, coordinated
+//!   or not: how far apart they finish.
 //!
 //! This module holds what they share: option parsers, medians, cell formatting,
 //! the results file and Ctrl-C handling.
 
 mod baseline;
+mod control;
+mod group;
+mod harness;
+mod plot;
+mod predict;
+mod score;
 mod storage;
 
 use std::path::Path;
@@ -27,6 +39,12 @@ pub enum BenchCmd {
     Baseline(baseline::BaselineOpts),
     /// A VM with a disk: migrated with and without a disk write load.
     Storage(storage::StorageOpts),
+    /// Pacer's finish-time prediction against the actual finish and the naive estimate.
+    Predict(predict::PredictOpts),
+    /// Finish-time control: targets at 1.2x, 1.5x, 2x (and 0.5x) of flat out.
+    Control(control::ControlOpts),
+    /// Several VMs migrated together, coordinated or not: finish spread.
+    Group(group::GroupOpts),
 }
 
 /// Runs a benchmark.
@@ -34,6 +52,9 @@ pub async fn run(cmd: BenchCmd) -> Result<i32> {
     match cmd {
         BenchCmd::Baseline(opts) => baseline::run(&opts).await,
         BenchCmd::Storage(opts) => storage::run(&opts).await,
+        BenchCmd::Predict(opts) => predict::run(&opts).await,
+        BenchCmd::Control(opts) => control::run(&opts).await,
+        BenchCmd::Group(opts) => group::run(&opts).await,
     }
 }
 

@@ -719,7 +719,7 @@ pub async fn run(opts: &StorageOpts) -> Result<i32> {
             rec.status = "cancelled".into();
             rec.reason = Some("interrupted".into());
         }
-        cleanup(&setup, &name, &files).await;
+        cleanup(&setup.hosts, &setup.dest_disk_dir, &name, &files).await;
         rec.wall_ms = t.elapsed().as_millis() as u64;
         eprintln!("{tag}: {}", rec.outcome_line());
         runs.push(rec);
@@ -774,7 +774,7 @@ fn write_results(
     write_json(&opts.out, &doc)
 }
 
-async fn tool_present(tool: &str) -> Result<()> {
+pub(super) async fn tool_present(tool: &str) -> Result<()> {
     let ok = tokio::process::Command::new(tool)
         .arg("--version")
         .output()
@@ -786,7 +786,7 @@ async fn tool_present(tool: &str) -> Result<()> {
     Ok(())
 }
 
-fn free_bytes(p: &Path) -> Option<u64> {
+pub(super) fn free_bytes(p: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
     // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is NUL-terminated.
@@ -798,7 +798,7 @@ fn free_bytes(p: &Path) -> Option<u64> {
 }
 
 /// Runs a qemu tool to completion; an error with its stderr if it fails.
-async fn qemu_tool(tool: &str, args: &[String]) -> Result<()> {
+pub(super) async fn qemu_tool(tool: &str, args: &[String]) -> Result<()> {
     let out = tokio::process::Command::new(tool)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -815,7 +815,7 @@ async fn qemu_tool(tool: &str, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn qcow2_create_args(path: &Path, size: u64, backing: Option<&Path>) -> Vec<String> {
+pub(super) fn qcow2_create_args(path: &Path, size: u64, backing: Option<&Path>) -> Vec<String> {
     let mut a: Vec<String> = ["create", "-q", "-f", "qcow2"].map(String::from).into();
     if let Some(b) = backing {
         a.extend([
@@ -956,7 +956,8 @@ async fn one_run(
         0.0
     };
     let timeout = BOOT_TIMEOUT + Duration::from_secs_f64(fill_s);
-    let steady = match wait_steady(&setup.hosts, name, scenario, opts, timeout, &stop).await {
+    let (disk_rate, mem_rate) = (scenario.disk_rate(opts), opts.write_rate);
+    let steady = match wait_steady(&setup.hosts, name, disk_rate, mem_rate, timeout, &stop).await {
         Ok(s) => s,
         Err(e) => {
             rec.reason = Some(format!("{e:#}"));
@@ -1014,21 +1015,21 @@ async fn one_run(
 
 /// What the guest said when it got steady.
 #[derive(Debug, Default)]
-struct Steady {
-    fill_ms: Option<u64>,
-    fill_mbps: Option<f64>,
-    errors: Vec<String>,
+pub(super) struct Steady {
+    pub(super) fill_ms: Option<u64>,
+    pub(super) fill_mbps: Option<f64>,
+    pub(super) errors: Vec<String>,
 }
 
 /// The guest program's JSON lines in a console text.
-fn guest_lines(text: &str) -> Vec<Value> {
+pub(super) fn guest_lines(text: &str) -> Vec<Value> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("PACER "))
         .filter_map(|j| serde_json::from_str::<Value>(j).ok())
         .collect()
 }
 
-fn last_of_kind<'a>(lines: &'a [Value], kind: &str) -> Option<&'a Value> {
+pub(super) fn last_of_kind<'a>(lines: &'a [Value], kind: &str) -> Option<&'a Value> {
     lines
         .iter()
         .rev()
@@ -1037,7 +1038,7 @@ fn last_of_kind<'a>(lines: &'a [Value], kind: &str) -> Option<&'a Value> {
 
 /// Whether a status line shows the steady state: the disk filled, the disk writer
 /// writing (or idle when it has no rate), the memory writer writing.
-fn is_steady(status: &Value, disk_rate: f64, mem_rate: f64) -> bool {
+pub(super) fn is_steady(status: &Value, disk_rate: f64, mem_rate: f64) -> bool {
     let num = |k: &str| status.get(k).and_then(Value::as_f64).unwrap_or(0.0);
     let phase = status.get("disk_phase").and_then(Value::as_str);
     let disk = if disk_rate > 0.0 {
@@ -1049,11 +1050,11 @@ fn is_steady(status: &Value, disk_rate: f64, mem_rate: f64) -> bool {
 }
 
 /// Waits until the guest is in its steady state, printing the fill's progress.
-async fn wait_steady(
+pub(super) async fn wait_steady(
     hosts: &Hosts,
     name: &str,
-    scenario: Scenario,
-    opts: &StorageOpts,
+    disk_rate: f64,
+    mem_rate: f64,
     timeout: Duration,
     stop: &watch::Receiver<bool>,
 ) -> Result<Steady> {
@@ -1066,7 +1067,7 @@ async fn wait_steady(
         let text = vm::console(hosts, name, Some("h1"), 64 * 1024).await?;
         let lines = guest_lines(&text);
         let status = last_of_kind(&lines, "status");
-        if status.is_some_and(|s| is_steady(s, scenario.disk_rate(opts), opts.write_rate)) {
+        if status.is_some_and(|s| is_steady(s, disk_rate, mem_rate)) {
             let filled = last_of_kind(&lines, "disk_filled");
             return Ok(Steady {
                 fill_ms: filled
@@ -1217,7 +1218,7 @@ fn why_is_timeout(rec: &StorageRun) -> bool {
 }
 
 /// A progress line of a running migration.
-fn progress_line(j: &JobInfo) -> String {
+pub(super) fn progress_line(j: &JobInfo) -> String {
     let p = &j.progress;
     let mut s = format!(
         "{:.0} s: {} {:.0}%",
@@ -1241,15 +1242,15 @@ fn progress_line(j: &JobInfo) -> String {
 
 /// Stops the run's VM wherever it is and deletes its images, the destination's
 /// copy included (also one left behind by a failed run).
-async fn cleanup(setup: &Setup, name: &str, files: &[PathBuf]) {
+pub(super) async fn cleanup(hosts: &Hosts, dest_disk_dir: &Path, name: &str, files: &[PathBuf]) {
     for h in ["h1", "h2"] {
-        let _ = vm::stop(&setup.hosts, name, Some(h)).await;
+        let _ = vm::stop(hosts, name, Some(h)).await;
     }
     for f in files {
         let _ = std::fs::remove_file(f);
     }
     let prefix = format!("{name}-disk");
-    if let Ok(dir) = std::fs::read_dir(&setup.dest_disk_dir) {
+    if let Ok(dir) = std::fs::read_dir(dest_disk_dir) {
         for e in dir.flatten() {
             if e.file_name().to_string_lossy().starts_with(&prefix) {
                 let _ = std::fs::remove_file(e.path());

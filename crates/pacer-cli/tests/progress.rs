@@ -1,0 +1,100 @@
+//! Progress management with real QEMU: a finish target met, an infeasible target
+//! reported at once (or refused with strict), a target changed mid-flight, and two
+//! VMs moved as a group finishing together. Timing figures are measured by
+//! `pacer bench control|group`; these tests check the behaviour with tolerances
+//! wide enough for a busy machine.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{BedSpec, TestBed};
+use pacer_api::{JobInfo, JobStatus, Strategy};
+
+/// One at a time: the timing of one must not suffer from another's guests.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finish_in_target_is_met() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = TestBed::new(BedSpec::default());
+    tb.start_guest("h1", "vm", 512, 128, 20.0).await;
+    let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.finish_in_s = Some(15.0)).await;
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    let t = r.target.expect("target status");
+    assert!(t.feasible, "{t:?}");
+    let dev = r.total_time_ms as f64 - 15_000.0;
+    assert!(dev.abs() <= 2_000.0, "finished {dev} ms off a 15 s target: {r:?}");
+    assert!(r.integrity.unwrap().ok);
+    // Every prediction is there to be scored, with the naive estimate beside it.
+    assert!(r.predictions.len() >= 5, "{:?}", r.predictions);
+    assert!(r.predictions.iter().all(|p| p.low_ms <= p.total_ms && p.total_ms <= p.high_ms));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn infeasible_target_is_reported_at_once_or_refused() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = TestBed::new(BedSpec::default());
+    let before = tb.start_guest("h1", "vm", 512, 128, 20.0).await;
+    // Strict: refused before anything starts, with the earliest feasible finish.
+    let mut req = pacer_api::MigrateRequest::new(tb.peer("h2"), Strategy::PreCopy);
+    req.finish_in_s = Some(0.5);
+    req.strict = true;
+    let e = tb.client("h1").post::<_, JobInfo>("/v1/vms/vm/migrate", &req).await.unwrap_err();
+    assert_eq!(e.code(), Some("target_infeasible"), "{e}");
+    assert!(e.to_string().contains("earliest feasible finish"), "{e}");
+    assert!(tb.vms("h2").await.is_empty());
+    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    assert_eq!((info.pid, info.migrating), (before.pid, None));
+    // Not strict: reported in the job at once, then run flat out.
+    let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.finish_in_s = Some(0.5)).await;
+    assert!(job.events.first().is_some_and(|e| e.contains("cannot be met")), "{:?}", job.events);
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    assert!(!r.target.unwrap().feasible);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retarget_mid_flight_takes_effect() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = TestBed::new(BedSpec::default());
+    tb.start_guest("h1", "vm", 512, 128, 20.0).await;
+    let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.finish_in_s = Some(60.0)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let _: JobInfo = tb
+        .client("h1")
+        .post(&format!("/v1/jobs/{}/target", job.id), &pacer_api::RetargetRequest { finish_in_s: Some(8.0) })
+        .await
+        .unwrap();
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    // About 12 s instead of 60 s.
+    assert!(r.total_time_ms < 20_000, "the new target was ignored: {r:?}");
+    assert!(r.total_time_ms > 8_000, "it did not wait for the new target: {r:?}");
+    let j: JobInfo = tb.client("h1").get(&format!("/v1/jobs/{}", job.id)).await.unwrap();
+    assert!(j.events.iter().any(|e| e.contains("finish target changed")), "{:?}", j.events);
+}
+
+#[test]
+fn two_vm_group_finishes_together() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = TestBed::new(BedSpec::default());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        tb.start_guest("h1", "small", 384, 64, 10.0).await;
+        tb.start_guest("h1", "big", 768, 256, 30.0).await;
+    });
+    let out = tb.pacer(&["migrate-group", "small", "big", "--to", "h2", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let g: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(g["all_completed"], true, "{g}");
+    let spread = g["spread_s"].as_f64().unwrap();
+    assert!(spread <= 2.0, "finish spread {spread} s: {g}\n{stderr}");
+    rt.block_on(async {
+        assert_eq!(tb.vms("h2").await.len(), 2);
+        assert!(tb.vms("h1").await.is_empty());
+    });
+}
