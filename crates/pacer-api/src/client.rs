@@ -101,13 +101,7 @@ impl AgentClient {
 
     /// POST raw bytes, parse a JSON answer (the link probe).
     pub async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
-        let bytes = tokio::time::timeout(self.timeout, self.send_raw(Method::POST, path, body))
-            .await
-            .map_err(|_| ClientError::Unreachable {
-                url: self.url.clone(),
-                reason: format!("no answer within {} s", self.timeout.as_secs()),
-            })??;
-        self.parse(bytes)
+        self.exchange(Method::POST, path, body).await
     }
 
     /// DELETE a resource.
@@ -129,6 +123,16 @@ impl AgentClient {
             })?,
             None => Vec::new(),
         };
+        self.exchange(method, path, payload).await
+    }
+
+    /// Sends a body within the timeout and parses the JSON answer.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Vec<u8>,
+    ) -> Result<T, ClientError> {
         let bytes = tokio::time::timeout(self.timeout, self.send_raw(method, path, payload))
             .await
             .map_err(|_| ClientError::Unreachable {

@@ -311,6 +311,23 @@ impl MigrateRequest {
     }
 }
 
+impl MigrateRequest {
+    /// The plan the model predicts and paces with.
+    pub fn model_plan(&self) -> pacer_model::Plan {
+        use pacer_model::predict::Strategy as S;
+        pacer_model::Plan {
+            strategy: match self.strategy {
+                Strategy::PreCopy => S::PreCopy,
+                Strategy::PostCopy => S::PostCopy { after_s: self.postcopy_after_s.unwrap_or(0.0) },
+                Strategy::Hybrid => S::Hybrid,
+                Strategy::StopAndCopy => S::StopAndCopy,
+            },
+            downtime_limit_ms: self.downtime_limit_ms.unwrap_or(300),
+            bandwidth_cap_bps: self.bandwidth.map(|b| b as f64),
+        }
+    }
+}
+
 /// Change a running migration's finish target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use pacer_api::{JobInfo, MigrateRequest, MigrationResult, PeerRef, PredictRequest, PredictResponse};
+use pacer_api::{JobInfo, MigrationResult, PredictRequest, PredictResponse};
 use pacer_model::predict::DiskState;
 use pacer_model::{plan_group, DirtyModel, MigrationState};
 use serde::Serialize;
@@ -48,7 +48,7 @@ pub async fn migrate_group(hosts: &Hosts, vms: &[String], opts: &MigrateOpts, co
         }
     }
     let dest = hosts.get(&opts.to)?.clone();
-    let peer = PeerRef { name: dest.name.clone(), url: dest.peer_url().to_string(), token: dest.token.clone() };
+    let peer = crate::migrate::peer_of(&dest);
     let mut sources = Vec::new();
     for v in vms {
         let (h, _) = hosts.locate(v).await?;
@@ -81,7 +81,8 @@ pub async fn migrate_group(hosts: &Hosts, vms: &[String], opts: &MigrateOpts, co
             );
             preds.push(p);
         }
-        let earliest = earliest_common_finish(&preds, opts)? * SLACK + t0.elapsed().as_secs_f64();
+        let plan = opts.request(peer.clone())?.model_plan();
+        let earliest = earliest_common_finish(&preds, plan)? * SLACK + t0.elapsed().as_secs_f64();
         Some(match user_target {
             Some(t) if t + 0.0 < earliest => {
                 eprintln!(
@@ -101,17 +102,7 @@ pub async fn migrate_group(hosts: &Hosts, vms: &[String], opts: &MigrateOpts, co
     // Start every migration with the common target.
     let mut jobs = Vec::new();
     for (v, h) in vms.iter().zip(&sources) {
-        let mut req = MigrateRequest {
-            bandwidth: opts.bandwidth,
-            downtime_limit_ms: opts.downtime_limit,
-            auto_converge: opts.auto_converge,
-            postcopy_after_s: opts.postcopy_after,
-            stall_timeout_s: opts.stall_timeout,
-            verify_guest: !opts.no_verify,
-            copy_storage: opts.copy_storage,
-            disk_bandwidth: opts.disk_bandwidth,
-            ..MigrateRequest::new(peer.clone(), opts.strategy)
-        };
+        let mut req = opts.request(peer.clone())?;
         req.finish_in_s = target.map(|t| (t - t0.elapsed().as_secs_f64()).max(0.5));
         let started = t0.elapsed().as_secs_f64();
         let job: JobInfo = hosts.client(h)?.post(&format!("/v1/vms/{v}/migrate"), &req).await?;
@@ -182,19 +173,7 @@ pub async fn migrate_group(hosts: &Hosts, vms: &[String], opts: &MigrateOpts, co
 }
 
 /// The earliest time (s from now) every VM can finish when they share the link.
-fn earliest_common_finish(preds: &[PredictResponse], opts: &MigrateOpts) -> Result<f64> {
-    let plan = pacer_model::Plan {
-        strategy: match opts.strategy {
-            pacer_api::Strategy::PreCopy => pacer_model::predict::Strategy::PreCopy,
-            pacer_api::Strategy::PostCopy => pacer_model::predict::Strategy::PostCopy {
-                after_s: opts.postcopy_after.unwrap_or(0.0),
-            },
-            pacer_api::Strategy::Hybrid => pacer_model::predict::Strategy::Hybrid,
-            pacer_api::Strategy::StopAndCopy => pacer_model::predict::Strategy::StopAndCopy,
-        },
-        downtime_limit_ms: opts.downtime_limit.unwrap_or(300),
-        bandwidth_cap_bps: opts.bandwidth.map(|b| b as f64),
-    };
+fn earliest_common_finish(preds: &[PredictResponse], plan: pacer_model::Plan) -> Result<f64> {
     let states: Vec<MigrationState> = preds
         .iter()
         .map(|p| {

@@ -78,6 +78,23 @@ impl MigrateOpts {
         }
     }
 
+    /// The request these options make, for a migration to `destination`.
+    pub fn request(&self, destination: PeerRef) -> Result<MigrateRequest> {
+        Ok(MigrateRequest {
+            bandwidth: self.bandwidth,
+            downtime_limit_ms: self.downtime_limit,
+            auto_converge: self.auto_converge,
+            postcopy_after_s: self.postcopy_after,
+            stall_timeout_s: self.stall_timeout,
+            verify_guest: !self.no_verify,
+            copy_storage: self.copy_storage,
+            disk_bandwidth: self.disk_bandwidth,
+            finish_in_s: self.finish_in_s()?,
+            strict: self.strict,
+            ..MigrateRequest::new(destination, self.strategy)
+        })
+    }
+
     /// The finish target in seconds from now, if any.
     pub fn finish_in_s(&self) -> Result<Option<f64>> {
         if let Some(s) = self.finish_in {
@@ -130,6 +147,11 @@ pub fn parse_secs(s: &str) -> Result<f64, String> {
     Ok(pacer_model::parse_duration(s).map_err(|e| e.to_string())?.as_secs_f64())
 }
 
+/// How other agents reach a host.
+pub fn peer_of(h: &pacer_api::HostEntry) -> PeerRef {
+    PeerRef { name: h.name.clone(), url: h.peer_url().to_string(), token: h.token.clone() }
+}
+
 /// Starts a migration and waits for it, drawing progress on stderr. Returns the result.
 pub async fn migrate(
     hosts: &Hosts,
@@ -144,24 +166,7 @@ pub async fn migrate(
         None => hosts.locate(vm).await?.0,
     };
     let client = hosts.client(&source)?;
-    let req = MigrateRequest {
-        destination: PeerRef {
-            name: dest.name.clone(),
-            url: dest.peer_url().to_string(),
-            token: dest.token.clone(),
-        },
-        strategy: opts.strategy,
-        bandwidth: opts.bandwidth,
-        downtime_limit_ms: opts.downtime_limit,
-        auto_converge: opts.auto_converge,
-        postcopy_after_s: opts.postcopy_after,
-        stall_timeout_s: opts.stall_timeout,
-        verify_guest: !opts.no_verify,
-        copy_storage: opts.copy_storage,
-        disk_bandwidth: opts.disk_bandwidth,
-        finish_in_s: opts.finish_in_s()?,
-        strict: opts.strict,
-    };
+    let req = opts.request(peer_of(&dest))?;
     let job: JobInfo = client.post(&format!("/v1/vms/{vm}/migrate"), &req).await?;
     follow(&client, &job.id, show_progress).await
 }

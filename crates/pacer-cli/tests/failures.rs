@@ -3,18 +3,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{BedSpec, TestBed};
 use pacer_api::{JobStatus, Strategy};
-
-async fn wait_destination_empty(tb: &TestBed, host: &str) {
-    let t0 = Instant::now();
-    while !tb.vms(host).await.is_empty() {
-        assert!(t0.elapsed() < Duration::from_secs(40), "destination {host} kept the incoming VM");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_during_precopy_keeps_the_vm_at_the_source() {
@@ -34,7 +24,7 @@ async fn cancel_during_precopy_keeps_the_vm_at_the_source() {
     let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
     assert_eq!(info.pid, before.pid, "the source QEMU must be the same process");
     assert!(info.migrating.is_none());
-    wait_destination_empty(&tb, "h2").await;
+    common::wait_destination_clean(&tb, "h2").await;
     tb.assert_runs_healthy("h1", "vm").await;
     // And it can still be migrated afterwards.
     let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |_| {}).await;
@@ -61,7 +51,7 @@ async fn link_cut_during_precopy_keeps_the_vm_at_the_source() {
     let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
     assert_eq!(info.pid, before.pid);
     // The destination hears nothing more from the source: its lease runs out.
-    wait_destination_empty(&tb, "h2").await;
+    common::wait_destination_clean(&tb, "h2").await;
     tb.assert_runs_healthy("h1", "vm").await;
     tb.bed.set_link_up("h2", true).unwrap();
 }

@@ -4,30 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use common::{disk_writer, make_image, BedSpec, TestBed};
+use common::{disk_files, disk_writer, make_image, wait_destination_clean, BedSpec, TestBed};
 use pacer_api::{CopyStorage, JobStatus, Strategy, VmInfo};
-
-fn disk_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "qcow2" || x == "raw"))
-        .collect()
-}
-
-async fn wait_destination_clean(tb: &TestBed, host: &str) {
-    let dir = tb.bed.host(host).unwrap().state_dir.join("vms");
-    let t0 = Instant::now();
-    while !tb.vms(host).await.is_empty() || !disk_files(&dir).is_empty() {
-        assert!(t0.elapsed() < Duration::from_secs(40), "destination {host} kept {:?}", disk_files(&dir));
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn disk_and_memory_move_intact_under_write_load() {

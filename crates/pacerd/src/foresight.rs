@@ -4,11 +4,9 @@
 //! finish target, the pacing controller picks the gentlest speed that still
 //! makes it.
 
-use pacer_api::{DiskProgress, MigrateRequest, PredictionPoint, Strategy, TargetStatus};
+use pacer_api::{DiskProgress, MigrateRequest, PredictionPoint, TargetStatus};
 use pacer_model::pacing::pace;
-use pacer_model::predict::{
-    naive_total, DiskSample, Plan, Predictor, Prior, Sample, Status, Strategy as ModelStrategy,
-};
+use pacer_model::predict::{naive_total, DiskSample, Plan, Predictor, Prior, Sample, Status};
 use pacer_qemu::migration::MigrationInfo;
 
 /// How often predictions are recorded and the pace re-planned (s).
@@ -21,16 +19,7 @@ const TRICKLE_FRACTION: f64 = 0.01;
 
 /// The model's plan for a request.
 pub fn plan_for(req: &MigrateRequest) -> Plan {
-    Plan {
-        strategy: match req.strategy {
-            Strategy::PreCopy => ModelStrategy::PreCopy,
-            Strategy::PostCopy => ModelStrategy::PostCopy { after_s: req.postcopy_after_s.unwrap_or(0.0) },
-            Strategy::Hybrid => ModelStrategy::Hybrid,
-            Strategy::StopAndCopy => ModelStrategy::StopAndCopy,
-        },
-        downtime_limit_ms: req.downtime_limit_ms.unwrap_or(300),
-        bandwidth_cap_bps: req.bandwidth.map(|b| b as f64),
-    }
+    req.model_plan()
 }
 
 /// A sample for the predictor from QEMU's figures (memory may not have started).

@@ -310,10 +310,12 @@ impl Chart {
                 dash(l.dashed)
             );
             if l.markers {
+                // A lone point gets a bigger mark: there is no line to see.
+                let r = if l.points.len() == 1 { 5.0 } else { 2.5 };
                 for p in &l.points {
                     let _ = writeln!(
                         s,
-                        r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{}"/>"#,
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="{r}" fill="{}"/>"#,
                         sx(p.0),
                         sy(p.1),
                         l.color

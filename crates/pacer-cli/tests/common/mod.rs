@@ -301,3 +301,24 @@ pub fn make_image(path: &std::path::Path, format: &str, size: &str, backing: Opt
     let st = cmd.arg(path).arg(size).status().unwrap();
     assert!(st.success());
 }
+
+/// Image files in a directory.
+pub fn disk_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "qcow2" || x == "raw"))
+        .collect()
+}
+
+/// Waits until `host` has no VM and no disk copy left (the destination cleaned up).
+pub async fn wait_destination_clean(tb: &TestBed, host: &str) {
+    let dir = tb.bed.host(host).unwrap().state_dir.join("vms");
+    let t0 = Instant::now();
+    while !tb.vms(host).await.is_empty() || !disk_files(&dir).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(40), "destination {host} kept {:?}", disk_files(&dir));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
