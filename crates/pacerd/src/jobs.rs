@@ -616,14 +616,10 @@ async fn monitor(
             },
             _ => None,
         };
-        let (sent, left) = match &disk_progress {
-            Some(d) => (ram.transferred + d.transferred, ram.remaining + d.remaining),
-            None => (ram.transferred, ram.remaining),
-        };
-        let pct = progress.update(sent, left, completed);
         let memory_total = ram.total;
         let s = crate::foresight::sample(t, memory_total, Some(&info), disk_progress.as_ref());
         pacer.tick(job, &s, rate.rate().unwrap_or(0.0), disk.as_ref()).await;
+        let pct = time_progress(progress, pacer.foresight, t, completed);
         let phase = match status.as_str() {
             "setup" => "setup",
             "active" if ram.dirty_sync_count <= 1 => "bulk copy",
@@ -823,10 +819,9 @@ async fn mirror_until_ready(
         let t = start.elapsed().as_secs_f64();
         let p = disk.sample(qmp, t).await.map_err(Outcome::Failed)?;
         stall.observe(t, p.transferred);
-        // Memory is still to come after the disks.
-        let pct = progress.update(p.transferred, p.remaining + memory_bytes, false);
         let s = crate::foresight::sample(t, memory_bytes, None, Some(&p));
         pacer.tick(job, &s, p.rate_bps, Some(&*disk)).await;
+        let pct = time_progress(progress, pacer.foresight, t, false);
         let ready = p.ready;
         job.update(|i| {
             i.progress = Progress {
@@ -1031,5 +1026,16 @@ async fn delay_start(
             }
             _ = tokio::time::sleep(Duration::from_secs_f64((delay - 0.5).clamp(0.2, 1.0))) => {}
         }
+    }
+}
+
+/// Percent done as elapsed time over the predicted total: bytes are a poor
+/// measure (zero pages cost nothing, dirty pages are sent again), time is what
+/// the operator waits for. Never decreases; 0 until the first prediction.
+fn time_progress(progress: &mut MonotonicProgress, foresight: &Foresight, t_s: f64, completed: bool) -> f64 {
+    let elapsed = (t_s * 1000.0) as u64;
+    match foresight.latest() {
+        Some(p) => progress.update(elapsed, p.total_ms.saturating_sub(elapsed), completed),
+        None => progress.update(0, 1, completed),
     }
 }

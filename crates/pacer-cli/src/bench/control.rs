@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::harness::{
-    follow_migration, guest_rates, integrity_ok, migration_limit, parse_prior_wait, plot_dir,
+    follow_migration, guest_rates, integrity_ok, migration_limit, parse_prior_wait, plot_path,
     precopy_request, start_guest, status_word, wait_prior, write_svg, GuestPlan, LiveBed, Sample,
 };
 use super::plot::{Band, Chart, Line, Rule, PALETTE};
@@ -669,7 +669,7 @@ pub async fn run(opts: &ControlOpts) -> Result<i32> {
             }
         }
         if let Some(c) = chart(&rec) {
-            let file = plot_dir(&opts.out).join(format!("control-{}.svg", kind.file_part()));
+            let file = plot_path(&opts.out, &kind.file_part());
             rec.plot = write_svg(&file, &c.to_svg());
         }
         eprintln!("{tag}: {}", rec.outcome_line());
@@ -682,10 +682,7 @@ pub async fn run(opts: &ControlOpts) -> Result<i32> {
         t0.elapsed().as_secs_f64()
     );
     print!("{}", render_table(&runs, opts));
-    println!(
-        "\nall runs: {} (plots beside it: control-*.svg)",
-        opts.out.display()
-    );
+    println!("\nall runs: {} (plots beside it)", opts.out.display());
     let ok = runs.len() == plan.len()
         && runs.iter().all(|r| r.completed())
         && runs

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::harness::{
-    integrity_ok, parse_prior_wait, plot_dir, start_guest, wait_prior, write_svg, GuestPlan,
+    integrity_ok, parse_prior_wait, plot_path, start_guest, wait_prior, write_svg, GuestPlan,
     LiveBed,
 };
 use super::plot::{Chart, Line, Rule, PALETTE};
@@ -468,7 +468,7 @@ pub async fn run(opts: &GroupOpts) -> Result<i32> {
         }
         rec.wall_ms = t.elapsed().as_millis() as u64;
         if let Some(c) = chart(&rec) {
-            let file = plot_dir(&opts.out).join(format!("group-{}.svg", mode.as_str()));
+            let file = plot_path(&opts.out, mode.as_str());
             rec.plot = write_svg(&file, &c.to_svg());
         }
         eprintln!(
@@ -491,10 +491,7 @@ pub async fn run(opts: &GroupOpts) -> Result<i32> {
         t0.elapsed().as_secs_f64()
     );
     print!("{}", render_table(&runs, opts));
-    println!(
-        "\nall runs: {} (plots beside it: group-*.svg)",
-        opts.out.display()
-    );
+    println!("\nall runs: {} (plots beside it)", opts.out.display());
     let ok = runs.len() == opts.modes.len()
         && runs.iter().all(|g| g.status == "completed")
         && runs

@@ -573,12 +573,19 @@ pub fn integrity_ok(r: &MigrationResult) -> Option<bool> {
     r.integrity.as_ref().map(|i| i.ok && i.disk_ok)
 }
 
-/// The directory plots go to: the results file's.
-pub fn plot_dir(out: &Path) -> PathBuf {
-    out.parent()
+/// Where the plot of `scenario` goes: beside the results file, named after it
+/// (`bench-results/predict.json` -> `bench-results/predict-<scenario>.svg`).
+pub fn plot_path(out: &Path, scenario: &str) -> PathBuf {
+    let dir = out
+        .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bench".into());
+    dir.join(format!("{stem}-{scenario}.svg"))
 }
 
 /// Writes an SVG file; a failure is reported, not fatal.
@@ -623,8 +630,14 @@ mod tests {
         assert_eq!(parse_prior_wait("0s"), Ok(0.0));
         assert!(parse_prior_wait("11m").is_err());
         assert!(parse_prior_wait("soon").is_err());
-        assert_eq!(plot_dir(Path::new("r.json")), PathBuf::from("."));
-        assert_eq!(plot_dir(Path::new("a/r.json")), PathBuf::from("a"));
+        assert_eq!(
+            plot_path(Path::new("r.json"), "x"),
+            PathBuf::from("./r-x.svg")
+        );
+        assert_eq!(
+            plot_path(Path::new("a/control.json"), "1_5x"),
+            PathBuf::from("a/control-1_5x.svg")
+        );
     }
 
     #[test]

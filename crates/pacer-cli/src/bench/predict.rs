@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::harness::{
-    follow_migration, guest_rates, integrity_ok, migration_limit, parse_prior_wait, plot_dir,
+    follow_migration, guest_rates, integrity_ok, migration_limit, parse_prior_wait, plot_path,
     precopy_request, predict_before, start_guest, status_word, wait_prior, write_svg, Followed,
     GuestPlan, LiveBed, Sample, WriterPause,
 };
@@ -1071,16 +1071,19 @@ pub async fn run(opts: &PredictOpts) -> Result<i32> {
             actuals.entry((w, l)).or_insert(ms);
         }
         if let Some(c) = chart(&rec, opts.memory << 20) {
-            let file = plot_dir(&opts.out).join(format!(
-                "predict-{}-{}{}.svg",
-                w.as_str(),
-                l.file_part(),
-                if opts.runs > 1 {
-                    format!("-{repeat}")
-                } else {
-                    String::new()
-                }
-            ));
+            let file = plot_path(
+                &opts.out,
+                &format!(
+                    "{}-{}{}",
+                    w.as_str(),
+                    l.file_part(),
+                    if opts.runs > 1 {
+                        format!("-{repeat}")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
             rec.plot = write_svg(&file, &c.to_svg());
         }
         eprintln!("{tag}: {}", rec.outcome_line());
@@ -1093,10 +1096,7 @@ pub async fn run(opts: &PredictOpts) -> Result<i32> {
         t0.elapsed().as_secs_f64()
     );
     print!("{}", render_table(&rows, &runs, opts));
-    println!(
-        "\nall runs: {} (plots beside it: predict-*.svg)",
-        opts.out.display()
-    );
+    println!("\nall runs: {} (plots beside it)", opts.out.display());
     let rows_s: Vec<RowSummary> = rows.iter().map(|&(w, l)| summarize(w, l, &runs)).collect();
     let all_done = runs.len() == order.len() && runs.iter().all(|r| r.completed());
     Ok(if all_done && goals(&rows_s, &runs).met {
