@@ -866,7 +866,20 @@ impl Predictor {
         let pages = s.duplicate_pages + s.normal_pages;
         if s.dirty_sync_count <= 1 {
             if pages > 0 {
-                self.first_round_zero = Some(s.duplicate_pages as f64 / pages as f64);
+                let seen = s.duplicate_pages as f64 / pages as f64;
+                // QEMU sends memory in address order, and guests keep their data low:
+                // the zero share among pages sent so far says little about the rest.
+                // With a measured zero fraction for the whole of RAM, the rest holds
+                // whatever zero pages have not been sent yet.
+                let total_pages = s.ram_total as f64 / ps;
+                let rest = match self.prior.zero_fraction {
+                    Some(z) if total_pages > pages as f64 => {
+                        ((z * total_pages - s.duplicate_pages as f64) / (total_pages - pages as f64))
+                            .clamp(0.0, 1.0)
+                    }
+                    _ => seen,
+                };
+                self.first_round_zero = Some(rest);
             }
         } else if self.round_one_tail.is_none() {
             // QEMU's cursor carries on where round one stopped: every page sent since the

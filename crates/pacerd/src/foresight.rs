@@ -11,9 +11,9 @@ use pacer_qemu::migration::MigrationInfo;
 
 /// How often predictions are recorded and the pace re-planned (s).
 const EVERY_S: f64 = 1.0;
-/// Until the agent has seen a timed switch-over: time from allowing it to the guest
-/// running at the destination (QEMU's last round, the downtime, the commit).
-pub const DEFAULT_SWITCH_LAG_S: f64 = 1.0;
+/// Until the agent has seen a released migration end: how much later than the
+/// model's flat-out end it ends (QEMU's check interval, the commit).
+pub const DEFAULT_SWITCH_LAG_S: f64 = 0.5;
 /// While held after the bulk copy, send this fraction of the link (at least 1 MB/s).
 const TRICKLE_FRACTION: f64 = 0.01;
 
@@ -75,12 +75,12 @@ pub struct Foresight {
     earliest_s: f64,
     holding: bool,
     released: bool,
-    /// When the switch-over was allowed (s since the job started).
-    pub released_at: Option<f64>,
-    /// Expected time from allowing the switch-over to the guest running at the
-    /// destination, learned by the agent from earlier migrations.
+    /// When the hold was released and when the model then said it would end (s
+    /// since the job started).
+    pub released_at: Option<(f64, f64)>,
+    /// How much later than the model's end a released migration really ends
+    /// (guest resumed at the destination), learned by the agent.
     pub switch_lag_s: f64,
-    final_approach: bool,
     paced_bps: f64,
 }
 
@@ -106,7 +106,6 @@ impl Foresight {
             released: false,
             released_at: None,
             switch_lag_s: DEFAULT_SWITCH_LAG_S,
-            final_approach: false,
             paced_bps: 0.0,
         }
     }
@@ -142,7 +141,6 @@ impl Foresight {
         self.feasible = None;
         self.released = false;
         self.released_at = None;
-        self.final_approach = false;
         self.last_record_s = f64::NEG_INFINITY;
     }
 
@@ -227,32 +225,21 @@ impl Foresight {
         }
         let after_bulk = s.status == Status::Active && s.dirty_sync_count >= 2;
         if after_bulk {
-            // Two stages: first fast (still held) early enough for the dirty set to
-            // shrink; then, just before the target (less the learned switch-over
-            // lag), the operator's downtime limit lets QEMU switch at its next check.
+            // Held with a trickle (well under the dirty rate, so the dirty set
+            // grows and QEMU cannot find it empty and finish early); released flat
+            // out, with the operator's downtime limit, when the model says the rest
+            // takes until the target (corrected by what this agent learned of its
+            // past releases).
             let fin = state.finish(max);
-            let lead = (fin.total_s - s.t_s).max(0.0);
-            if !self.final_approach && s.t_s + 2.0 * lead + 1.0 >= target {
-                self.final_approach = true;
+            if fin.total_s + self.switch_lag_s >= target {
+                self.released = true;
+                self.released_at = Some((s.t_s, fin.total_s));
                 advice.note = Some(format!(
-                    "final approach at {:.1} s: switch-over held until the target {target:.1} s",
-                    s.t_s
+                    "released at {:.1} s: flat out ends about {:.1} s (target {target:.1} s)",
+                    s.t_s,
+                    fin.total_s + self.switch_lag_s
                 ));
-            }
-            if self.final_approach {
-                let switch_at = target - self.switch_lag_s;
-                if s.t_s >= switch_at {
-                    self.released = true;
-                    self.released_at = Some(s.t_s);
-                    advice.note = Some(format!("switch-over allowed at {:.2} s (target {target:.1} s)", s.t_s));
-                    self.steer(&mut advice, 0, false);
-                } else {
-                    // Not flat out: QEMU also completes whenever a sync finds no dirty
-                    // page at all, which very short rounds make likely.
-                    let approach = (3.0 * state.dirty.rate_bps).clamp(0.2 * max, max);
-                    let speed = if approach >= max * 0.98 { 0 } else { approach as u64 };
-                    self.steer(&mut advice, speed, true);
-                }
+                self.steer(&mut advice, 0, false);
             } else {
                 let trickle = (max * TRICKLE_FRACTION).max(1e6) as u64;
                 self.steer(&mut advice, trickle, true);
@@ -285,7 +272,12 @@ impl Foresight {
 
     /// True close to the target, when the job should look more often than 5 Hz.
     pub fn near_target(&self, t_s: f64) -> bool {
-        self.target_s.is_some_and(|t| self.feasible == Some(true) && !self.released && t_s > t - 2.0)
+        self.target_s.is_some_and(|t| self.feasible == Some(true) && !self.released && t_s > t - 8.0)
+    }
+
+    /// Sets what was known of the target's feasibility before the job began.
+    pub fn set_feasible(&mut self, feasible: bool) {
+        self.feasible = Some(feasible);
     }
 
     fn max_bps(&self) -> Option<f64> {

@@ -177,14 +177,13 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
     let started = Instant::now();
     let measurements = agent.vms.lock().unwrap().get(vm).map(|e| e.measurements.clone()).unwrap_or_default();
     let link_bps = if req.finish_in_s.is_some() {
-        let probe = AgentClient::new(&req.destination.url, &req.destination.token)
-            .with_timeout(Duration::from_secs(30));
-        Some(crate::measure::link_rate(&probe).await.map_err(ApiError::upstream)?)
+        Some(crate::measure::link_rate_cached(agent, &req.destination).await.map_err(ApiError::upstream)?)
     } else {
         None
     };
     let prior = measurements.prior(link_bps);
     let mut initial_note = None;
+    let mut feasible_at_start = None;
     if let (Some(target), Some(link)) = (req.finish_in_s, link_bps) {
         let mut state = pacer_model::MigrationState::before(
             rec.memory_mib << 20,
@@ -202,6 +201,7 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
         }
         let max = req.bandwidth.map_or(link, |b| (b as f64).min(link));
         if let Ok(d) = pacer_model::pace(&state, max, target) {
+            feasible_at_start = Some(d.feasible);
             if !d.feasible {
                 let msg = format!(
                     "finish target {target:.1} s cannot be met: the earliest feasible finish is {:.1} s \
@@ -256,6 +256,9 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
     tokio::spawn(async move {
         let mut foresight = Foresight::new(&req, prior, req.finish_in_s);
         foresight.switch_lag_s = *agent.switch_lag_s.lock().unwrap();
+        if let Some(f) = feasible_at_start {
+            foresight.set_feasible(f);
+        }
         let mut result = run(&agent, &job, &vm, &req, &mut foresight).await;
         result.predictions = foresight.history.clone();
         result.target = foresight.target_status();
@@ -471,9 +474,9 @@ async fn run(
                 return result;
             }
             job.event("guest running at the destination");
-            if let Some(r) = foresight.released_at {
-                // Learn how long a released switch-over takes here, for the next target.
-                let lag = (done_at.as_secs_f64() - r).clamp(0.1, 5.0);
+            if let Some((_, predicted_end)) = foresight.released_at {
+                // Learn how much later than the model a release ends here.
+                let lag = (done_at.as_secs_f64() - predicted_end).clamp(-2.0, 5.0);
                 let mut l = agent.switch_lag_s.lock().unwrap();
                 *l = 0.5 * *l + 0.5 * lag;
             }

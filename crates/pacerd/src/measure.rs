@@ -19,8 +19,11 @@ use crate::state::Agent;
 pub const WINDOWS_S: [u64; 2] = [1, 4];
 /// How often the background sampler visits each VM.
 const SAMPLE_EVERY: Duration = Duration::from_secs(8);
-/// Measurements older than this are not used.
-const FRESH: Duration = Duration::from_secs(90);
+/// Measurements older than this are not used (the sampler refreshes each window
+/// every 16 s; a stale one may show the guest's start-up, not its work).
+const FRESH: Duration = Duration::from_secs(30);
+/// A link rate measured this recently is reused.
+const LINK_FRESH: Duration = Duration::from_secs(60);
 /// Pages sampled for the zero-page fraction.
 const ZERO_SAMPLES: usize = 384;
 
@@ -164,6 +167,19 @@ pub async fn sampler(agent: Arc<Agent>) {
     }
 }
 
+/// The link rate to a destination, measured at most once a minute.
+pub async fn link_rate_cached(agent: &Agent, dest: &pacer_api::PeerRef) -> Result<f64, String> {
+    if let Some((r, t)) = agent.link_rates.lock().unwrap().get(&dest.url) {
+        if t.elapsed() < LINK_FRESH {
+            return Ok(*r);
+        }
+    }
+    let client = AgentClient::new(&dest.url, &dest.token).with_timeout(Duration::from_secs(30));
+    let r = link_rate(&client).await?;
+    agent.link_rates.lock().unwrap().insert(dest.url.clone(), (r, Instant::now()));
+    Ok(r)
+}
+
 /// Bytes per second a timed upload to the destination agent achieves.
 pub async fn link_rate(dest: &AgentClient) -> Result<f64, String> {
     // Grow the upload until it takes long enough to say something about the link.
@@ -176,7 +192,7 @@ pub async fn link_rate(dest: &AgentClient) -> Result<f64, String> {
             .await
             .map_err(|e| format!("link probe failed: {e}"))?;
         let secs = t0.elapsed().as_secs_f64();
-        if secs >= 0.3 || size >= 256 << 20 {
+        if secs >= 0.2 || size >= 256 << 20 {
             return Ok(size as f64 / secs);
         }
         size *= 4;

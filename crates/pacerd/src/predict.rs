@@ -2,9 +2,8 @@
 //! starting it, from fresh measurements of the guest and of the link.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use pacer_api::{AgentClient, MigrateRequest, PredictRequest, PredictResponse};
+use pacer_api::{MigrateRequest, PredictRequest, PredictResponse};
 use pacer_model::predict_before;
 
 use crate::error::{ApiError, ApiResult};
@@ -28,9 +27,7 @@ pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiR
     if m.dirty_model().is_none() || m.prior(None).zero_fraction.is_none() {
         m = crate::measure::measure_now(agent, vm).await.map_err(ApiError::upstream)?;
     }
-    let dest = AgentClient::new(&req.destination.url, &req.destination.token)
-        .with_timeout(Duration::from_secs(30));
-    let link = crate::measure::link_rate(&dest).await.map_err(ApiError::upstream)?;
+    let link = crate::measure::link_rate_cached(agent, &req.destination).await.map_err(ApiError::upstream)?;
     let prior = m.prior(Some(link));
     let dirty = prior.dirty.unwrap_or(pacer_model::DirtyModel::IDLE);
     let zero = prior.zero_fraction.unwrap_or(0.0);

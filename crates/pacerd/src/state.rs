@@ -93,6 +93,8 @@ pub struct Agent {
     /// Learned time from allowing a held switch-over to the guest running at the
     /// destination (s), smoothed over migrations.
     pub switch_lag_s: Mutex<f64>,
+    /// Link rates to destinations (bytes/s) and when they were measured.
+    pub link_rates: Mutex<HashMap<String, (f64, std::time::Instant)>>,
 }
 
 impl Agent {
@@ -107,6 +109,7 @@ impl Agent {
             jobs: Mutex::default(),
             kvm: tokio::sync::OnceCell::new(),
             switch_lag_s: Mutex::new(crate::foresight::DEFAULT_SWITCH_LAG_S),
+            link_rates: Mutex::default(),
         }))
     }
 
