@@ -129,8 +129,11 @@ pub async fn migrate_group(hosts: &Hosts, vms: &[String], opts: &MigrateOpts, co
                 results[i] = Some(r);
                 continue;
             }
-            if let Some(p) = j.prediction {
-                latest_prediction = latest_prediction.max(started + p.total_ms as f64 / 1000.0);
+            // Only a migration that says it cannot make the target (its flat-out
+            // finish is later) moves the group; a paced one's forecast at its
+            // current, deliberately low speed says nothing about when it can end.
+            if let Some(t) = j.target.filter(|t| !t.feasible) {
+                latest_prediction = latest_prediction.max(started + t.earliest_finish_ms as f64 / 1000.0);
             }
             line.push(format!("{} {:.0}%", vms[i], j.progress.percent));
         }

@@ -166,3 +166,39 @@ async fn destination_without_space_is_refused_and_nothing_changes() {
     assert!(e.to_string().contains("raw and qcow2"), "{e}");
     tb.assert_runs_healthy("h1", "vm").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_disks_raw_and_qcow2_move_together() {
+    let tb = TestBed::new(BedSpec::default());
+    let a = tb.root.path().join("a.qcow2");
+    make_image(&a, "qcow2", "128M", None);
+    let b = tb.root.path().join("b.raw");
+    make_image(&b, "raw", "64M", None);
+    // Data on the second disk, which the guest does not touch: it must arrive as is.
+    let st = std::process::Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 0x6b 0 48M"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let disks = vec![a.display().to_string(), b.display().to_string()];
+    tb.start_guest_with_disks("h1", "vm", 256, 5.0, disks, Some(disk_writer(2.0))).await;
+    let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |_| {}).await;
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+    assert!(r.integrity.as_ref().unwrap().ok && r.integrity.as_ref().unwrap().disk_ok, "{r:?}");
+    assert!(r.disk_bytes >= (128 + 48) << 20, "both disks copied: {r:?}");
+    let info: VmInfo = tb.client("h2").get("/v1/vms/vm").await.unwrap();
+    let copies = info.spec.unwrap().disks;
+    assert_eq!(copies.len(), 2);
+    assert!(copies[1].ends_with(".raw"), "{copies:?}");
+    // Stop the VM so the raw copy is settled, then compare it with the source.
+    let _: serde_json::Value = tb.client("h2").delete("/v1/vms/vm").await.unwrap();
+    let cmp = std::process::Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "raw"])
+        .arg(&b)
+        .arg(&copies[1])
+        .output()
+        .unwrap();
+    assert!(cmp.status.success(), "the raw disk changed in transit: {}", String::from_utf8_lossy(&cmp.stdout));
+}
