@@ -923,13 +923,7 @@ struct Pace<'a> {
 
 impl Pace<'_> {
     async fn tick(&mut self, job: &Job, s: &pacer_model::Sample, achieved_bps: f64, disk: Option<&DiskCopy>) {
-        if let Some(t) = job.retarget.lock().unwrap().take() {
-            self.foresight.retarget(t);
-            job.event(match t {
-                Some(t) => format!("finish target changed to {t:.1} s"),
-                None => "finish target removed: running flat out".into(),
-            });
-        }
+        apply_retarget(job, self.foresight);
         let advice = self.foresight.tick(s, achieved_bps);
         if let Some(n) = advice.note {
             job.event(n);
@@ -977,6 +971,17 @@ impl Pace<'_> {
     }
 }
 
+/// Takes a pending retarget request into the job's foresight, with an event.
+fn apply_retarget(job: &Job, foresight: &mut Foresight) {
+    if let Some(t) = job.retarget.lock().unwrap().take() {
+        foresight.retarget(t);
+        job.event(match t {
+            Some(t) => format!("finish target changed to {t:.1} s"),
+            None => "finish target removed: running flat out".into(),
+        });
+    }
+}
+
 /// Sets a new finish target on a running job.
 pub fn retarget(job: &Job, finish_in_s: Option<f64>) -> ApiResult<()> {
     if let Some(s) = finish_in_s {
@@ -999,13 +1004,7 @@ async fn delay_start(
     let prior_dirty = foresight.prior_dirty();
     let mut announced = false;
     loop {
-        if let Some(t) = job.retarget.lock().unwrap().take() {
-            foresight.retarget(t);
-            job.event(match t {
-                Some(t) => format!("finish target changed to {t:.1} s"),
-                None => "finish target removed: running flat out".into(),
-            });
-        }
+        apply_retarget(job, foresight);
         let mut state = pacer_model::MigrationState::before(
             rec.memory_mib << 20,
             foresight.prior_zero().unwrap_or(0.0),
