@@ -202,7 +202,13 @@ impl Foresight {
             self.steer(&mut advice, 0, false);
             return advice;
         };
-        if each_second || self.feasible.is_none() {
+        let after_bulk = s.status == Status::Active && s.dirty_sync_count >= 2;
+        // Once feasible and past the bulk copy, the release rule below decides
+        // (it releases at once if flat out would already be late): re-running the
+        // pacer on a held state, whose dirty set grows on purpose, would flip the
+        // verdict to infeasible and end the hold early.
+        let settled = after_bulk && self.feasible == Some(true);
+        if (each_second || self.feasible.is_none()) && !settled {
             if let Ok(d) = pace(&state, max, target) {
                 self.earliest_s = d.earliest_finish_s;
                 self.paced_bps = d.speed_bps;
@@ -223,7 +229,6 @@ impl Foresight {
             self.steer(&mut advice, 0, false);
             return advice;
         }
-        let after_bulk = s.status == Status::Active && s.dirty_sync_count >= 2;
         if after_bulk {
             // Held with a trickle (well under the dirty rate, so the dirty set
             // grows and QEMU cannot find it empty and finish early); released flat

@@ -112,6 +112,7 @@ pub async fn zero_fraction(qmp: &QmpClient, ram_bytes: u64, scratch: &std::path:
 
 /// Measures one VM now: both dirty windows and the zero fraction.
 pub async fn measure_now(agent: &Agent, vm: &str) -> Result<Measurements, String> {
+    let _one = agent.measuring.lock().await;
     let qmp = agent.qmp(vm).await.map_err(|e| e.message)?;
     let rec = agent.record(vm).map_err(|e| e.message)?;
     let mut m = Measurements::default();
@@ -139,6 +140,7 @@ pub async fn sampler(agent: Arc<Agent>) {
             .map(|(n, e)| (n.clone(), e.measurements.next))
             .collect();
         for (name, next) in names {
+            let _one = agent.measuring.lock().await;
             let Ok(qmp) = agent.qmp(&name).await else { continue };
             if qmp.run_state().await.ok().as_deref() != Some("running") {
                 continue;

@@ -23,10 +23,9 @@ pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiR
         ..MigrateRequest::new(req.destination.clone(), req.strategy)
     };
     crate::jobs::validate(&as_migration)?;
-    let mut m = agent.vms.lock().unwrap().get(vm).map(|e| e.measurements.clone()).unwrap_or_default();
-    if m.dirty_model().is_none() || m.prior(None).zero_fraction.is_none() {
-        m = crate::measure::measure_now(agent, vm).await.map_err(ApiError::upstream)?;
-    }
+    // Measured now: a background measurement up to 30 s old may have caught the
+    // guest starting up (filling its memory), not at its work.
+    let m = crate::measure::measure_now(agent, vm).await.map_err(ApiError::upstream)?;
     let link = crate::measure::link_rate_cached(agent, &req.destination).await.map_err(ApiError::upstream)?;
     let prior = m.prior(Some(link));
     let dirty = prior.dirty.unwrap_or(pacer_model::DirtyModel::IDLE);

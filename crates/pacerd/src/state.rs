@@ -95,6 +95,9 @@ pub struct Agent {
     pub switch_lag_s: Mutex<f64>,
     /// Link rates to destinations (bytes/s) and when they were measured.
     pub link_rates: Mutex<HashMap<String, (f64, std::time::Instant)>>,
+    /// Held while a guest is measured: QEMU measures one dirty rate at a time,
+    /// and the background sampler and `predict` must not collide.
+    pub measuring: tokio::sync::Mutex<()>,
 }
 
 impl Agent {
@@ -110,6 +113,7 @@ impl Agent {
             kvm: tokio::sync::OnceCell::new(),
             switch_lag_s: Mutex::new(crate::foresight::DEFAULT_SWITCH_LAG_S),
             link_rates: Mutex::default(),
+            measuring: tokio::sync::Mutex::new(()),
         }))
     }
 
