@@ -407,6 +407,9 @@ pub struct PredictResponse {
     pub dirty_rate_bps: f64,
     /// Guest writable working set, bytes (none: unbounded).
     pub wss_bytes: Option<f64>,
+    /// Hot set the guest rewrites within a fraction of a second, bytes.
+    #[serde(default)]
+    pub hot_bytes: f64,
     /// Fraction of guest memory that is zero pages.
     pub zero_fraction: f64,
     /// Guest memory, bytes.

@@ -181,7 +181,8 @@ fn earliest_common_finish(preds: &[PredictResponse], plan: pacer_model::Plan) ->
         .iter()
         .map(|p| {
             let dirty = DirtyModel::new(p.dirty_rate_bps, p.wss_bytes.unwrap_or(f64::INFINITY))
-                .unwrap_or(DirtyModel::IDLE);
+                .unwrap_or(DirtyModel::IDLE)
+                .with_hot(p.hot_bytes);
             let mut s = MigrationState::before(p.ram_bytes, p.zero_fraction, dirty, plan);
             if p.disk_bytes > 0 {
                 s.disk = Some(DiskState {

@@ -28,14 +28,25 @@ pub enum DirtyError {
     InvalidBytes(f64),
 }
 
-/// Distinct bytes dirtied in a window: `wss (1 - exp(-rate t / wss))`.
+/// Distinct bytes dirtied in a window: `hot (1 - exp(-t / HOT_TAU_S)) + wss (1 - exp(-rate t / wss))`.
+///
+/// The hot set is memory rewritten so often that it is all dirty again within a fraction of a
+/// second (a skewed guest's few busy pages); the rest is written at `rate` over `wss`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DirtyModel {
     /// Rate of page writes while few pages are dirty, in bytes/s (the short-window dirty rate).
     pub rate_bps: f64,
     /// Writable working set in bytes: the most that can be dirty at once (infinite: unbounded).
     pub wss_bytes: f64,
+    /// Hot set in bytes, dirty again within [`HOT_TAU_S`] (0: none).
+    #[serde(default)]
+    pub hot_bytes: f64,
 }
+
+/// Time constant within which the hot set is all dirty again, seconds.
+pub const HOT_TAU_S: f64 = 0.1;
+/// A hot set is only looked for in curves measured at windows this short, seconds.
+const HOT_MAX_WINDOW_S: f64 = 0.5;
 
 /// Probe results seen as a fraction of the working set above which the set is deemed too small.
 const SATURATED: f64 = 0.95;
@@ -45,6 +56,7 @@ impl DirtyModel {
     pub const IDLE: DirtyModel = DirtyModel {
         rate_bps: 0.0,
         wss_bytes: f64::INFINITY,
+        hot_bytes: 0.0,
     };
 
     /// Builds a model from a write rate and a working set (`f64::INFINITY` for unbounded).
@@ -58,19 +70,37 @@ impl DirtyModel {
         Ok(DirtyModel {
             rate_bps,
             wss_bytes,
+            hot_bytes: 0.0,
         })
+    }
+
+    /// The same model with a hot set of `hot_bytes` (negative or non-finite: none).
+    pub fn with_hot(self, hot_bytes: f64) -> DirtyModel {
+        DirtyModel {
+            hot_bytes: if hot_bytes.is_finite() { hot_bytes.max(0.0) } else { 0.0 },
+            ..self
+        }
     }
 
     /// Distinct bytes dirtied in `window_s` seconds (0 for a non-positive window).
     pub fn dirtied(&self, window_s: f64) -> f64 {
-        if window_s.is_nan() || window_s <= 0.0 || self.rate_bps <= 0.0 {
+        if window_s.is_nan() || window_s <= 0.0 {
             return 0.0;
         }
-        if self.wss_bytes.is_infinite() {
+        let hot = -self.hot_bytes * (-window_s / HOT_TAU_S).exp_m1();
+        if self.rate_bps <= 0.0 {
+            return hot;
+        }
+        hot + if self.wss_bytes.is_infinite() {
             self.rate_bps * window_s
         } else {
             -self.wss_bytes * (-self.rate_bps * window_s / self.wss_bytes).exp_m1()
         }
+    }
+
+    /// Everything that can be dirty at once: the hot set and the working set.
+    pub fn set_bytes(&self) -> f64 {
+        self.hot_bytes + self.wss_bytes
     }
 
     /// The same working set with the write rate multiplied by `factor` (>= 0).
@@ -81,10 +111,14 @@ impl DirtyModel {
         }
     }
 
-    /// The same model with the working set capped at `max_bytes` (e.g. guest RAM).
+    /// The same model with hot set and working set together capped at `max_bytes` (e.g.
+    /// guest RAM).
     pub fn capped(&self, max_bytes: f64) -> DirtyModel {
+        let max = max_bytes.max(1.0);
+        let hot = self.hot_bytes.min(0.5 * max);
         DirtyModel {
-            wss_bytes: self.wss_bytes.min(max_bytes.max(1.0)),
+            wss_bytes: self.wss_bytes.min(max - hot),
+            hot_bytes: hot,
             ..*self
         }
     }
@@ -163,6 +197,119 @@ impl DirtyModel {
         }
         DirtyModel::new(rate_through(ds, ts, hi), hi)
     }
+}
+
+impl DirtyModel {
+    /// The model closest to many points `(window_s, bytes, weight)` on the dirtying curve, in
+    /// weighted squared relative error (a measured curve, or rounds of a migration).
+    ///
+    /// Points with a non-positive weight are ignored. With fewer than two distinct windows
+    /// this is [`DirtyModel::from_probe`] without a working set; with all bytes zero, idle.
+    pub fn fit_points(points: &[(f64, f64, f64)]) -> Result<Self, DirtyError> {
+        for (t, b, _) in points {
+            check_probe(*t, *b)?;
+        }
+        let pts: Vec<(f64, f64, f64)> = points
+            .iter()
+            .copied()
+            .filter(|p| p.2 > 0.0 && p.2.is_finite())
+            .collect();
+        let max_b = pts.iter().map(|p| p.1).fold(0.0, f64::max);
+        if max_b <= 0.0 {
+            return Ok(DirtyModel::IDLE);
+        }
+        let longest = pts.iter().copied().max_by(|a, b| a.0.total_cmp(&b.0)).expect("non-empty");
+        let windows_differ = pts.iter().any(|p| p.0 < longest.0 / 1.2);
+        if !windows_differ {
+            return DirtyModel::from_probe(longest.1, longest.0, None);
+        }
+        let floor = 0.01 * max_b;
+        let cost = |m: &DirtyModel| -> f64 {
+            pts.iter()
+                .map(|(t, b, w)| w * ((m.dirtied(*t) - b) / b.max(floor)).powi(2))
+                .sum()
+        };
+        let mut best = fit_cold(&pts, 0.0, &cost);
+        // A hot set explains a curve that rises steeply and then slowly; it must be no larger
+        // than the shortest window saw, and must earn its place (halve the error).
+        // Only a curve measured down to short windows shows one.
+        let shortest = pts.iter().copied().min_by(|a, b| a.0.total_cmp(&b.0)).expect("non-empty");
+        if shortest.0 >= 2.0 * HOT_TAU_S && shortest.0 <= HOT_MAX_WINDOW_S && pts.len() >= 4 {
+            let mut hot_best = (f64::INFINITY, best.1);
+            for i in 1..12 {
+                let c = fit_cold(&pts, shortest.1 * i as f64 / 12.0, &cost);
+                if c.0 < hot_best.0 {
+                    hot_best = c;
+                }
+            }
+            if hot_best.0 < 0.5 * best.0 {
+                best = hot_best;
+            }
+        }
+        Ok(best.1)
+    }
+}
+
+/// The best write rate and working set under a hot set of `hot` bytes: `(cost, model)`.
+fn fit_cold(
+    pts: &[(f64, f64, f64)],
+    hot: f64,
+    cost: &dyn Fn(&DirtyModel) -> f64,
+) -> (f64, DirtyModel) {
+    let max_b = pts.iter().map(|p| p.1).fold(0.0, f64::max);
+    // For a working set, the best rate (the curve rises with it): golden section on ln r.
+    let max_rate = pts.iter().map(|p| p.1 / p.0).fold(0.0, f64::max).max(1.0);
+    let best_for = |wss: f64| -> (f64, DirtyModel) {
+        let (mut lo, mut hi) = ((max_rate * 1e-4).ln(), (max_rate * 1e3).ln());
+        let at = |x: f64| DirtyModel {
+            rate_bps: x.exp(),
+            wss_bytes: wss,
+            hot_bytes: hot,
+        };
+        for _ in 0..40 {
+            let m1 = lo + (hi - lo) * 0.382;
+            let m2 = lo + (hi - lo) * 0.618;
+            if cost(&at(m1)) <= cost(&at(m2)) {
+                hi = m2;
+            } else {
+                lo = m1;
+            }
+        }
+        let m = at(0.5 * (lo + hi));
+        (cost(&m), m)
+    };
+    let mut best = best_for(f64::INFINITY);
+    // Working sets from just above the largest point to 1000x it, log-spaced, then refined.
+    let (w0, w1) = (((max_b - hot).max(1.0) * 1.001).ln(), (max_b * 1e3).ln());
+    let steps = 24;
+    let mut best_i = None;
+    for i in 0..=steps {
+        let w = (w0 + (w1 - w0) * i as f64 / steps as f64).exp();
+        let c = best_for(w);
+        if c.0 < best.0 {
+            best = c;
+            best_i = Some(i);
+        }
+    }
+    if let Some(i) = best_i {
+        let step = (w1 - w0) / steps as f64;
+        let (mut lo, mut hi) = (w0 + step * (i as f64 - 1.0), w0 + step * (i as f64 + 1.0));
+        lo = lo.max(w0);
+        for _ in 0..25 {
+            let m1 = lo + (hi - lo) * 0.382;
+            let m2 = lo + (hi - lo) * 0.618;
+            if best_for(m1.exp()).0 <= best_for(m2.exp()).0 {
+                hi = m2;
+            } else {
+                lo = m1;
+            }
+        }
+        let c = best_for((0.5 * (lo + hi)).exp());
+        if c.0 < best.0 {
+            best = c;
+        }
+    }
+    best
 }
 
 fn check_probe(window_s: f64, bytes: f64) -> Result<(), DirtyError> {
@@ -256,6 +403,65 @@ mod tests {
             DirtyModel::fit((1.0, 0.0), (5.0, 0.0)).unwrap(),
             DirtyModel::IDLE
         );
+    }
+
+    #[test]
+    fn fit_points_recovers_curves() {
+        let m = DirtyModel::new(15.0 * MB, 256.0 * MB).unwrap();
+        let pts: Vec<_> = [0.5, 1.0, 2.0, 4.0, 8.0].iter().map(|t| (*t, m.dirtied(*t), 1.0)).collect();
+        let f = DirtyModel::fit_points(&pts).unwrap();
+        assert!((f.wss_bytes / m.wss_bytes - 1.0).abs() < 0.02, "{f:?}");
+        assert!((f.rate_bps / m.rate_bps - 1.0).abs() < 0.02, "{f:?}");
+        // Linear writes stay (nearly) linear.
+        let lin: Vec<_> = [1.0, 2.0, 8.0].iter().map(|t| (*t, 5.0 * MB * t, 1.0)).collect();
+        let l = DirtyModel::fit_points(&lin).unwrap();
+        for t in [1.0, 8.0, 30.0] {
+            assert!((l.dirtied(t) / (5.0 * MB * t) - 1.0).abs() < 0.03, "{l:?}");
+        }
+        assert_eq!(DirtyModel::fit_points(&[(1.0, 0.0, 1.0), (4.0, 0.0, 1.0)]).unwrap(), DirtyModel::IDLE);
+        let one = DirtyModel::fit_points(&[(2.0, 4.0 * MB, 1.0)]).unwrap();
+        assert_eq!(one.rate_bps, 2.0 * MB);
+        assert!(DirtyModel::fit_points(&[(0.0, 1.0, 1.0)]).is_err());
+        // Zero weights are ignored.
+        let w = DirtyModel::fit_points(&[(1.0, MB, 1.0), (4.0, 100.0 * MB, 0.0)]).unwrap();
+        assert_eq!(w.rate_bps, MB);
+    }
+
+    #[test]
+    fn fit_points_finds_a_hot_set() {
+        // 80% of 15 MB/s to 2.5 MB, the rest spread over 253 MB.
+        let truth = |t: f64| {
+            let hot = 2.5 * MB * (1.0 - (-12.0 * MB * t / (2.5 * MB)).exp());
+            hot + 253.0 * MB * (1.0 - (-3.0 * MB * t / (253.0 * MB)).exp())
+        };
+        let pts: Vec<_> = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0].iter().map(|t| (*t, truth(*t), 1.0)).collect();
+        let f = DirtyModel::fit_points(&pts).unwrap();
+        assert!(f.hot_bytes > 1.5 * MB && f.hot_bytes < 3.0 * MB, "{f:?}");
+        // Extrapolated to a 14 s first round, and down to a 0.3 s last one.
+        for t in [0.3, 14.0] {
+            assert!((f.dirtied(t) / truth(t) - 1.0).abs() < 0.1, "{f:?} at {t}: {} vs {}", f.dirtied(t), truth(t));
+        }
+        // Uniform writes get no hot set.
+        let m = DirtyModel::new(15.0 * MB, 256.0 * MB).unwrap();
+        let pts: Vec<_> = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0].iter().map(|t| (*t, m.dirtied(*t), 1.0)).collect();
+        assert_eq!(DirtyModel::fit_points(&pts).unwrap().hot_bytes, 0.0);
+        // Capping keeps hot and working set within RAM.
+        let c = f.capped(100.0 * MB);
+        assert!(c.set_bytes() <= 100.0 * MB + 1.0 && c.hot_bytes == f.hot_bytes, "{c:?}");
+    }
+
+    proptest! {
+        /// Noise-free points from any saturating curve are fitted to within 5% over the windows.
+        #[test]
+        fn fit_points_matches_its_points(rate in 1e5f64..1e9, wss_factor in 0.3f64..50.0) {
+            let wss = rate * 4.0 * wss_factor;
+            let m = DirtyModel::new(rate, wss).unwrap();
+            let pts: Vec<_> = [0.5, 1.0, 2.0, 4.0, 8.0].iter().map(|t| (*t, m.dirtied(*t), 1.0)).collect();
+            let f = DirtyModel::fit_points(&pts).unwrap();
+            for (t, b, _) in pts {
+                prop_assert!((f.dirtied(t) / b - 1.0).abs() < 0.05, "{f:?} at {t}: {b}");
+            }
+        }
     }
 
     #[test]

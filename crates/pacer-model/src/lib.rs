@@ -24,7 +24,7 @@ pub use ewma::{Ewma, EwmaError, RateEstimator};
 pub use group::{plan_group, GroupError, GroupPlan};
 pub use pacing::{pace, PaceDecision, PaceError};
 pub use predict::{
-    naive_total, predict_before, DiskSample, MigrationState, Plan, PredictError, Prediction,
+    naive_total, predict_before, predict_before_model, DiskSample, MigrationState, Plan, PredictError, Prediction,
     Predictor, Prior, Sample,
 };
 pub use progress::MonotonicProgress;

@@ -62,8 +62,6 @@ pub const ZERO_PAGE_WIRE_BYTES: f64 = 9.0;
 pub const CHECK_INTERVAL_S: f64 = 0.05;
 /// Time to stop the guest and move device state at switch-over, seconds.
 pub const SWITCHOVER_S: f64 = 0.01;
-/// Window assumed for a pre-migration dirty-rate probe (`calc-dirty-rate` default), seconds.
-pub const PROBE_WINDOW_S: f64 = 1.0;
 
 /// Slowest speed the model considers, bytes/s (keeps every figure finite).
 const MIN_SPEED_BPS: f64 = 1.0;
@@ -79,6 +77,18 @@ const MAX_POINTS: usize = 4;
 const BASE_BAND: f64 = 0.03;
 /// Time constant of the bandwidth average, seconds.
 const BANDWIDTH_TAU_S: f64 = 3.0;
+/// Time constant of the short bandwidth average that detects a changed link, seconds.
+const BANDWIDTH_FAST_TAU_S: f64 = 0.4;
+/// Relative gap between the short and the long average that means the rate changed.
+const BANDWIDTH_SHIFT: f64 = 0.2;
+/// How long the gap must last, seconds (a round's end or a burst of zero pages is shorter).
+const BANDWIDTH_SHIFT_HOLD_S: f64 = 0.8;
+/// Windows at which a measured dirtying curve is weighed against the migration's rounds.
+const PRIOR_WINDOWS_S: [f64; 6] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
+/// Weight of one round's dirty set against one point of a measured curve.
+const ROUND_WEIGHT: f64 = 3.0;
+/// Share of RAM below which a measured curve and a round's dirty set always agree.
+const PRIOR_SLACK: f64 = 0.002;
 /// Pages that must have been re-sent before their zero fraction is trusted.
 const MIN_ZERO_SAMPLE_PAGES: u64 = 1024;
 
@@ -519,7 +529,7 @@ impl MigrationState {
             let new = dirty.dirtied(since + dt);
             let left = pending.min(leftover);
             // Round one's unsent tail is any part of RAM; later leftovers are re-dirtied pages.
-            let universe = if sync <= 1 { ram } else { dirty.wss_bytes };
+            let universe = if sync <= 1 { ram } else { dirty.set_bytes() };
             let next = union(left, new, universe);
             z = if next > 0.0 {
                 (left * z + (next - left) * dz) / next
@@ -590,7 +600,7 @@ impl MigrationState {
         let per_byte = self.wire_bytes(1.0, z).max(f64::MIN_POSITIVE);
         let left = (pending - elapsed * v / per_byte).max(0.0);
         let dirty = self.dirty.capped(self.ram_total.max(1) as f64);
-        let d = union(left, dirty.dirtied(since + elapsed), dirty.wss_bytes);
+        let d = union(left, dirty.dirtied(since + elapsed), dirty.set_bytes());
         let z = if d > 0.0 {
             (left * z + (d - left) * self.dirty_zero_fraction) / d
         } else {
@@ -739,7 +749,31 @@ pub fn predict_before(
         return Err(PredictError::InvalidLinkRate(link_bps));
     }
     let wss = wss_bytes.map_or(f64::INFINITY, |w| w as f64);
-    let dirty = DirtyModel::new(dirty_rate_bps, wss)?.capped(ram_total as f64);
+    let dirty = DirtyModel::new(dirty_rate_bps, wss)?;
+    predict_before_model(ram_total, zero_fraction_guess, dirty, link_bps, plan)
+}
+
+/// [`predict_before`] with the guest's whole dirty model (hot set included).
+pub fn predict_before_model(
+    ram_total: u64,
+    zero_fraction_guess: f64,
+    dirty: DirtyModel,
+    link_bps: f64,
+    plan: &Plan,
+) -> Result<Prediction, PredictError> {
+    plan.validate()?;
+    if ram_total == 0 {
+        return Err(PredictError::InvalidRamSize);
+    }
+    if !(0.0..=1.0).contains(&zero_fraction_guess) {
+        return Err(PredictError::InvalidZeroFraction(zero_fraction_guess));
+    }
+    if !(link_bps.is_finite() && link_bps > 0.0) {
+        return Err(PredictError::InvalidLinkRate(link_bps));
+    }
+    let dirty = DirtyModel::new(dirty.rate_bps, dirty.wss_bytes)?
+        .with_hot(dirty.hot_bytes)
+        .capped(ram_total as f64);
     let state = MigrationState::before(ram_total, zero_fraction_guess, dirty, *plan);
     let v = plan.bandwidth_cap_bps.map_or(link_bps, |c| c.min(link_bps));
     Ok(band(
@@ -763,6 +797,11 @@ pub struct Predictor {
     bandwidth: Option<f64>,
     bandwidth_var: Option<f64>,
     bandwidth_time_s: f64,
+    /// The last dirty model fitted, with what it was fitted from (fitting is costly).
+    dirty_memo: std::cell::RefCell<Option<(Vec<f64>, Option<DirtyModel>)>>,
+    /// Short-term bandwidth average and how long it has disagreed with the long one.
+    bandwidth_fast: Option<f64>,
+    shifted_for_s: f64,
     first_round_zero: Option<f64>,
     /// Round one's unsent tail at the first sync: (bytes, pages sent so far then).
     round_one_tail: Option<(f64, u64)>,
@@ -789,6 +828,9 @@ impl Predictor {
             bandwidth: None,
             bandwidth_var: None,
             bandwidth_time_s: 0.0,
+            bandwidth_fast: None,
+            shifted_for_s: 0.0,
+            dirty_memo: Default::default(),
             first_round_zero: None,
             round_one_tail: None,
             round_three_start: None,
@@ -813,9 +855,17 @@ impl Predictor {
 
     /// Folds in the rate `x` seen over `dt` seconds: a running mean at first, then an
     /// average with a [`BANDWIDTH_TAU_S`] time constant; also the relative variance.
+    ///
+    /// A link whose rate changes (other traffic, a re-shaped link) would take the long
+    /// average several seconds to follow: when a short average ([`BANDWIDTH_FAST_TAU_S`])
+    /// stays more than [`BANDWIDTH_SHIFT`] away from it for [`BANDWIDTH_SHIFT_HOLD_S`], the
+    /// rate has shifted and the long average jumps to the short one.
     fn update_bandwidth(&mut self, x: f64, dt: f64) {
         self.bandwidth_time_s += dt;
         let alpha = (-(-dt / BANDWIDTH_TAU_S).exp_m1()).max(dt / self.bandwidth_time_s);
+        let fast_alpha = (-(-dt / BANDWIDTH_FAST_TAU_S).exp_m1()).max(dt / self.bandwidth_time_s);
+        let fast = self.bandwidth_fast.map_or(x, |f| f + fast_alpha * (x - f));
+        self.bandwidth_fast = Some(fast);
         let Some(m) = self.bandwidth else {
             self.bandwidth = Some(x);
             return;
@@ -825,7 +875,17 @@ impl Predictor {
             let var = self.bandwidth_var.map_or(dev, |v| v + alpha * (dev - v));
             self.bandwidth_var = Some(var);
         }
-        self.bandwidth = Some(m + alpha * (x - m));
+        let mut next = m + alpha * (x - m);
+        if m > 0.0 && ((fast - m) / m).abs() > BANDWIDTH_SHIFT {
+            self.shifted_for_s += dt;
+            if self.shifted_for_s >= BANDWIDTH_SHIFT_HOLD_S {
+                next = fast;
+                self.shifted_for_s = 0.0;
+            }
+        } else {
+            self.shifted_for_s = 0.0;
+        }
+        self.bandwidth = Some(next);
     }
 
     /// Feeds one sample; out-of-order or non-finite times are ignored, a counter reset starts over.
@@ -932,31 +992,74 @@ impl Predictor {
         self.points.push_back((window, bytes));
     }
 
+    /// Replaces what was known of the guest before the start (its dirtying, its zero
+    /// fraction) with a newer measurement, e.g. one made while the first round runs;
+    /// invalid figures are ignored.
+    pub fn refresh_prior(&mut self, dirty: Option<DirtyModel>, zero_fraction: Option<f64>) {
+        if let Some(d) = dirty.filter(|d| DirtyModel::new(d.rate_bps, d.wss_bytes).is_ok()) {
+            self.prior.dirty = Some(d);
+        }
+        if let Some(z) = zero_fraction.filter(|z| (0.0..=1.0).contains(z)) {
+            self.prior.zero_fraction = Some(z);
+        }
+    }
+
     /// The fitted dirty model, or `None` while nothing is known about the guest's writes.
+    ///
+    /// Rounds of the migration (exact dirty sets) and the measured curve are fitted together,
+    /// the rounds weighing more; a measured curve off by more than 2x at the latest round's
+    /// window describes a guest that has changed its ways, and is left out.
     pub fn dirty_model(&self, ram_total: u64) -> Option<DirtyModel> {
+        let mut key = vec![ram_total as f64, self.first_round_zero.unwrap_or(-1.0)];
+        if let Some(d) = self.prior.dirty {
+            key.extend([d.rate_bps, d.wss_bytes, d.hot_bytes]);
+        }
+        key.extend(self.points.iter().flat_map(|p| [p.0, p.1]));
+        if let Some((k, m)) = self.dirty_memo.borrow().as_ref() {
+            if *k == key {
+                return *m;
+            }
+        }
+        let m = self.fit_dirty(ram_total);
+        *self.dirty_memo.borrow_mut() = Some((key, m));
+        m
+    }
+
+    fn fit_dirty(&self, ram_total: u64) -> Option<DirtyModel> {
         let ram = ram_total.max(1) as f64;
         let prior = self.prior.dirty.map(|d| d.capped(ram));
-        let Some(&long) = self.points.iter().max_by(|a, b| a.0.total_cmp(&b.0)) else {
+        let Some(&latest) = self.points.back() else {
             return prior;
         };
-        let rate = |p: &(f64, f64)| p.1 / p.0;
-        let prior_point = prior.map(|d| (PROBE_WINDOW_S, d.dirtied(PROBE_WINDOW_S)));
-        let short = self
+        let slack = PRIOR_SLACK * ram;
+        let prior = prior.filter(|d| {
+            let e = d.dirtied(latest.0);
+            e <= 2.0 * latest.1 + slack && latest.1 <= 2.0 * e + slack
+        });
+        let mut pts: Vec<(f64, f64, f64)> = self
             .points
             .iter()
-            .chain(prior_point.iter())
-            .max_by(|a, b| rate(a).total_cmp(&rate(b)))
-            .copied()
-            .unwrap_or(long);
-        let fitted = if long.0 > 1.5 * short.0 {
-            DirtyModel::fit(short, long)
+            .map(|p| (p.0, p.1, ROUND_WEIGHT))
+            .collect();
+        if let Some(d) = prior {
+            pts.extend(PRIOR_WINDOWS_S.iter().map(|w| (*w, d.dirtied(*w), 1.0)));
+        }
+        let longest = self.points.iter().map(|p| p.0).fold(0.0, f64::max);
+        let windows_differ = pts.iter().any(|p| p.0 < longest / 1.5);
+        let fitted = if windows_differ {
+            DirtyModel::fit_points(&pts)
         } else {
+            let long = self
+                .points
+                .iter()
+                .copied()
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .expect("non-empty");
             let z = self
                 .first_round_zero
                 .or(self.prior.zero_fraction)
                 .unwrap_or(0.0);
-            let wss = prior.map_or(ram * (1.0 - z), |d| d.wss_bytes);
-            DirtyModel::from_probe(long.1, long.0, Some(wss.max(1.0)))
+            DirtyModel::from_probe(long.1, long.0, Some((ram * (1.0 - z)).max(1.0)))
         };
         fitted.ok().map(|d| d.capped(ram)).or(prior)
     }
@@ -1054,6 +1157,7 @@ impl Predictor {
         let unknown = (!dirty_known).then_some(DirtyModel {
             rate_bps: 0.5 * v,
             wss_bytes: state.ram_total as f64 * (1.0 - state.pending_zero_fraction),
+            hot_bytes: 0.0,
         });
         Some(band(
             &state,
@@ -1238,6 +1342,48 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.to_string().contains("bandwidth cap"), "{e}");
+    }
+
+    #[test]
+    fn bandwidth_follows_a_changed_link_but_not_a_dip() {
+        let mut p = Predictor::new(Plan::default(), Prior::default()).unwrap();
+        let mut sent = 0u64;
+        let mut feed = |p: &mut Predictor, t: f64, rate: f64| {
+            sent += (rate * 0.2) as u64;
+            p.observe(&Sample {
+                t_s: t,
+                status: Status::Active,
+                ram_total: GIB,
+                transferred: sent,
+                remaining: GIB / 2,
+                page_size: 4096,
+                dirty_sync_count: 1,
+                ..Sample::default()
+            });
+        };
+        let mut t = 0.0;
+        for _ in 0..30 {
+            t += 0.2;
+            feed(&mut p, t, 100.0 * MB);
+        }
+        // A 0.4 s dip (a round ending) barely moves it.
+        for _ in 0..2 {
+            t += 0.2;
+            feed(&mut p, t, 30.0 * MB);
+        }
+        for _ in 0..5 {
+            t += 0.2;
+            feed(&mut p, t, 100.0 * MB);
+        }
+        let bw = p.bandwidth_bps().unwrap();
+        assert!(bw > 85.0 * MB, "{bw}");
+        // The link drops to 30 MB/s: followed within 1.6 s.
+        for _ in 0..8 {
+            t += 0.2;
+            feed(&mut p, t, 30.0 * MB);
+        }
+        let bw = p.bandwidth_bps().unwrap();
+        assert!((bw / (30.0 * MB) - 1.0).abs() < 0.15, "{bw}");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct Foresight {
     /// (guest resumed at the destination), learned by the agent.
     pub switch_lag_s: f64,
     paced_bps: f64,
+    /// When the guest's dirtying curve the predictor uses was measured.
+    pub dirty_measured_at: Option<std::time::Instant>,
 }
 
 impl Foresight {
@@ -107,12 +109,26 @@ impl Foresight {
             released_at: None,
             switch_lag_s: DEFAULT_SWITCH_LAG_S,
             paced_bps: 0.0,
+            dirty_measured_at: None,
         }
     }
 
     /// The guest's dirtying as known before the start.
     pub fn prior_dirty(&self) -> Option<pacer_model::DirtyModel> {
         self.prior.dirty
+    }
+
+    /// Takes a newer measurement of the guest (made at `at`): its dirtying and zero pages.
+    pub fn refresh_measurements(
+        &mut self,
+        dirty: Option<pacer_model::DirtyModel>,
+        zero_fraction: Option<f64>,
+        at: std::time::Instant,
+    ) {
+        self.prior.dirty = dirty.or(self.prior.dirty);
+        self.prior.zero_fraction = zero_fraction.or(self.prior.zero_fraction);
+        self.predictor.refresh_prior(dirty, zero_fraction);
+        self.dirty_measured_at = Some(at);
     }
 
     /// The zero-page fraction as known before the start.

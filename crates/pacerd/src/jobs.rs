@@ -255,6 +255,7 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
     let vm = vm.to_string();
     tokio::spawn(async move {
         let mut foresight = Foresight::new(&req, prior, req.finish_in_s);
+        foresight.dirty_measured_at = measurements.curve_at();
         foresight.switch_lag_s = *agent.switch_lag_s.lock().unwrap();
         if let Some(f) = feasible_at_start {
             foresight.set_feasible(f);
@@ -395,7 +396,7 @@ async fn run(
                 job.event(format!("copying {} disk(s) ({})", nbd.exports.len(), sync.as_str()));
                 let d = disk.insert(d);
                 let memory = rec.memory_mib << 20;
-                let mut pacer = Pace { foresight, qmp: &qmp, req };
+                let mut pacer = Pace { foresight, qmp: &qmp, req, agent, vm };
                 early = mirror_until_ready(job, start, d, &mut progress, memory, &mut pacer)
                     .await
                     .err();
@@ -415,7 +416,7 @@ async fn run(
         None => match begin(&qmp, req, &ready.uri, start, disk.is_some(), &mut stopped_at).await {
             Err(e) => Outcome::Failed(format!("QEMU refused to start the migration: {e}")),
             Ok(()) => {
-                let mut pacer = Pace { foresight, qmp: &qmp, req };
+                let mut pacer = Pace { foresight, qmp: &qmp, req, agent, vm };
                 monitor(&qmp, job, req, start, &mut disk, &mut progress, &mut pacer).await
             }
         },
@@ -919,11 +920,26 @@ struct Pace<'a> {
     foresight: &'a mut Foresight,
     qmp: &'a QmpClient,
     req: &'a MigrateRequest,
+    agent: &'a Agent,
+    vm: &'a str,
 }
 
 impl Pace<'_> {
     async fn tick(&mut self, job: &Job, s: &pacer_model::Sample, achieved_bps: f64, disk: Option<&DiskCopy>) {
         apply_retarget(job, self.foresight);
+        // The sampler keeps measuring the guest while it migrates: a newer dirtying
+        // curve replaces what was known at the start.
+        let known = self.foresight.dirty_measured_at;
+        let newer = self.agent.vms.lock().unwrap().get(self.vm).and_then(|e| {
+            let m = &e.measurements;
+            let at = m.curve_at().filter(|at| known.is_none_or(|k| *at > k))?;
+            Some((m.clone(), at))
+        });
+        if let Some((m, at)) = newer {
+            // Fitted outside the lock: fitting takes a few milliseconds.
+            let zero = m.zero_fraction.map(|(z, _)| z);
+            self.foresight.refresh_measurements(m.dirty_model(), zero, at);
+        }
         let advice = self.foresight.tick(s, achieved_bps);
         if let Some(n) = advice.note {
             job.event(n);

@@ -1,55 +1,68 @@
-//! What Pacer knows about a guest before migrating it: how it dirties memory
-//! (QEMU's `calc-dirty-rate` over a short and a long window, refreshed in the
-//! background), what fraction of its memory is zero pages (sampled with
-//! `pmemsave`), and how fast the link to a destination is (a timed upload to
-//! the destination agent).
+//! What Pacer knows about a guest before migrating it: how it dirties memory,
+//! what fraction of its memory is zero pages, and how fast the link to a
+//! destination is (a timed upload to the destination agent).
+//!
+//! Guest memory is read where QEMU keeps it (`/proc/PID/mem`, confirmed page by
+//! page against `pmemsave`): every page is checked for zeros, and 65536 random
+//! pages are hashed at the start and again 0.5, 1, 2, 4 and 8 s later, five points
+//! on the guest's dirtying curve from one measurement. This also works while the
+//! VM migrates, so predictions follow a guest that changes its ways during the
+//! first round. Where guest memory cannot be read, QEMU's own sampling
+//! (`calc-dirty-rate`, 4096 pages per GiB, whole MiB/s) over 1 and 4 s and 384
+//! `pmemsave` pages stand in, before migrations only.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pacer_api::AgentClient;
 use pacer_model::{DirtyModel, Prior};
+use pacer_qemu::guest_ram::{confirms, ram_offset_to_gpa, GuestRam, PAGE};
 use pacer_qemu::QmpClient;
 use serde_json::json;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::state::Agent;
 
-/// Short and long dirty-rate windows (s): their ratio reveals the working set.
-pub const WINDOWS_S: [u64; 2] = [1, 4];
-/// How often the background sampler visits each VM.
-const SAMPLE_EVERY: Duration = Duration::from_secs(8);
-/// Measurements older than this are not used (the sampler refreshes each window
-/// every 16 s; a stale one may show the guest's start-up, not its work).
-const FRESH: Duration = Duration::from_secs(30);
+/// Windows (s) of one dirtying-curve measurement from guest memory.
+pub const CURVE_WINDOWS_S: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
+/// Shorter windows while the VM migrates, to follow a change during the first round sooner.
+const MIGRATING_WINDOWS_S: [f64; 4] = [0.5, 1.0, 2.0, 4.0];
+/// Pages hashed for a dirtying curve.
+const CURVE_SAMPLE_PAGES: usize = 65536;
+/// Pages read for the zero fraction (all of RAM up to 4 GiB).
+const ZERO_SCAN_PAGES: u64 = 1 << 20;
+/// Windows (s) of QEMU's page sampling, where guest memory cannot be read.
+const QEMU_WINDOWS_S: [u64; 2] = [1, 4];
+/// Pause between two rounds of the background sampler.
+const SAMPLE_PAUSE: Duration = Duration::from_secs(4);
+/// Measurements older than this are not used (a guest changes its ways).
+const FRESH: Duration = Duration::from_secs(60);
 /// A link rate measured this recently is reused.
 const LINK_FRESH: Duration = Duration::from_secs(60);
-/// Pages sampled for the zero-page fraction.
+/// Pages sampled with `pmemsave` for the zero-page fraction (fallback).
 const ZERO_SAMPLES: usize = 384;
 
 /// Latest measurements of one VM.
 #[derive(Debug, Clone, Default)]
 pub struct Measurements {
-    /// Distinct bytes dirtied in each window of [`WINDOWS_S`], when measured.
-    pub dirtied: [Option<(f64, Instant)>; 2],
+    /// Points `(window s, distinct bytes dirtied)` on the guest's dirtying curve, and when
+    /// the measurement ended.
+    pub curve: Option<(Vec<(f64, f64)>, Instant)>,
     /// Fraction of guest memory that is zero pages.
     pub zero_fraction: Option<(f64, Instant)>,
-    /// Which window the sampler measures next.
-    next: usize,
 }
 
 impl Measurements {
-    /// The guest's dirtying, from fresh measurements.
+    /// The guest's dirtying, from a fresh measurement.
     pub fn dirty_model(&self) -> Option<DirtyModel> {
-        let fresh = |m: &Option<(f64, Instant)>| m.filter(|(_, t)| t.elapsed() < FRESH).map(|(b, _)| b);
-        match (fresh(&self.dirtied[0]), fresh(&self.dirtied[1])) {
-            (Some(s), Some(l)) => {
-                DirtyModel::fit((WINDOWS_S[0] as f64, s), (WINDOWS_S[1] as f64, l)).ok()
-            }
-            (Some(s), None) => DirtyModel::from_probe(s, WINDOWS_S[0] as f64, None).ok(),
-            (None, Some(l)) => DirtyModel::from_probe(l, WINDOWS_S[1] as f64, None).ok(),
-            (None, None) => None,
-        }
+        let (points, _) = self.curve.as_ref().filter(|(_, t)| t.elapsed() < FRESH)?;
+        let weighted: Vec<(f64, f64, f64)> = points.iter().map(|(t, b)| (*t, *b, 1.0)).collect();
+        DirtyModel::fit_points(&weighted).ok()
+    }
+
+    /// When the dirtying curve was last measured.
+    pub fn curve_at(&self) -> Option<Instant> {
+        self.curve.as_ref().map(|(_, t)| *t)
     }
 
     /// The prior for a migration starting now.
@@ -62,18 +75,22 @@ impl Measurements {
     }
 }
 
-/// Distinct bytes the guest dirties in `secs` (QEMU page sampling).
+/// Distinct bytes the guest dirties in `secs` (QEMU page sampling, 4096 pages per GiB).
 pub async fn dirtied_bytes(qmp: &QmpClient, secs: u64) -> Result<f64, String> {
-    qmp.execute("calc-dirty-rate", Some(json!({"calc-time": secs, "mode": "page-sampling"})))
-        .await
-        .map_err(|e| e.to_string())?;
+    qmp.execute(
+        "calc-dirty-rate",
+        Some(json!({"calc-time": secs, "mode": "page-sampling", "sample-pages": 4096})),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(secs + 5);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let r = qmp.execute("query-dirty-rate", None).await.map_err(|e| e.to_string())?;
         if r.get("status").and_then(|s| s.as_str()) == Some("measured") {
-            // QEMU reports MiB/s over the window.
+            // QEMU reports whole MiB/s over the window, rounded down: take the middle.
             let mib_s = r.get("dirty-rate").and_then(|v| v.as_f64()).unwrap_or(0.0);
+            let mib_s = if mib_s > 0.0 { mib_s + 0.5 } else { 0.0 };
             return Ok(mib_s * (1 << 20) as f64 * secs as f64);
         }
         if Instant::now() > deadline {
@@ -82,91 +99,165 @@ pub async fn dirtied_bytes(qmp: &QmpClient, secs: u64) -> Result<f64, String> {
     }
 }
 
-/// Fraction of guest RAM that is zero pages, from `ZERO_SAMPLES` random pages.
-pub async fn zero_fraction(qmp: &QmpClient, ram_bytes: u64, scratch: &std::path::Path) -> Result<f64, String> {
+/// One page of guest memory at a guest-physical address, read by QEMU (`pmemsave`).
+async fn pmem_page(qmp: &QmpClient, gpa: u64, scratch: &std::path::Path) -> Result<Vec<u8>, String> {
+    qmp.execute(
+        "pmemsave",
+        Some(json!({"val": gpa, "size": PAGE, "filename": scratch.display().to_string()})),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    std::fs::read(scratch).map_err(|e| e.to_string())
+}
+
+/// Fraction of guest RAM that is zero pages, from `ZERO_SAMPLES` random pages (`pmemsave`).
+pub async fn zero_fraction_sampled(qmp: &QmpClient, ram_bytes: u64, scratch: &std::path::Path) -> Result<f64, String> {
     use rand::Rng;
-    // q35 puts up to 2 GiB (all of it below 2.75 GiB) under 4 GiB, the rest above.
-    let low = if ram_bytes >= 0xb000_0000 { 0x8000_0000 } else { ram_bytes };
-    let pages = ram_bytes / 4096;
-    let mut zero = 0usize;
+    let pages = ram_bytes / PAGE;
     let picks: Vec<u64> = {
         let mut rng = rand::thread_rng();
-        (0..ZERO_SAMPLES).map(|_| rng.gen_range(0..pages) * 4096).collect()
+        (0..ZERO_SAMPLES).map(|_| rng.gen_range(0..pages) * PAGE).collect()
     };
+    let mut zero = 0usize;
     for p in picks {
-        let addr = if p < low { p } else { (4u64 << 30) + (p - low) };
-        qmp.execute(
-            "pmemsave",
-            Some(json!({"val": addr, "size": 4096, "filename": scratch.display().to_string()})),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let page = std::fs::read(scratch).map_err(|e| e.to_string())?;
-        if page.iter().all(|b| *b == 0) {
-            zero += 1;
-        }
+        let page = pmem_page(qmp, ram_offset_to_gpa(p, ram_bytes), scratch).await?;
+        zero += page.iter().all(|b| *b == 0) as usize;
     }
     let _ = std::fs::remove_file(scratch);
     Ok(zero as f64 / ZERO_SAMPLES as f64)
 }
 
-/// Measures one VM now: both dirty windows and the zero fraction.
-pub async fn measure_now(agent: &Agent, vm: &str) -> Result<Measurements, String> {
+/// The VM's guest RAM as QEMU maps it, found and confirmed once per QEMU process.
+pub async fn guest_ram(agent: &Agent, vm: &str) -> Option<Arc<GuestRam>> {
+    let rec = agent.record(vm).ok()?;
+    if let Some(e) = agent.vms.lock().unwrap().get(vm) {
+        if let Some((pid, found)) = &e.guest_ram {
+            if *pid == rec.pid {
+                return found.clone();
+            }
+        }
+    }
+    let found = locate_ram(agent, vm, rec.pid, rec.memory_mib << 20).await;
+    match &found {
+        Ok(_) => info!("{vm}: measuring guest memory directly (QEMU pid {})", rec.pid),
+        Err(e) => info!("{vm}: guest memory not readable here ({e}); using QEMU's sampling"),
+    }
+    let found = found.ok().map(Arc::new);
+    if let Some(e) = agent.vms.lock().unwrap().get_mut(vm) {
+        e.guest_ram = Some((rec.pid, found.clone()));
+    }
+    found
+}
+
+async fn locate_ram(agent: &Agent, vm: &str, pid: i32, ram_bytes: u64) -> Result<GuestRam, String> {
+    let candidates = tokio::task::spawn_blocking(move || GuestRam::candidates(pid, ram_bytes))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let qmp = agent.qmp(vm).await.map_err(|e| e.message)?;
+    let scratch = agent.vm_dir(vm).join("page.sample");
+    let n = candidates.len();
+    for ram in candidates {
+        let ours = ram.nonzero_pages(5).map_err(|e| e.to_string())?;
+        let mut theirs = Vec::with_capacity(ours.len());
+        for (off, _) in &ours {
+            theirs.push(pmem_page(&qmp, ram_offset_to_gpa(*off, ram_bytes), &scratch).await?);
+        }
+        let _ = std::fs::remove_file(&scratch);
+        if confirms(&ours, &theirs) {
+            return Ok(ram);
+        }
+    }
+    Err(format!("none of {n} mappings of {ram_bytes} bytes in QEMU pid {pid} holds the guest's pages"))
+}
+
+/// Measurements of `vm` at most `max_age` old: waits for one under way, else measures.
+pub async fn measure_fresh(agent: &Agent, vm: &str, max_age: Duration) -> Result<Measurements, String> {
     let _one = agent.measuring.lock().await;
+    if let Some(e) = agent.vms.lock().unwrap().get(vm) {
+        let m = &e.measurements;
+        if m.curve_at().is_some_and(|t| t.elapsed() < max_age) && m.zero_fraction.is_some() {
+            return Ok(m.clone());
+        }
+    }
+    measure_locked(agent, vm, false).await
+}
+
+/// Measures one VM now: its dirtying curve and zero fraction. While it migrates, only
+/// where guest memory can be read directly (QEMU refuses its sampling then).
+async fn measure_locked(agent: &Agent, vm: &str, migrating: bool) -> Result<Measurements, String> {
     let qmp = agent.qmp(vm).await.map_err(|e| e.message)?;
     let rec = agent.record(vm).map_err(|e| e.message)?;
     let mut m = Measurements::default();
-    for (i, w) in WINDOWS_S.iter().enumerate() {
-        m.dirtied[i] = Some((dirtied_bytes(&qmp, *w).await?, Instant::now()));
+    if let Some(ram) = guest_ram(agent, vm).await {
+        let windows: &'static [f64] = if migrating { &MIGRATING_WINDOWS_S } else { &CURVE_WINDOWS_S };
+        let (zero, curve) = tokio::task::spawn_blocking(move || {
+            let zero = ram.zero_fraction(ZERO_SCAN_PAGES);
+            let curve = ram.dirty_curve(CURVE_SAMPLE_PAGES, windows);
+            (zero, curve)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        m.zero_fraction = Some((zero.map_err(|e| format!("reading guest memory: {e}"))?, now));
+        m.curve = Some((curve.map_err(|e| format!("reading guest memory: {e}"))?, now));
+    } else if migrating {
+        return Err("guest memory cannot be read while the VM migrates".into());
+    } else {
+        let mut points = Vec::new();
+        for w in QEMU_WINDOWS_S {
+            points.push((w as f64, dirtied_bytes(&qmp, w).await?));
+        }
+        let scratch = agent.vm_dir(vm).join("page.sample");
+        let z = zero_fraction_sampled(&qmp, rec.memory_mib << 20, &scratch).await?;
+        m.zero_fraction = Some((z, Instant::now()));
+        m.curve = Some((points, Instant::now()));
     }
-    let scratch = agent.vm_dir(vm).join("page.sample");
-    m.zero_fraction = Some((zero_fraction(&qmp, rec.memory_mib << 20, &scratch).await?, Instant::now()));
     if let Some(e) = agent.vms.lock().unwrap().get_mut(vm) {
         e.measurements = m.clone();
     }
     Ok(m)
 }
 
-/// Keeps every running VM's measurements fresh, one window at a time.
+/// Keeps every running VM's measurements fresh, one VM at a time, including VMs
+/// migrating away (whose first round the predictor then follows: measured back to
+/// back, over shorter windows).
 pub async fn sampler(agent: Arc<Agent>) {
+    let mut measured_migrating = false;
     loop {
-        tokio::time::sleep(SAMPLE_EVERY).await;
-        let names: Vec<(String, usize)> = agent
+        if !measured_migrating {
+            tokio::time::sleep(SAMPLE_PAUSE).await;
+        }
+        measured_migrating = false;
+        let names: Vec<(String, bool)> = agent
             .vms
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, e)| e.migrating.is_none() && e.record.origin != pacer_api::VmOrigin::Incoming)
-            .map(|(n, e)| (n.clone(), e.measurements.next))
+            .filter(|(_, e)| e.record.origin != pacer_api::VmOrigin::Incoming)
+            .map(|(n, e)| (n.clone(), e.migrating.is_some()))
             .collect();
-        for (name, next) in names {
+        for (name, migrating) in names {
             let _one = agent.measuring.lock().await;
             let Ok(qmp) = agent.qmp(&name).await else { continue };
             if qmp.run_state().await.ok().as_deref() != Some("running") {
                 continue;
             }
-            // Another job may have started meanwhile: QEMU refuses dirty-rate
-            // sampling during a migration anyway, so a failure is harmless.
-            let r = dirtied_bytes(&qmp, WINDOWS_S[next]).await;
-            let z = if next == 0 {
-                let ram = agent.record(&name).map(|r| r.memory_mib << 20).unwrap_or(0);
-                let scratch = agent.vm_dir(&name).join("page.sample");
-                if ram > 0 { zero_fraction(&qmp, ram, &scratch).await.ok() } else { None }
-            } else {
-                None
-            };
-            debug!("measured {name}: window {} s -> {r:?}, zero {z:?}", WINDOWS_S[next]);
-            if let Some(e) = agent.vms.lock().unwrap().get_mut(&name) {
-                if let Ok(b) = r {
-                    e.measurements.dirtied[next] = Some((b, Instant::now()));
-                }
-                if let Some(z) = z {
-                    e.measurements.zero_fraction = Some((z, Instant::now()));
-                }
-                e.measurements.next = (next + 1) % WINDOWS_S.len();
+            if migrating && guest_ram(&agent, &name).await.is_none() {
+                continue;
             }
+            // A job may start meanwhile: QEMU's own sampling then fails, harmlessly.
+            let r = measure_locked(&agent, &name, migrating).await;
+            measured_migrating |= migrating && r.is_ok();
+            debug!("measured {name}: {r:?}");
         }
     }
+}
+
+/// The link rate to a destination, measured now (and cached).
+pub async fn link_rate_fresh(agent: &Agent, dest: &pacer_api::PeerRef) -> Result<f64, String> {
+    agent.link_rates.lock().unwrap().remove(&dest.url);
+    link_rate_cached(agent, dest).await
 }
 
 /// The link rate to a destination, measured at most once a minute.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use pacer_api::{MigrateRequest, PredictRequest, PredictResponse};
-use pacer_model::predict_before;
+use pacer_model::predict_before_model;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::Agent;
@@ -23,17 +23,20 @@ pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiR
         ..MigrateRequest::new(req.destination.clone(), req.strategy)
     };
     crate::jobs::validate(&as_migration)?;
-    // Measured now: a background measurement up to 30 s old may have caught the
-    // guest starting up (filling its memory), not at its work.
-    let m = crate::measure::measure_now(agent, vm).await.map_err(ApiError::upstream)?;
-    let link = crate::measure::link_rate_cached(agent, &req.destination).await.map_err(ApiError::upstream)?;
+    // Recent: an older measurement may have caught the guest starting up (filling
+    // its memory), not at its work.
+    let m = crate::measure::measure_fresh(agent, vm, std::time::Duration::from_secs(15))
+        .await
+        .map_err(ApiError::upstream)?;
+    // Probed now: a cached figure may date from before the link changed.
+    let link = crate::measure::link_rate_fresh(agent, &req.destination).await.map_err(ApiError::upstream)?;
     let prior = m.prior(Some(link));
     let dirty = prior.dirty.unwrap_or(pacer_model::DirtyModel::IDLE);
     let zero = prior.zero_fraction.unwrap_or(0.0);
     let plan = crate::foresight::plan_for(&as_migration);
     let ram = rec.memory_mib << 20;
     let wss = dirty.wss_bytes.is_finite().then_some(dirty.wss_bytes as u64);
-    let p = predict_before(ram, zero, dirty.rate_bps, wss, link, &plan)
+    let p = predict_before_model(ram, zero, dirty, link, &plan)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     // Disks are copied before memory, at the link rate.
     let disks = crate::jobs::describe_disks(&spec, req.copy_storage).await?;
@@ -50,6 +53,7 @@ pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiR
         link_bps: link,
         dirty_rate_bps: dirty.rate_bps,
         wss_bytes: wss.map(|w| w as f64),
+        hot_bytes: dirty.hot_bytes,
         zero_fraction: zero,
         ram_bytes: ram,
         disk_bytes,

@@ -76,6 +76,8 @@ pub struct VmEntry {
     pub nbd_exports: Vec<String>,
     /// What is known of the guest's behaviour (dirty rate, zero pages).
     pub measurements: crate::measure::Measurements,
+    /// QEMU pid and its guest RAM mapping, once looked for (`None`: not readable).
+    pub guest_ram: Option<(i32, Option<std::sync::Arc<pacer_qemu::guest_ram::GuestRam>>)>,
 }
 
 /// The agent.
@@ -198,6 +200,7 @@ impl Agent {
                     lease: None,
                     nbd_exports: vec![],
                     measurements: Default::default(),
+                    guest_ram: None,
                 },
             );
         }

@@ -206,6 +206,7 @@ fn reserve(agent: &Agent, spec: &VmSpec, origin: VmOrigin) -> ApiResult<()> {
             lease: None,
             nbd_exports: vec![],
             measurements: Default::default(),
+            guest_ram: None,
         },
     );
     Ok(())
@@ -315,6 +316,7 @@ pub async fn adopt(agent: &Arc<Agent>, req: &pacer_api::AdoptRequest) -> ApiResu
                 lease: None,
                 nbd_exports: vec![],
                 measurements: Default::default(),
+            guest_ram: None,
             },
         );
     }
