@@ -190,6 +190,7 @@ fn earliest_common_finish(preds: &[PredictResponse], plan: pacer_model::Plan) ->
                     dirty_set_bytes: None,
                     dirty_rate_bps: 0.0,
                     ready: false,
+                    ..Default::default()
                 });
             }
             s

@@ -38,6 +38,35 @@ async fn finish_in_target_is_met() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn predict_measures_the_guest_without_migrating_it() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = TestBed::new(BedSpec::default());
+    let before = tb.start_guest("h1", "vm", 512, 128, 20.0).await;
+    // Let the guest's writer fill its working set first: its start-up is not its work.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let req = pacer_api::PredictRequest {
+        destination: tb.peer("h2"),
+        strategy: Strategy::PreCopy,
+        bandwidth: None,
+        downtime_limit_ms: None,
+        postcopy_after_s: None,
+        copy_storage: Default::default(),
+    };
+    let p: pacer_api::PredictResponse = tb.client("h1").post("/v1/vms/vm/predict", &req).await.unwrap();
+    // 20 MB/s over 128 MiB, read from guest memory: rate and working set both show.
+    let rate = p.dirty_rate_bps / 20e6;
+    assert!((0.6..1.4).contains(&rate), "dirty rate {} B/s: {p:?}", p.dirty_rate_bps);
+    let wss = p.wss_bytes.expect("a bounded working set") / (128u64 << 20) as f64;
+    assert!((0.5..2.0).contains(&wss), "working set: {p:?}");
+    assert!(p.zero_fraction > 0.2 && p.zero_fraction < 0.95, "{p:?}");
+    assert!(p.low_ms <= p.total_ms && p.total_ms <= p.high_ms && p.converges, "{p:?}");
+    // Nothing moved.
+    assert!(tb.vms("h2").await.is_empty());
+    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    assert_eq!((info.pid, info.migrating), (before.pid, None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn infeasible_target_is_reported_at_once_or_refused() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tb = TestBed::new(BedSpec::default());

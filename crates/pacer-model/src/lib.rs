@@ -7,6 +7,7 @@
 
 pub mod convergence;
 pub mod dirty;
+pub mod disk_regions;
 pub mod ewma;
 pub mod group;
 pub mod pacing;
@@ -24,7 +25,7 @@ pub use ewma::{Ewma, EwmaError, RateEstimator};
 pub use group::{plan_group, GroupError, GroupPlan};
 pub use pacing::{pace, PaceDecision, PaceError};
 pub use predict::{
-    naive_total, predict_before, predict_before_model, DiskSample, MigrationState, Plan, PredictError, Prediction,
+    naive_total, predict_before, NaiveEstimator, predict_before_model, DiskSample, MigrationState, Plan, PredictError, Prediction,
     Predictor, Prior, Sample,
 };
 pub use progress::MonotonicProgress;

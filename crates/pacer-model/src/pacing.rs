@@ -242,6 +242,7 @@ mod tests {
             dirty_set_bytes: None,
             dirty_rate_bps: 2.0 * MB,
             ready: false,
+            ..Default::default()
         });
         let both = pace(&s, 125.0 * MB, 100.0).unwrap();
         assert!(both.feasible && both.speed_bps > mem_only.speed_bps);
@@ -280,6 +281,7 @@ mod tests {
                     dirty_set_bytes: None,
                     dirty_rate_bps: d,
                     ready,
+                    ..Default::default()
                 });
                 s
             })

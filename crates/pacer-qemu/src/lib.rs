@@ -2,6 +2,7 @@
 //! and probing the accelerator.
 
 pub mod accel;
+pub mod disk_sample;
 pub mod guest_ram;
 pub mod image;
 pub mod launch;

@@ -1,16 +1,18 @@
 //! Prediction and finish-time control inside a migration job: every sample goes
-//! to the model's predictor; once a second the prediction is recorded (with the
+//! to the model's predictor; twice a second the prediction is recorded (with the
 //! naive estimate beside it, so anyone can score both) and, when the job has a
 //! finish target, the pacing controller picks the gentlest speed that still
 //! makes it.
 
 use pacer_api::{DiskProgress, MigrateRequest, PredictionPoint, TargetStatus};
 use pacer_model::pacing::pace;
-use pacer_model::predict::{naive_total, DiskSample, Plan, Predictor, Prior, Sample, Status};
+use pacer_model::predict::{DiskSample, NaiveEstimator, Plan, Predictor, Prior, Sample, Status};
 use pacer_qemu::migration::MigrationInfo;
 
-/// How often predictions are recorded and the pace re-planned (s).
+/// How often the pace is re-planned (s).
 const EVERY_S: f64 = 1.0;
+/// How often predictions are recorded (s): a changed link shows in the next one.
+const RECORD_EVERY_S: f64 = 0.5;
 /// Until the agent has seen a released migration end: how much later than the
 /// model's flat-out end it ends (QEMU's check interval, the commit).
 pub const DEFAULT_SWITCH_LAG_S: f64 = 0.5;
@@ -65,6 +67,7 @@ pub struct Foresight {
     /// Recorded predictions.
     pub history: Vec<PredictionPoint>,
     last_record_s: f64,
+    last_replan_s: f64,
     /// Target finish (s since the job started), if any.
     pub target_s: Option<f64>,
     /// Link capacity (bytes/s): probed, raised by what is seen when running flat out.
@@ -82,6 +85,8 @@ pub struct Foresight {
     /// (guest resumed at the destination), learned by the agent.
     pub switch_lag_s: f64,
     paced_bps: f64,
+    /// The naive estimate, for comparison.
+    naive: NaiveEstimator,
     /// When the guest's dirtying curve the predictor uses was measured.
     pub dirty_measured_at: Option<std::time::Instant>,
 }
@@ -98,6 +103,7 @@ impl Foresight {
             prior,
             history: Vec::new(),
             last_record_s: f64::NEG_INFINITY,
+            last_replan_s: f64::NEG_INFINITY,
             target_s,
             capacity_bps: prior.link_bps,
             cap_bps: req.bandwidth.map(|b| b as f64),
@@ -110,12 +116,20 @@ impl Foresight {
             switch_lag_s: DEFAULT_SWITCH_LAG_S,
             paced_bps: 0.0,
             dirty_measured_at: None,
+            naive: NaiveEstimator::default(),
         }
     }
 
     /// The guest's dirtying as known before the start.
     pub fn prior_dirty(&self) -> Option<pacer_model::DirtyModel> {
         self.prior.dirty
+    }
+
+    /// Where the guest writes on its disks, for the disk copy's re-dirtied set.
+    pub fn set_disk_regions(&mut self, regions: Option<std::sync::Arc<pacer_model::disk_regions::RegionWrites>>) {
+        if regions.is_some() {
+            self.predictor.set_disk_regions(regions);
+        }
     }
 
     /// Takes a newer measurement of the guest (made at `at`): its dirtying and zero pages.
@@ -169,7 +183,7 @@ impl Foresight {
         }
     }
 
-    /// Feeds one sample; records a prediction once a second and steers the pace.
+    /// Feeds one sample; records a prediction twice a second and steers the pace.
     ///
     /// With a feasible target the migration is held short of its switch-over
     /// (a 1 ms downtime limit) so that QEMU cannot end early: the bulk copy runs
@@ -179,13 +193,17 @@ impl Foresight {
     /// by the model to end at the target.
     pub fn tick(&mut self, s: &Sample, achieved_bps: f64) -> Advice {
         self.predictor.observe(s);
+        let naive = self.naive.observe(s);
         let mut advice = Advice { set_speed: None, hold: None, note: None };
         // Running flat out shows what the link can do.
         if self.speed_bps == 0 && achieved_bps > 0.0 && self.cap_bps.is_none() {
             self.capacity_bps = Some(self.capacity_bps.unwrap_or(0.0).max(achieved_bps));
         }
-        let each_second = s.t_s - self.last_record_s >= EVERY_S;
+        let each_second = s.t_s - self.last_replan_s >= EVERY_S;
         if each_second {
+            self.last_replan_s = s.t_s;
+        }
+        if s.t_s - self.last_record_s >= RECORD_EVERY_S {
             self.last_record_s = s.t_s;
             if let Some(mut p) = self.predictor.predict() {
                 // Under control the finish is the controller's, not the current pace's.
@@ -206,7 +224,7 @@ impl Foresight {
                     low_ms: ms(p.low_s),
                     high_ms: ms(p.high_s),
                     downtime_ms: p.downtime_ms.max(0.0) as u64,
-                    naive_total_ms: naive_total(s).map(ms),
+                    naive_total_ms: naive.map(ms),
                 });
             }
         }

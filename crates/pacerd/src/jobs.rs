@@ -195,8 +195,10 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
             state.disk = Some(pacer_model::predict::DiskState {
                 bulk_left_bytes: needed as f64,
                 dirty_set_bytes: None,
-                dirty_rate_bps: 0.0,
+                dirty_rate_bps: measurements.disk_regions.as_ref().map_or(0.0, |(r, _)| r.write_rate_bps()),
                 ready: false,
+                regions: measurements.disk_regions.clone().map(|(r, _)| r),
+                ..Default::default()
             });
         }
         let max = req.bandwidth.map_or(link, |b| (b as f64).min(link));
@@ -256,6 +258,7 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
     tokio::spawn(async move {
         let mut foresight = Foresight::new(&req, prior, req.finish_in_s);
         foresight.dirty_measured_at = measurements.curve_at();
+        foresight.set_disk_regions(measurements.disk_regions.clone().map(|(r, _)| r));
         foresight.switch_lag_s = *agent.switch_lag_s.lock().unwrap();
         if let Some(f) = feasible_at_start {
             foresight.set_feasible(f);
@@ -939,6 +942,7 @@ impl Pace<'_> {
             // Fitted outside the lock: fitting takes a few milliseconds.
             let zero = m.zero_fraction.map(|(z, _)| z);
             self.foresight.refresh_measurements(m.dirty_model(), zero, at);
+            self.foresight.set_disk_regions(m.disk_regions.map(|(r, _)| r));
         }
         let advice = self.foresight.tick(s, achieved_bps);
         if let Some(n) = advice.note {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pacer_api::AgentClient;
+use pacer_model::disk_regions::RegionWrites;
 use pacer_model::{DirtyModel, Prior};
 use pacer_qemu::guest_ram::{confirms, ram_offset_to_gpa, GuestRam, PAGE};
 use pacer_qemu::QmpClient;
@@ -25,10 +26,16 @@ use crate::state::Agent;
 
 /// Windows (s) of one dirtying-curve measurement from guest memory.
 pub const CURVE_WINDOWS_S: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
-/// Shorter windows while the VM migrates, to follow a change during the first round sooner.
-const MIGRATING_WINDOWS_S: [f64; 4] = [0.5, 1.0, 2.0, 4.0];
+/// While the VM migrates, the curve is published as soon as it has this many points
+/// (to follow a change during the first round sooner), and again when complete.
+const EARLY_POINTS: usize = 4;
 /// Pages hashed for a dirtying curve.
 const CURVE_SAMPLE_PAGES: usize = 65536;
+/// Regions per disk of the per-region write model, and blocks sampled per disk.
+const DISK_REGIONS: usize = 64;
+const DISK_SAMPLES: usize = 8192;
+/// Window over which disk blocks are compared (the memory curve's longest).
+const DISK_WINDOW: Duration = Duration::from_secs(8);
 /// Pages read for the zero fraction (all of RAM up to 4 GiB).
 const ZERO_SCAN_PAGES: u64 = 1 << 20;
 /// Windows (s) of QEMU's page sampling, where guest memory cannot be read.
@@ -50,6 +57,8 @@ pub struct Measurements {
     pub curve: Option<(Vec<(f64, f64)>, Instant)>,
     /// Fraction of guest memory that is zero pages.
     pub zero_fraction: Option<(f64, Instant)>,
+    /// Where the guest writes on its disks (all disks end to end), if it has any.
+    pub disk_regions: Option<(Arc<RegionWrites>, Instant)>,
 }
 
 impl Measurements {
@@ -189,15 +198,34 @@ async fn measure_locked(agent: &Agent, vm: &str, migrating: bool) -> Result<Meas
     let qmp = agent.qmp(vm).await.map_err(|e| e.message)?;
     let rec = agent.record(vm).map_err(|e| e.message)?;
     let mut m = Measurements::default();
+    let disks = disk_writes(&rec);
     if let Some(ram) = guest_ram(agent, vm).await {
-        let windows: &'static [f64] = if migrating { &MIGRATING_WINDOWS_S } else { &CURVE_WINDOWS_S };
-        let (zero, curve) = tokio::task::spawn_blocking(move || {
+        let (early_tx, mut early_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut task = tokio::task::spawn_blocking(move || {
             let zero = ram.zero_fraction(ZERO_SCAN_PAGES);
-            let curve = ram.dirty_curve(CURVE_SAMPLE_PAGES, windows);
+            let z = zero.as_ref().ok().copied();
+            let mut early = |points: &[(f64, f64)]| {
+                if migrating && points.len() == EARLY_POINTS {
+                    let _ = early_tx.send((points.to_vec(), z));
+                }
+            };
+            let curve = ram.dirty_curve(CURVE_SAMPLE_PAGES, &CURVE_WINDOWS_S, &mut early);
             (zero, curve)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        });
+        let (zero, curve) = loop {
+            tokio::select! {
+                done = &mut task => break done.map_err(|e| e.to_string())?,
+                Some((points, z)) = early_rx.recv() => {
+                    let now = Instant::now();
+                    if let Some(e) = agent.vms.lock().unwrap().get_mut(vm) {
+                        e.measurements.curve = Some((points, now));
+                        if let Some(z) = z {
+                            e.measurements.zero_fraction = Some((z, now));
+                        }
+                    }
+                }
+            }
+        };
         let now = Instant::now();
         m.zero_fraction = Some((zero.map_err(|e| format!("reading guest memory: {e}"))?, now));
         m.curve = Some((curve.map_err(|e| format!("reading guest memory: {e}"))?, now));
@@ -213,15 +241,51 @@ async fn measure_locked(agent: &Agent, vm: &str, migrating: bool) -> Result<Meas
         m.zero_fraction = Some((z, Instant::now()));
         m.curve = Some((points, Instant::now()));
     }
+    match disks.await {
+        Ok(Some(r)) => m.disk_regions = Some((Arc::new(r), Instant::now())),
+        Ok(None) => {}
+        Err(e) => debug!("{vm}: disk writes not measured: {e}"),
+    }
     if let Some(e) = agent.vms.lock().unwrap().get_mut(vm) {
         e.measurements = m.clone();
     }
     Ok(m)
 }
 
+/// Starts sampling where the guest writes on its disks (over [`DISK_WINDOW`]); `None`
+/// for a VM without disks.
+fn disk_writes(
+    rec: &crate::state::VmRecord,
+) -> impl std::future::Future<Output = Result<Option<RegionWrites>, String>> {
+    let paths: Vec<String> = rec.spec.as_ref().map(|s| s.disks.clone()).unwrap_or_default();
+    let task = tokio::spawn(async move {
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let mut layouts = Vec::new();
+        for p in &paths {
+            let path = std::path::Path::new(p);
+            let info = pacer_qemu::image::image_info(path).await.map_err(|e| e.to_string())?;
+            layouts.push(
+                pacer_qemu::disk_sample::layout(path, &info.format, info.virtual_size)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let regions = tokio::task::spawn_blocking(move || {
+            pacer_qemu::disk_sample::sample_writes(&layouts, DISK_REGIONS, DISK_SAMPLES, DISK_WINDOW)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reading disk images: {e}"))?;
+        Ok(RegionWrites::from_samples(&regions, DISK_WINDOW.as_secs_f64()))
+    });
+    async move { task.await.map_err(|e| e.to_string())? }
+}
+
 /// Keeps every running VM's measurements fresh, one VM at a time, including VMs
 /// migrating away (whose first round the predictor then follows: measured back to
-/// back, over shorter windows).
+/// back, each curve published early).
 pub async fn sampler(agent: Arc<Agent>) {
     let mut measured_migrating = false;
     loop {

@@ -36,14 +36,19 @@ pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiR
     let plan = crate::foresight::plan_for(&as_migration);
     let ram = rec.memory_mib << 20;
     let wss = dirty.wss_bytes.is_finite().then_some(dirty.wss_bytes as u64);
-    let p = predict_before_model(ram, zero, dirty, link, &plan)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    // Disks are copied before memory, at the link rate.
+    // Disks are copied before memory, with what the guest writes behind the copy.
     let disks = crate::jobs::describe_disks(&spec, req.copy_storage).await?;
     let disk_bytes: u64 = disks.iter().map(|d| d.needed_bytes).sum();
-    let v = req.bandwidth.map_or(link, |b| (b as f64).min(link));
-    let disk_s = disk_bytes as f64 / v;
-    let ms = |s: f64| ((s + disk_s) * 1000.0) as u64;
+    let regions = m.disk_regions.as_ref().map(|(r, _)| r.clone());
+    let disk = (disk_bytes > 0).then(|| pacer_model::predict::DiskState {
+        bulk_left_bytes: disk_bytes as f64,
+        dirty_rate_bps: regions.as_ref().map_or(0.0, |r| r.write_rate_bps()),
+        regions,
+        ..Default::default()
+    });
+    let p = predict_before_model(ram, zero, dirty, disk, link, &plan)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let ms = |s: f64| (s * 1000.0) as u64;
     Ok(PredictResponse {
         total_ms: ms(p.total_s),
         low_ms: ms(p.low_s),
