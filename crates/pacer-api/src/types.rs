@@ -599,6 +599,11 @@ pub struct MigrationResult {
     /// Disk bytes copied.
     #[serde(default)]
     pub disk_bytes: u64,
+    /// Bytes the source sent to probe the link for this migration (a finish target needs
+    /// the link's rate; a figure under a minute old is reused, and then this is 0). Not in
+    /// `bytes_transferred`, which counts what QEMU sent.
+    #[serde(default)]
+    pub probe_bytes: u64,
     /// Every prediction made during the migration (compare with `total_time_ms`).
     #[serde(default)]
     pub predictions: Vec<PredictionPoint>,

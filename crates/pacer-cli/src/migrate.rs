@@ -302,6 +302,9 @@ pub fn summary(r: &MigrationResult) -> String {
     if let Some(reason) = &r.reason {
         s.push_str(&format!("\n  reason: {reason}"));
     }
+    if r.probe_bytes > 0 {
+        s.push_str(&format!("\n  link probe before the start: {}", format_bytes(r.probe_bytes)));
+    }
     if let Some(t) = &r.target {
         let dev = r.total_time_ms as f64 - t.finish_ms as f64;
         s.push_str(&format!(

@@ -64,7 +64,7 @@ impl RegionWrites {
     /// `done` (bytes from the start) and goes on at `speed_bps` to the end.
     pub fn redirtied(&self, done: f64, speed_bps: f64) -> f64 {
         let total = self.total_bytes();
-        if !(speed_bps > 0.0) || total <= 0.0 {
+        if speed_bps.is_nan() || speed_bps <= 0.0 || total <= 0.0 {
             return 0.0;
         }
         let done = done.clamp(0.0, total);

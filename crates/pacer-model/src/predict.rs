@@ -844,6 +844,8 @@ pub struct Predictor {
     bandwidth_time_s: f64,
     /// Where the guest writes on its disks, if measured.
     disk_regions: Option<std::sync::Arc<RegionWrites>>,
+    /// When the guest changed its ways (s), as a refreshed measurement showed.
+    dirty_changed_s: Option<f64>,
     /// The last dirty model fitted, with what it was fitted from (fitting is costly).
     dirty_memo: std::cell::RefCell<Option<(Vec<f64>, Option<DirtyModel>)>>,
     /// Short-term bandwidth average and how long it has disagreed with the long one.
@@ -879,6 +881,7 @@ impl Predictor {
             shifted_for_s: 0.0,
             dirty_memo: Default::default(),
             disk_regions: None,
+            dirty_changed_s: None,
             first_round_zero: None,
             round_one_tail: None,
             round_three_start: None,
@@ -1048,8 +1051,26 @@ impl Predictor {
     /// Replaces what was known of the guest before the start (its dirtying, its zero
     /// fraction) with a newer measurement, e.g. one made while the first round runs;
     /// invalid figures are ignored.
-    pub fn refresh_prior(&mut self, dirty: Option<DirtyModel>, zero_fraction: Option<f64>) {
+    ///
+    /// A measurement (over windows up to `window_s`, ending at `now_s`) that differs more than
+    /// 2x from the last one means the guest changed its ways, most likely during the previous
+    /// measurement: the pages dirty at the next sync are then only those written since about
+    /// `now_s - 1.5 window_s`, not since the last sync.
+    pub fn refresh_prior(
+        &mut self,
+        dirty: Option<DirtyModel>,
+        zero_fraction: Option<f64>,
+        now_s: f64,
+        window_s: f64,
+    ) {
         if let Some(d) = dirty.filter(|d| DirtyModel::new(d.rate_bps, d.wss_bytes).is_ok()) {
+            if let (Some(old), Some(ram)) = (self.prior.dirty, self.last.as_ref().map(|s| s.ram_total)) {
+                let slack = PRIOR_SLACK * ram as f64;
+                let (a, b) = (old.dirtied(window_s), d.dirtied(window_s));
+                if a > 2.0 * b + slack || b > 2.0 * a + slack {
+                    self.dirty_changed_s = Some(now_s - 1.5 * window_s);
+                }
+            }
             self.prior.dirty = Some(d);
         }
         if let Some(z) = zero_fraction.filter(|z| (0.0..=1.0).contains(z)) {
@@ -1170,7 +1191,11 @@ impl Predictor {
             pending_bytes: pending,
             pending_zero_fraction: pending_zero,
             dirty_zero_fraction: dirty_zero,
-            since_sync_s: self.last_sync_s.map_or(0.0, |t0| (s.t_s - t0).max(0.0)),
+            since_sync_s: self.last_sync_s.map_or(0.0, |t0| {
+                // A guest that changed its ways since the last sync: only writes since count.
+                let from = self.dirty_changed_s.map_or(t0, |c| c.max(t0));
+                (s.t_s - from).max(0.0)
+            }),
             sent_bytes: s.transferred as f64,
             sync_count: s.dirty_sync_count,
             memory_start_s: self.memory_start_s,

@@ -209,14 +209,8 @@ impl GuestRam {
 
     /// Points on the guest's dirtying curve: for each window in `windows_s` (ascending), the
     /// distinct bytes it changed since the start, estimated from `sample` random pages hashed
-    /// at the start and re-hashed at the end of each window. Blocks for the longest window;
-    /// `on_point` sees the curve so far after each window.
-    pub fn dirty_curve(
-        &self,
-        sample: usize,
-        windows_s: &[f64],
-        on_point: &mut dyn FnMut(&[(f64, f64)]),
-    ) -> io::Result<Vec<(f64, f64)>> {
+    /// at the start and re-hashed at the end of each window. Blocks for the longest window.
+    pub fn dirty_curve(&self, sample: usize, windows_s: &[f64]) -> io::Result<Vec<(f64, f64)>> {
         let pages = sample_pages(self.pages(), sample);
         let t0 = Instant::now();
         let first = self.hashes(&pages)?;
@@ -231,7 +225,6 @@ impl GuestRam {
             let changed = first.iter().zip(&now).filter(|(a, b)| a != b).count();
             let bytes = changed as f64 / pages.len().max(1) as f64 * self.size as f64;
             out.push((window, bytes));
-            on_point(&out);
         }
         Ok(out)
     }

@@ -133,15 +133,18 @@ impl Foresight {
     }
 
     /// Takes a newer measurement of the guest (made at `at`): its dirtying and zero pages.
+    /// `now_s` is the job's time, `window_s` the measurement's longest window.
     pub fn refresh_measurements(
         &mut self,
         dirty: Option<pacer_model::DirtyModel>,
         zero_fraction: Option<f64>,
         at: std::time::Instant,
+        now_s: f64,
+        window_s: f64,
     ) {
         self.prior.dirty = dirty.or(self.prior.dirty);
         self.prior.zero_fraction = zero_fraction.or(self.prior.zero_fraction);
-        self.predictor.refresh_prior(dirty, zero_fraction);
+        self.predictor.refresh_prior(dirty, zero_fraction, now_s, window_s);
         self.dirty_measured_at = Some(at);
     }
 

@@ -176,11 +176,13 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
     // link (probed only when a target needs a maximum rate).
     let started = Instant::now();
     let measurements = agent.vms.lock().unwrap().get(vm).map(|e| e.measurements.clone()).unwrap_or_default();
-    let link_bps = if req.finish_in_s.is_some() {
+    let link = if req.finish_in_s.is_some() {
         Some(crate::measure::link_rate_cached(agent, &req.destination).await.map_err(ApiError::upstream)?)
     } else {
         None
     };
+    let link_bps = link.map(|l| l.rate_bps);
+    let probe_bytes = link.map_or(0, |l| l.probe_bytes);
     let prior = measurements.prior(link_bps);
     let mut initial_note = None;
     let mut feasible_at_start = None;
@@ -265,6 +267,7 @@ pub async fn start(agent: &Arc<Agent>, vm: &str, req: MigrateRequest) -> ApiResu
         }
         let mut result = run(&agent, &job, &vm, &req, &mut foresight).await;
         result.predictions = foresight.history.clone();
+        result.probe_bytes = probe_bytes;
         result.target = foresight.target_status();
         info!("job {id} ended: {:?} {:?}", result.status, result.reason);
         if let Some(e) = agent.vms.lock().unwrap().get_mut(&vm) {
@@ -325,6 +328,7 @@ async fn run(
         postcopy_bytes: 0,
         memory_bytes: 0,
         disk_bytes: 0,
+        probe_bytes: 0,
         predictions: Vec::new(),
         target: None,
     };
@@ -941,7 +945,14 @@ impl Pace<'_> {
         if let Some((m, at)) = newer {
             // Fitted outside the lock: fitting takes a few milliseconds.
             let zero = m.zero_fraction.map(|(z, _)| z);
-            self.foresight.refresh_measurements(m.dirty_model(), zero, at);
+            // Measured over windows up to this long, ending now.
+            let window = m
+                .curve
+                .as_ref()
+                .and_then(|(c, _)| c.iter().map(|p| p.0).reduce(f64::max))
+                .unwrap_or(4.0)
+                .min(4.0);
+            self.foresight.refresh_measurements(m.dirty_model(), zero, at, s.t_s, window);
             self.foresight.set_disk_regions(m.disk_regions.map(|(r, _)| r));
         }
         let advice = self.foresight.tick(s, achieved_bps);

@@ -26,16 +26,16 @@ use crate::state::Agent;
 
 /// Windows (s) of one dirtying-curve measurement from guest memory.
 pub const CURVE_WINDOWS_S: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
-/// While the VM migrates, the curve is published as soon as it has this many points
-/// (to follow a change during the first round sooner), and again when complete.
-const EARLY_POINTS: usize = 4;
+/// While the VM migrates: shorter windows, to follow a change during the first round
+/// sooner (the longer windows of the last curve are kept if the two agree).
+const MIGRATING_WINDOWS_S: [f64; 4] = [0.5, 1.0, 2.0, 4.0];
+/// Two curves agree if they differ by at most this share at their longest common window.
+const CURVES_AGREE: f64 = 0.3;
 /// Pages hashed for a dirtying curve.
 const CURVE_SAMPLE_PAGES: usize = 65536;
 /// Regions per disk of the per-region write model, and blocks sampled per disk.
 const DISK_REGIONS: usize = 64;
 const DISK_SAMPLES: usize = 8192;
-/// Window over which disk blocks are compared (the memory curve's longest).
-const DISK_WINDOW: Duration = Duration::from_secs(8);
 /// Pages read for the zero fraction (all of RAM up to 4 GiB).
 const ZERO_SCAN_PAGES: u64 = 1 << 20;
 /// Windows (s) of QEMU's page sampling, where guest memory cannot be read.
@@ -198,37 +198,27 @@ async fn measure_locked(agent: &Agent, vm: &str, migrating: bool) -> Result<Meas
     let qmp = agent.qmp(vm).await.map_err(|e| e.message)?;
     let rec = agent.record(vm).map_err(|e| e.message)?;
     let mut m = Measurements::default();
-    let disks = disk_writes(&rec);
+    let windows: &'static [f64] = if migrating { &MIGRATING_WINDOWS_S } else { &CURVE_WINDOWS_S };
+    let longest = Duration::from_secs_f64(windows[windows.len() - 1]);
+    let disks = disk_writes(&rec, longest);
     if let Some(ram) = guest_ram(agent, vm).await {
-        let (early_tx, mut early_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut task = tokio::task::spawn_blocking(move || {
+        let (zero, curve) = tokio::task::spawn_blocking(move || {
             let zero = ram.zero_fraction(ZERO_SCAN_PAGES);
-            let z = zero.as_ref().ok().copied();
-            let mut early = |points: &[(f64, f64)]| {
-                if migrating && points.len() == EARLY_POINTS {
-                    let _ = early_tx.send((points.to_vec(), z));
-                }
-            };
-            let curve = ram.dirty_curve(CURVE_SAMPLE_PAGES, &CURVE_WINDOWS_S, &mut early);
+            let curve = ram.dirty_curve(CURVE_SAMPLE_PAGES, windows);
             (zero, curve)
-        });
-        let (zero, curve) = loop {
-            tokio::select! {
-                done = &mut task => break done.map_err(|e| e.to_string())?,
-                Some((points, z)) = early_rx.recv() => {
-                    let now = Instant::now();
-                    if let Some(e) = agent.vms.lock().unwrap().get_mut(vm) {
-                        e.measurements.curve = Some((points, now));
-                        if let Some(z) = z {
-                            e.measurements.zero_fraction = Some((z, now));
-                        }
-                    }
-                }
-            }
-        };
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         let now = Instant::now();
+        let curve = curve.map_err(|e| format!("reading guest memory: {e}"))?;
+        let curve = if migrating {
+            let old = agent.vms.lock().unwrap().get(vm).and_then(|e| e.measurements.curve.clone());
+            merge_curves(curve, old.as_ref().map(|(c, _)| c.as_slice()))
+        } else {
+            curve
+        };
         m.zero_fraction = Some((zero.map_err(|e| format!("reading guest memory: {e}"))?, now));
-        m.curve = Some((curve.map_err(|e| format!("reading guest memory: {e}"))?, now));
+        m.curve = Some((curve, now));
     } else if migrating {
         return Err("guest memory cannot be read while the VM migrates".into());
     } else {
@@ -252,10 +242,11 @@ async fn measure_locked(agent: &Agent, vm: &str, migrating: bool) -> Result<Meas
     Ok(m)
 }
 
-/// Starts sampling where the guest writes on its disks (over [`DISK_WINDOW`]); `None`
-/// for a VM without disks.
+/// Starts sampling where the guest writes on its disks (over `window`, the memory
+/// curve's longest); `None` for a VM without disks.
 fn disk_writes(
     rec: &crate::state::VmRecord,
+    window: Duration,
 ) -> impl std::future::Future<Output = Result<Option<RegionWrites>, String>> {
     let paths: Vec<String> = rec.spec.as_ref().map(|s| s.disks.clone()).unwrap_or_default();
     let task = tokio::spawn(async move {
@@ -273,19 +264,37 @@ fn disk_writes(
             );
         }
         let regions = tokio::task::spawn_blocking(move || {
-            pacer_qemu::disk_sample::sample_writes(&layouts, DISK_REGIONS, DISK_SAMPLES, DISK_WINDOW)
+            pacer_qemu::disk_sample::sample_writes(&layouts, DISK_REGIONS, DISK_SAMPLES, window)
         })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("reading disk images: {e}"))?;
-        Ok(RegionWrites::from_samples(&regions, DISK_WINDOW.as_secs_f64()))
+        Ok(RegionWrites::from_samples(&regions, window.as_secs_f64()))
     });
     async move { task.await.map_err(|e| e.to_string())? }
 }
 
+/// A curve measured over short windows keeps the longer windows of the previous one
+/// when both agree at the new curve's longest window: the working set shows only in
+/// long windows. When they disagree, the guest has changed and the new curve stands alone.
+fn merge_curves(new: Vec<(f64, f64)>, old: Option<&[(f64, f64)]>) -> Vec<(f64, f64)> {
+    let (Some(&(wn, bn)), Some(old)) = (new.last(), old) else {
+        return new;
+    };
+    let Some(&(_, bo)) = old.iter().find(|(w, _)| (w / wn - 1.0).abs() < 0.1) else {
+        return new;
+    };
+    if (bn - bo).abs() > CURVES_AGREE * bn.max(bo) {
+        return new;
+    }
+    let mut out = new;
+    out.extend(old.iter().filter(|(w, _)| *w > wn * 1.1));
+    out
+}
+
 /// Keeps every running VM's measurements fresh, one VM at a time, including VMs
 /// migrating away (whose first round the predictor then follows: measured back to
-/// back, each curve published early).
+/// back, over shorter windows).
 pub async fn sampler(agent: Arc<Agent>) {
     let mut measured_migrating = false;
     loop {
@@ -318,29 +327,39 @@ pub async fn sampler(agent: Arc<Agent>) {
     }
 }
 
+/// A link rate, and the bytes sent to measure it now (0 when a recent figure was reused).
+#[derive(Debug, Clone, Copy)]
+pub struct LinkRate {
+    /// Bytes per second.
+    pub rate_bps: f64,
+    /// Bytes the probe put on the link for this answer.
+    pub probe_bytes: u64,
+}
+
 /// The link rate to a destination, measured now (and cached).
-pub async fn link_rate_fresh(agent: &Agent, dest: &pacer_api::PeerRef) -> Result<f64, String> {
+pub async fn link_rate_fresh(agent: &Agent, dest: &pacer_api::PeerRef) -> Result<LinkRate, String> {
     agent.link_rates.lock().unwrap().remove(&dest.url);
     link_rate_cached(agent, dest).await
 }
 
 /// The link rate to a destination, measured at most once a minute.
-pub async fn link_rate_cached(agent: &Agent, dest: &pacer_api::PeerRef) -> Result<f64, String> {
+pub async fn link_rate_cached(agent: &Agent, dest: &pacer_api::PeerRef) -> Result<LinkRate, String> {
     if let Some((r, t)) = agent.link_rates.lock().unwrap().get(&dest.url) {
         if t.elapsed() < LINK_FRESH {
-            return Ok(*r);
+            return Ok(LinkRate { rate_bps: *r, probe_bytes: 0 });
         }
     }
     let client = AgentClient::new(&dest.url, &dest.token).with_timeout(Duration::from_secs(30));
     let r = link_rate(&client).await?;
-    agent.link_rates.lock().unwrap().insert(dest.url.clone(), (r, Instant::now()));
+    agent.link_rates.lock().unwrap().insert(dest.url.clone(), (r.rate_bps, Instant::now()));
     Ok(r)
 }
 
 /// Bytes per second a timed upload to the destination agent achieves.
-pub async fn link_rate(dest: &AgentClient) -> Result<f64, String> {
+pub async fn link_rate(dest: &AgentClient) -> Result<LinkRate, String> {
     // Grow the upload until it takes long enough to say something about the link.
     let mut size = 4usize << 20;
+    let mut sent = 0u64;
     loop {
         let body = vec![0x5au8; size];
         let t0 = Instant::now();
@@ -349,9 +368,28 @@ pub async fn link_rate(dest: &AgentClient) -> Result<f64, String> {
             .await
             .map_err(|e| format!("link probe failed: {e}"))?;
         let secs = t0.elapsed().as_secs_f64();
+        sent += size as u64;
         if secs >= 0.2 || size >= 256 << 20 {
-            return Ok(size as f64 / secs);
+            return Ok(LinkRate { rate_bps: size as f64 / secs, probe_bytes: sent });
         }
         size *= 4;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_curves_keep_long_windows_only_when_they_agree() {
+        let old = vec![(0.5, 7.0), (1.0, 14.0), (2.0, 27.0), (4.0, 52.0), (8.0, 95.0)];
+        let new = vec![(0.5, 7.5), (1.0, 14.5), (2.0, 28.0), (4.0, 55.0)];
+        let m = merge_curves(new.clone(), Some(&old));
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[4], (8.0, 95.0));
+        // The guest started writing: the idle curve's long window is not kept.
+        let idle = vec![(0.5, 0.0), (1.0, 0.0), (2.0, 0.1), (4.0, 0.1), (8.0, 0.2)];
+        assert_eq!(merge_curves(new.clone(), Some(&idle)), new);
+        assert_eq!(merge_curves(new.clone(), None), new);
     }
 }

@@ -29,7 +29,10 @@ pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiR
         .await
         .map_err(ApiError::upstream)?;
     // Probed now: a cached figure may date from before the link changed.
-    let link = crate::measure::link_rate_fresh(agent, &req.destination).await.map_err(ApiError::upstream)?;
+    let link = crate::measure::link_rate_fresh(agent, &req.destination)
+        .await
+        .map_err(ApiError::upstream)?
+        .rate_bps;
     let prior = m.prior(Some(link));
     let dirty = prior.dirty.unwrap_or(pacer_model::DirtyModel::IDLE);
     let zero = prior.zero_fraction.unwrap_or(0.0);

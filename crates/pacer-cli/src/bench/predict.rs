@@ -386,6 +386,8 @@ pub struct Before {
     pub dirty_rate_bps: f64,
     /// Working set, bytes.
     pub wss_bytes: Option<f64>,
+    /// Hot set, bytes.
+    pub hot_bytes: f64,
     /// Zero-page fraction.
     pub zero_fraction: f64,
     /// Link rate probed, bytes/s.
@@ -398,6 +400,7 @@ impl From<&PredictResponse> for Before {
             total_ms: p.total_ms,
             dirty_rate_bps: p.dirty_rate_bps,
             wss_bytes: p.wss_bytes,
+            hot_bytes: p.hot_bytes,
             zero_fraction: p.zero_fraction,
             link_bps: p.link_bps,
         }
