@@ -334,10 +334,15 @@ async fn run(cli: Cli) -> Result<i32> {
                     if p.converges { "" } else { "; pre-copy would NOT converge on its own" }
                 );
                 println!(
-                    "  link {:.0} Mbit/s; guest dirties {} over a working set of {}; {:.0}% of its {} is zero pages; disks {}",
+                    "  link {:.0} Mbit/s; guest dirties {} over a working set of {}{}; {:.0}% of its {} is zero pages; disks {}",
                     p.link_bps * 8.0 / 1e6,
                     pacer_model::format_rate(p.dirty_rate_bps),
                     p.wss_bytes.map(|w| pacer_model::format_bytes(w as u64)).unwrap_or_else(|| "unbounded".into()),
+                    if p.hot_bytes > 0.0 {
+                        format!(" and rewrites a hot {} within a fraction of a second", pacer_model::format_bytes(p.hot_bytes as u64))
+                    } else {
+                        String::new()
+                    },
                     p.zero_fraction * 100.0,
                     pacer_model::format_bytes(p.ram_bytes),
                     pacer_model::format_bytes(p.disk_bytes)
