@@ -33,8 +33,8 @@
 //!   from the start: downtime equals the total time.
 //!
 //! The live [`Predictor`] feeds on `query-migrate` samples and estimates the inputs: the
-//! bandwidth (a 3 s average of transferred bytes per interval, jumping to a 0.25 s average when
-//! the link's rate has clearly changed), the zero fraction (duplicate vs normal pages in the
+//! bandwidth (a 3 s average of transferred bytes per interval, starting over when a 0.25 s
+//! average shows the link's rate has clearly changed), the zero fraction (duplicate vs normal pages in the
 //! first round, then among re-sent pages), and the dirty model: each sync of the dirty log
 //! reveals how many pages became dirty since the previous one (`remaining` after minus before,
 //! plus pages sent in between), a point `(window, bytes)` on the guest's dirtying curve. These
@@ -84,7 +84,7 @@ const BANDWIDTH_FAST_TAU_S: f64 = 0.25;
 /// Relative gap between the short and the long average that means the rate changed.
 const BANDWIDTH_SHIFT: f64 = 0.2;
 /// How long the gap must last, seconds (a round's end or a burst of zero pages is shorter).
-const BANDWIDTH_SHIFT_HOLD_S: f64 = 0.5;
+const BANDWIDTH_SHIFT_HOLD_S: f64 = 0.4;
 /// Windows at which a measured dirtying curve is weighed against the migration's rounds.
 const PRIOR_WINDOWS_S: [f64; 6] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
 /// Weight of one round's dirty set against one point of a measured curve.
@@ -851,6 +851,7 @@ pub struct Predictor {
     /// Short-term bandwidth average and how long it has disagreed with the long one.
     bandwidth_fast: Option<f64>,
     shifted_for_s: f64,
+    bandwidth_shifts: u64,
     first_round_zero: Option<f64>,
     /// Round one's unsent tail at the first sync: (bytes, pages sent so far then).
     round_one_tail: Option<(f64, u64)>,
@@ -879,6 +880,7 @@ impl Predictor {
             bandwidth_time_s: 0.0,
             bandwidth_fast: None,
             shifted_for_s: 0.0,
+            bandwidth_shifts: 0,
             dirty_memo: Default::default(),
             disk_regions: None,
             dirty_changed_s: None,
@@ -897,6 +899,11 @@ impl Predictor {
     /// The plan predictions are made for.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// How many times the bandwidth estimate has jumped to a changed link rate.
+    pub fn bandwidth_shifts(&self) -> u64 {
+        self.bandwidth_shifts
     }
 
     /// Smoothed wire bandwidth in bytes/s, once measured.
@@ -929,9 +936,14 @@ impl Predictor {
         let mut next = m + alpha * (x - m);
         if m > 0.0 && ((fast - m) / m).abs() > BANDWIDTH_SHIFT {
             self.shifted_for_s += dt;
-            if self.shifted_for_s >= BANDWIDTH_SHIFT_HOLD_S {
-                next = fast;
+            if self.shifted_for_s >= BANDWIDTH_SHIFT_HOLD_S - 1e-9 {
+                // Start over from the latest interval (the first one after the change is
+                // part old rate, the short average remembers the old one): a running mean
+                // of what comes next, until the long average takes over.
+                next = x;
+                self.bandwidth_time_s = dt;
                 self.shifted_for_s = 0.0;
+                self.bandwidth_shifts += 1;
             }
         } else {
             self.shifted_for_s = 0.0;
@@ -1462,7 +1474,8 @@ mod tests {
             feed(&mut p, t, 30.0 * MB);
         }
         let bw = p.bandwidth_bps().unwrap();
-        assert!((bw / (30.0 * MB) - 1.0).abs() < 0.15, "{bw}");
+        assert!((bw / (30.0 * MB) - 1.0).abs() < 0.05, "{bw}");
+        assert!(p.bandwidth_shifts() >= 1);
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub struct Foresight {
     pub history: Vec<PredictionPoint>,
     last_record_s: f64,
     last_replan_s: f64,
+    shifts_seen: u64,
     /// Target finish (s since the job started), if any.
     pub target_s: Option<f64>,
     /// Link capacity (bytes/s): probed, raised by what is seen when running flat out.
@@ -104,6 +105,7 @@ impl Foresight {
             history: Vec::new(),
             last_record_s: f64::NEG_INFINITY,
             last_replan_s: f64::NEG_INFINITY,
+            shifts_seen: 0,
             target_s,
             capacity_bps: prior.link_bps,
             cap_bps: req.bandwidth.map(|b| b as f64),
@@ -206,7 +208,10 @@ impl Foresight {
         if each_second {
             self.last_replan_s = s.t_s;
         }
-        if s.t_s - self.last_record_s >= RECORD_EVERY_S {
+        // A changed link is worth a prediction at once.
+        let shifted = self.predictor.bandwidth_shifts() > self.shifts_seen;
+        self.shifts_seen = self.predictor.bandwidth_shifts();
+        if s.t_s - self.last_record_s >= RECORD_EVERY_S || shifted {
             self.last_record_s = s.t_s;
             if let Some(mut p) = self.predictor.predict() {
                 // Under control the finish is the controller's, not the current pace's.
