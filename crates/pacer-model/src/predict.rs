@@ -917,7 +917,7 @@ impl Predictor {
     /// A link whose rate changes (other traffic, a re-shaped link) would take the long
     /// average several seconds to follow: when a short average ([`BANDWIDTH_FAST_TAU_S`])
     /// stays more than [`BANDWIDTH_SHIFT`] away from it for [`BANDWIDTH_SHIFT_HOLD_S`], the
-    /// rate has shifted and the long average jumps to the short one.
+    /// rate has shifted and the long average starts over from the latest interval.
     fn update_bandwidth(&mut self, x: f64, dt: f64) {
         self.bandwidth_time_s += dt;
         let alpha = (-(-dt / BANDWIDTH_TAU_S).exp_m1()).max(dt / self.bandwidth_time_s);
