@@ -36,6 +36,9 @@ const CURVE_SAMPLE_PAGES: usize = 65536;
 /// Regions per disk of the per-region write model, and blocks sampled per disk.
 const DISK_REGIONS: usize = 64;
 const DISK_SAMPLES: usize = 8192;
+/// A VM this agent launched is not measured in the background for this long: its
+/// boot (and a workload filling its memory) is not its work.
+pub const BOOT_GRACE: Duration = Duration::from_secs(12);
 /// Pages read for the zero fraction (all of RAM up to 4 GiB).
 const ZERO_SCAN_PAGES: u64 = 1 << 20;
 /// Windows (s) of QEMU's page sampling, where guest memory cannot be read.
@@ -308,6 +311,7 @@ pub async fn sampler(agent: Arc<Agent>) {
             .unwrap()
             .iter()
             .filter(|(_, e)| e.record.origin != pacer_api::VmOrigin::Incoming)
+            .filter(|(_, e)| Instant::now() >= e.measure_after)
             .map(|(n, e)| (n.clone(), e.migrating.is_some()))
             .collect();
         for (name, migrating) in names {

@@ -76,6 +76,8 @@ pub struct VmEntry {
     pub nbd_exports: Vec<String>,
     /// What is known of the guest's behaviour (dirty rate, zero pages).
     pub measurements: crate::measure::Measurements,
+    /// Before this, the guest is booting: its writes say nothing of its work.
+    pub measure_after: std::time::Instant,
     /// QEMU pid and its guest RAM mapping, once looked for (`None`: not readable).
     pub guest_ram: Option<(i32, Option<std::sync::Arc<pacer_qemu::guest_ram::GuestRam>>)>,
 }
@@ -200,6 +202,7 @@ impl Agent {
                     lease: None,
                     nbd_exports: vec![],
                     measurements: Default::default(),
+                    measure_after: std::time::Instant::now(),
                     guest_ram: None,
                 },
             );

@@ -206,6 +206,7 @@ fn reserve(agent: &Agent, spec: &VmSpec, origin: VmOrigin) -> ApiResult<()> {
             lease: None,
             nbd_exports: vec![],
             measurements: Default::default(),
+            measure_after: std::time::Instant::now() + crate::measure::BOOT_GRACE,
             guest_ram: None,
         },
     );
@@ -316,7 +317,8 @@ pub async fn adopt(agent: &Arc<Agent>, req: &pacer_api::AdoptRequest) -> ApiResu
                 lease: None,
                 nbd_exports: vec![],
                 measurements: Default::default(),
-            guest_ram: None,
+                measure_after: std::time::Instant::now(),
+                guest_ram: None,
             },
         );
     }
