@@ -780,16 +780,6 @@ pub fn predict_before(
     link_bps: f64,
     plan: &Plan,
 ) -> Result<Prediction, PredictError> {
-    plan.validate()?;
-    if ram_total == 0 {
-        return Err(PredictError::InvalidRamSize);
-    }
-    if !(0.0..=1.0).contains(&zero_fraction_guess) {
-        return Err(PredictError::InvalidZeroFraction(zero_fraction_guess));
-    }
-    if !(link_bps.is_finite() && link_bps > 0.0) {
-        return Err(PredictError::InvalidLinkRate(link_bps));
-    }
     let wss = wss_bytes.map_or(f64::INFINITY, |w| w as f64);
     let dirty = DirtyModel::new(dirty_rate_bps, wss)?;
     predict_before_model(ram_total, zero_fraction_guess, dirty, None, link_bps, plan)

@@ -11,13 +11,12 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde::Deserialize;
 
-use crate::image::ImageError;
+use crate::image::{qemu_img, ImageError};
 
 /// Bytes hashed per sampled block.
 const BLOCK: u64 = 4096;
@@ -65,21 +64,17 @@ pub async fn layout(path: &Path, format: &str, virtual_size: u64) -> Result<Imag
             extents: vec![Extent { start: 0, length: virtual_size, file_offset: 0 }],
         });
     }
-    let out = tokio::process::Command::new("qemu-img")
-        .args(["map", "-U", "--output=json", "-f", format])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(ImageError::Spawn)?;
-    if !out.status.success() {
-        return Err(ImageError::Failed {
-            what: format!("map {}", path.display()),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
+    let args: [&std::ffi::OsStr; 6] = [
+        "map".as_ref(),
+        "-U".as_ref(),
+        "--output=json".as_ref(),
+        "-f".as_ref(),
+        format.as_ref(),
+        path.as_os_str(),
+    ];
+    let out = qemu_img(&args, format!("map {}", path.display())).await?;
     let entries: Vec<MapEntry> =
-        serde_json::from_slice(&out.stdout).map_err(|e| ImageError::Parse(e.to_string()))?;
+        serde_json::from_slice(&out).map_err(|e| ImageError::Parse(e.to_string()))?;
     let extents = entries
         .into_iter()
         .filter(|e| e.data && e.depth == 0)

@@ -50,23 +50,32 @@ struct RawInfo {
     backing_filename_format: Option<String>,
 }
 
-/// Reads an image's metadata (with `-U`: the image may be in use by QEMU).
-pub async fn image_info(path: &Path) -> Result<ImageInfo, ImageError> {
+/// Runs `qemu-img ARGS` (`what` names the command in errors) and returns its stdout.
+pub(crate) async fn qemu_img(args: &[&std::ffi::OsStr], what: String) -> Result<Vec<u8>, ImageError> {
     let out = tokio::process::Command::new("qemu-img")
-        .args(["info", "-U", "--output=json"])
-        .arg(path)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .await
         .map_err(ImageError::Spawn)?;
     if !out.status.success() {
         return Err(ImageError::Failed {
-            what: format!("info {}", path.display()),
+            what,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
+    Ok(out.stdout)
+}
+
+/// Reads an image's metadata (with `-U`: the image may be in use by QEMU).
+pub async fn image_info(path: &Path) -> Result<ImageInfo, ImageError> {
+    let out = qemu_img(
+        &["info".as_ref(), "-U".as_ref(), "--output=json".as_ref(), path.as_os_str()],
+        format!("info {}", path.display()),
+    )
+    .await?;
     let raw: RawInfo =
-        serde_json::from_slice(&out.stdout).map_err(|e| ImageError::Parse(e.to_string()))?;
+        serde_json::from_slice(&out).map_err(|e| ImageError::Parse(e.to_string()))?;
     Ok(ImageInfo {
         format: raw.format,
         virtual_size: raw.virtual_size,
@@ -83,19 +92,14 @@ pub async fn create_image(
     size: u64,
     backing: Option<(&str, &str)>,
 ) -> Result<(), ImageError> {
-    let mut cmd = tokio::process::Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", format]);
+    let size = size.to_string();
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["create".as_ref(), "-q".as_ref(), "-f".as_ref(), format.as_ref()];
     if let Some((file, fmt)) = backing {
-        cmd.args(["-b", file, "-F", fmt]);
+        args.extend::<[&std::ffi::OsStr; 4]>(["-b".as_ref(), file.as_ref(), "-F".as_ref(), fmt.as_ref()]);
     }
-    cmd.arg(path).arg(size.to_string()).stdin(Stdio::null());
-    let out = cmd.output().await.map_err(ImageError::Spawn)?;
-    if !out.status.success() {
-        return Err(ImageError::Failed {
-            what: format!("create {}", path.display()),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
+    args.extend::<[&std::ffi::OsStr; 2]>([path.as_os_str(), size.as_ref()]);
+    qemu_img(&args, format!("create {}", path.display())).await?;
     Ok(())
 }
 
