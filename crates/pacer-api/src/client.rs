@@ -10,7 +10,9 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::types::ErrorBody;
+use crate::error::{ErrorBody, ErrorCode};
+use crate::routes::{self, fill};
+use crate::types::*;
 
 /// Errors calling an agent.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,7 @@ pub enum ClientError {
     Unauthorized { url: String },
     /// The agent answered with an error.
     #[error("{message}")]
-    Api { status: u16, code: String, message: String },
+    Api { status: u16, code: ErrorCode, message: String },
     /// The answer was not what we expected.
     #[error("bad answer from agent at {url}: {reason}")]
     BadResponse { url: String, reason: String },
@@ -34,11 +36,18 @@ pub enum ClientError {
 
 impl ClientError {
     /// The API error code, if the agent answered with one.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Api { code, .. } => Some(code),
+            ClientError::Api { code, .. } => Some(*code),
+            ClientError::Unauthorized { .. } => Some(ErrorCode::Unauthorized),
             _ => None,
         }
+    }
+
+    /// True when the agent was not reached (or did not answer in time): the
+    /// request may be retried; an agent that answered with an error is not.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
     }
 }
 
@@ -85,6 +94,143 @@ impl AgentClient {
         Err(ClientError::BadUrl(self.url.clone()))
     }
 
+    // Typed calls, one per route (`routes` names them).
+
+    /// The host and its capacity.
+    pub async fn host(&self) -> Result<HostInfo, ClientError> {
+        self.get(routes::HOST).await
+    }
+
+    /// Every VM on the host.
+    pub async fn vms(&self) -> Result<Vec<VmInfo>, ClientError> {
+        self.get(routes::VMS).await
+    }
+
+    /// One VM.
+    pub async fn vm(&self, name: &str) -> Result<VmInfo, ClientError> {
+        self.get(&fill(routes::VM, name)).await
+    }
+
+    /// Starts a VM from a spec.
+    pub async fn start_vm(&self, spec: &VmSpec) -> Result<VmInfo, ClientError> {
+        self.post(routes::VMS, spec).await
+    }
+
+    /// Takes over a running QEMU.
+    pub async fn adopt_vm(&self, req: &AdoptRequest) -> Result<VmInfo, ClientError> {
+        self.post(routes::VMS_ADOPT, req).await
+    }
+
+    /// Stops a VM.
+    pub async fn stop_vm(&self, name: &str) -> Result<Stopped, ClientError> {
+        self.delete(&fill(routes::VM, name)).await
+    }
+
+    /// The last `bytes` bytes of a VM's serial console.
+    pub async fn console(&self, name: &str, bytes: u64) -> Result<Console, ClientError> {
+        self.get(&format!("{}?bytes={bytes}", fill(routes::VM_CONSOLE, name))).await
+    }
+
+    /// Asks the guest program to check its memory (and disk).
+    pub async fn verify(&self, name: &str) -> Result<IntegrityResult, ClientError> {
+        self.post(&fill(routes::VM_VERIFY, name), &Empty {}).await
+    }
+
+    /// Starts migrating a VM.
+    pub async fn migrate(&self, vm: &str, req: &MigrateRequest) -> Result<JobInfo, ClientError> {
+        self.post(&fill(routes::VM_MIGRATE, vm), req).await
+    }
+
+    /// Predicts a migration without starting it.
+    pub async fn predict(&self, vm: &str, req: &PredictRequest) -> Result<PredictResponse, ClientError> {
+        self.post(&fill(routes::VM_PREDICT, vm), req).await
+    }
+
+    /// Every migration job on the host.
+    pub async fn jobs(&self) -> Result<Vec<JobInfo>, ClientError> {
+        self.get(routes::JOBS).await
+    }
+
+    /// One job.
+    pub async fn job(&self, id: &str) -> Result<JobInfo, ClientError> {
+        self.get(&fill(routes::JOB, id)).await
+    }
+
+    /// Cancels a job.
+    pub async fn cancel_job(&self, id: &str) -> Result<JobInfo, ClientError> {
+        self.post(&fill(routes::JOB_CANCEL, id), &Empty {}).await
+    }
+
+    /// Changes a job's finish target (`None`: flat out).
+    pub async fn retarget_job(&self, id: &str, finish_in_s: Option<f64>) -> Result<JobInfo, ClientError> {
+        self.post(&fill(routes::JOB_TARGET, id), &RetargetRequest { finish_in_s }).await
+    }
+
+    /// Group migrations this agent coordinates.
+    pub async fn groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
+        self.get(routes::GROUPS).await
+    }
+
+    /// One group.
+    pub async fn group(&self, id: &str) -> Result<GroupInfo, ClientError> {
+        self.get(&fill(routes::GROUP, id)).await
+    }
+
+    /// Submits a group migration for this agent to coordinate.
+    pub async fn submit_group(&self, req: &GroupRequest) -> Result<GroupInfo, ClientError> {
+        self.post(routes::GROUPS, req).await
+    }
+
+    /// Cancels a group.
+    pub async fn cancel_group(&self, id: &str) -> Result<GroupInfo, ClientError> {
+        self.post(&fill(routes::GROUP_CANCEL, id), &Empty {}).await
+    }
+
+    /// Sends `body` to the link probe.
+    pub async fn probe(&self, body: Vec<u8>) -> Result<ProbeAnswer, ClientError> {
+        self.exchange(Method::POST, routes::PROBE, body).await
+    }
+
+    /// Asks the agent to prepare an incoming VM.
+    pub async fn prepare_incoming(&self, req: &IncomingRequest) -> Result<IncomingReady, ClientError> {
+        self.post(routes::INCOMING, req).await
+    }
+
+    /// The incoming VM becomes the agent's own.
+    pub async fn commit_incoming(&self, name: &str) -> Result<VmInfo, ClientError> {
+        self.post(&fill(routes::INCOMING_COMMIT, name), &Empty {}).await
+    }
+
+    /// Throws an incoming VM away.
+    pub async fn abort_incoming(&self, name: &str) -> Result<Aborted, ClientError> {
+        self.post(&fill(routes::INCOMING_ABORT, name), &Empty {}).await
+    }
+
+    /// Renews an incoming VM's lease.
+    pub async fn heartbeat_incoming(&self, name: &str) -> Result<Empty, ClientError> {
+        self.post(&fill(routes::INCOMING_HEARTBEAT, name), &Empty {}).await
+    }
+
+    /// The agent's metrics in the Prometheus text format.
+    pub async fn metrics_text(&self) -> Result<String, ClientError> {
+        let bytes = tokio::time::timeout(self.timeout, self.send_raw(Method::GET, routes::METRICS, Vec::new()))
+            .await
+            .map_err(|_| ClientError::Unreachable {
+                url: self.url.clone(),
+                reason: format!("no answer within {} s", self.timeout.as_secs()),
+            })??;
+        if !bytes.0.is_success() {
+            return Err(self.parse::<Empty>(bytes).err().unwrap_or(ClientError::BadResponse {
+                url: self.url.clone(),
+                reason: "metrics answered with an error".into(),
+            }));
+        }
+        String::from_utf8(bytes.1.to_vec())
+            .map_err(|e| ClientError::BadResponse { url: self.url.clone(), reason: e.to_string() })
+    }
+
+    // Untyped calls: prefer the typed ones above.
+
     /// GET a JSON resource.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.request(Method::GET, path, None::<&()>).await
@@ -97,11 +243,6 @@ impl AgentClient {
         body: &B,
     ) -> Result<T, ClientError> {
         self.request(Method::POST, path, Some(body)).await
-    }
-
-    /// POST raw bytes, parse a JSON answer (the link probe).
-    pub async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
-        self.exchange(Method::POST, path, body).await
     }
 
     /// DELETE a resource.
@@ -149,7 +290,7 @@ impl AgentClient {
         }
         if !status.is_success() {
             let err: ErrorBody = serde_json::from_slice(&body).unwrap_or(ErrorBody {
-                code: "http_error".into(),
+                code: ErrorCode::Unknown,
                 message: format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
             });
             return Err(ClientError::Api {

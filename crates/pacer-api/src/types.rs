@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::phase::JobPhase;
+
 /// Accelerator choice in a VM spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -151,13 +153,56 @@ pub enum VmOrigin {
     Incoming,
 }
 
+/// Whether a VM's guest runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmState {
+    /// The guest runs.
+    Running,
+    /// Stopped, and `cont` would resume it (paused, created paused, or after a
+    /// migration that was not committed).
+    Paused,
+    /// Receiving a migration.
+    Incoming,
+    /// Its migration away completed: the guest lives elsewhere now.
+    MigratedAway,
+    /// QEMU runs but the guest does not (shut down, crashed, I/O error, ...).
+    Stopped,
+    /// The QEMU process is gone.
+    Gone,
+    /// QEMU runs but does not answer on QMP.
+    Unreachable,
+    /// A state this client does not know (from a newer agent).
+    #[serde(other)]
+    Unknown,
+}
+
+impl VmState {
+    /// Its word in the API (`running`, `migrated-away`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Running => "running",
+            VmState::Paused => "paused",
+            VmState::Incoming => "incoming",
+            VmState::MigratedAway => "migrated-away",
+            VmState::Stopped => "stopped",
+            VmState::Gone => "gone",
+            VmState::Unreachable => "unreachable",
+            VmState::Unknown => "unknown",
+        }
+    }
+}
+
 /// A VM as the agent reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VmInfo {
     /// Name.
     pub name: String,
-    /// QEMU run state (`running`, `paused`, `inmigrate`, ...) or `gone`.
-    pub state: String,
+    /// Whether the guest runs, in a word.
+    pub state: VmState,
+    /// QEMU's own run state word (`running`, `paused`, `inmigrate`, ...), when QEMU answered.
+    #[serde(default)]
+    pub qemu_state: Option<String>,
     /// QEMU pid.
     pub pid: i32,
     /// Memory in MiB.
@@ -307,23 +352,6 @@ impl MigrateRequest {
             disk_bandwidth: None,
             finish_in_s: None,
             strict: false,
-        }
-    }
-}
-
-impl MigrateRequest {
-    /// The plan the model predicts and paces with.
-    pub fn model_plan(&self) -> pacer_model::Plan {
-        use pacer_model::predict::Strategy as S;
-        pacer_model::Plan {
-            strategy: match self.strategy {
-                Strategy::PreCopy => S::PreCopy,
-                Strategy::PostCopy => S::PostCopy { after_s: self.postcopy_after_s.unwrap_or(0.0) },
-                Strategy::Hybrid => S::Hybrid,
-                Strategy::StopAndCopy => S::StopAndCopy,
-            },
-            downtime_limit_ms: self.downtime_limit_ms.unwrap_or(300),
-            bandwidth_cap_bps: self.bandwidth.map(|b| b as f64),
         }
     }
 }
@@ -511,8 +539,8 @@ impl JobStatus {
 pub struct Progress {
     /// Milliseconds since the job started.
     pub elapsed_ms: u64,
-    /// Phase: `preparing`, `setup`, `pre-copy`, `post-copy`, `switch-over`, `verifying`, `done`.
-    pub phase: String,
+    /// Phase.
+    pub phase: JobPhase,
     /// Percent done, never decreasing, 100 only when completed.
     pub percent: f64,
     /// Bytes sent.
@@ -642,6 +670,9 @@ pub struct JobInfo {
     /// The finish-time target, if any.
     #[serde(default)]
     pub target: Option<TargetStatus>,
+    /// When the job was requested (ms since the Unix epoch).
+    #[serde(default)]
+    pub started_unix_ms: u64,
 }
 
 /// Ask a destination agent to prepare an incoming VM.
@@ -667,15 +698,6 @@ pub struct IncomingReady {
     /// Where to mirror disks, when disks are copied.
     #[serde(default)]
     pub nbd: Option<NbdTarget>,
-}
-
-/// Body of every API error.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// Machine-readable code, e.g. `not_found`.
-    pub code: String,
-    /// What is wrong and what to do.
-    pub message: String,
 }
 
 /// One agent in a hosts file.
@@ -706,4 +728,180 @@ impl HostEntry {
 pub struct HostsFile {
     /// The agents.
     pub hosts: Vec<HostEntry>,
+}
+
+/// The answer to stopping a VM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stopped {
+    /// The VM stopped.
+    pub stopped: String,
+}
+
+/// The answer to aborting an incoming VM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Aborted {
+    /// The incoming VM thrown away.
+    pub aborted: String,
+}
+
+/// The end of a VM's serial console.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Console {
+    /// VM name.
+    pub vm: String,
+    /// Console text (lossy UTF-8).
+    pub text: String,
+}
+
+/// The answer to a link probe.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ProbeAnswer {
+    /// Bytes that arrived.
+    pub bytes: u64,
+}
+
+/// An empty answer.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// One VM of a group migration, and where it runs now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMemberRequest {
+    /// VM name.
+    pub vm: String,
+    /// The agent it runs on, as the coordinating agent reaches it.
+    pub source: PeerRef,
+}
+
+/// Move several VMs to one destination so that they finish together. The agent
+/// this is sent to coordinates the group until it ends, whether or not the
+/// client that sent it stays.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRequest {
+    /// The VMs, each with its source.
+    pub members: Vec<GroupMemberRequest>,
+    /// Every member's migration options and destination; its `finish_in_s` is the
+    /// group's target (none: the earliest the shared link allows).
+    pub migration: MigrateRequest,
+    /// Coordinate (predict, plan a common finish, pace, re-target); false starts
+    /// every member flat out at once (for comparison).
+    #[serde(default = "yes")]
+    pub coordinate: bool,
+}
+
+/// How a group stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupStatus {
+    /// Predicting the members before any moves.
+    Planning,
+    /// Members are migrating.
+    Running,
+    /// Every member runs at the destination.
+    Completed,
+    /// Some or all members did not move; each member's result says where it runs.
+    Failed,
+    /// Cancelled: members not yet moved stay at their sources.
+    Cancelled,
+}
+
+impl GroupStatus {
+    /// True once the group has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, GroupStatus::Planning | GroupStatus::Running)
+    }
+}
+
+/// Where a group member stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberState {
+    /// Not started yet.
+    Waiting,
+    /// Its migration is being started.
+    Starting,
+    /// Its migration runs.
+    Running,
+    /// Moved: it runs at the destination.
+    Completed,
+    /// Its migration failed: it runs at its source (see its result).
+    Failed,
+    /// Its migration was cancelled: it runs at its source.
+    Cancelled,
+    /// Never started (the group ended first, or its source refused): it stays at its source.
+    NotStarted,
+    /// Its job is gone (its source agent restarted); `fate` says where the VM was found.
+    Lost,
+}
+
+impl MemberState {
+    /// True once the member has ended one way or another.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, MemberState::Waiting | MemberState::Starting | MemberState::Running)
+    }
+}
+
+/// One member of a group as the coordinator reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupMemberInfo {
+    /// VM name.
+    pub vm: String,
+    /// Its source host.
+    pub source: String,
+    /// Where it stands.
+    pub state: MemberState,
+    /// Its migration job on the source, once started.
+    pub job_id: Option<String>,
+    /// Seconds after the group started that its migration was started.
+    pub started_s: Option<f64>,
+    /// The member's latest progress (percent done, phase), while it runs.
+    pub progress: Option<Progress>,
+    /// Its result, once ended.
+    pub result: Option<MigrationResult>,
+    /// When it finished, seconds after the group started.
+    pub finish_s: Option<f64>,
+    /// Where the VM runs now and why, in words (e.g. "runs on h2", "not started: stays on h1").
+    pub fate: String,
+}
+
+/// A group migration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Group id.
+    pub id: String,
+    /// The coordinating agent's host.
+    pub coordinator: String,
+    /// Destination host.
+    pub destination: String,
+    /// Status.
+    pub status: GroupStatus,
+    /// Members, in the order given.
+    pub members: Vec<GroupMemberInfo>,
+    /// The common target, seconds after the group started (none: uncoordinated).
+    pub target_s: Option<f64>,
+    /// When the group started (ms since the Unix epoch).
+    pub started_unix_ms: u64,
+    /// Notable events, oldest first.
+    pub events: Vec<String>,
+    /// The outcome, once every member has ended.
+    pub result: Option<GroupResult>,
+}
+
+/// A group's outcome: what `pacer migrate-group --json` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupResult {
+    /// Every member's result, in the order given (a member never started has none).
+    pub results: Vec<Option<MigrationResult>>,
+    /// When each finished, seconds after the group started.
+    pub finish_s: Vec<Option<f64>>,
+    /// The common target aimed at last (none: uncoordinated).
+    pub target_s: Option<f64>,
+    /// Last finish minus first finish of the members that completed, seconds.
+    pub spread_s: f64,
+    /// Time during which some members ran at the destination and others at their source, seconds.
+    pub split_s: f64,
+    /// Whether every member completed.
+    pub all_completed: bool,
 }

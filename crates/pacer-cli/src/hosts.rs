@@ -75,12 +75,12 @@ impl Hosts {
         let mut unreachable = Vec::new();
         for h in &self.file.hosts {
             let c = AgentClient::new(&h.url, &h.token);
-            match c.get::<VmInfo>(&format!("/v1/vms/{vm}")).await {
+            match c.vm(vm).await {
                 Ok(info) if info.origin != pacer_api::VmOrigin::Incoming => {
                     return Ok((h.name.clone(), info))
                 }
                 Ok(_) => {}
-                Err(e) if e.code() == Some("not_found") => {}
+                Err(e) if e.code() == Some(pacer_api::ErrorCode::NotFound) => {}
                 Err(e) => unreachable.push(format!("{}: {e}", h.name)),
             }
         }

@@ -57,10 +57,16 @@ enum Cmd {
         /// Start them all flat out, without coordination (for comparison).
         #[arg(long)]
         uncoordinated: bool,
-        /// Print the group result as one JSON object.
+        /// Submit the group and return; follow it with `pacer group show ID`.
+        #[arg(long)]
+        detach: bool,
+        /// Print the group as one JSON object when it ends.
         #[arg(long)]
         json: bool,
     },
+    /// Group migrations (coordinated by the destination's agent).
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Predict how long migrating a VM would take, without starting it.
     Predict {
         /// VM name.
@@ -156,6 +162,30 @@ enum VmCmd {
         /// Its serial console log file, if any.
         #[arg(long)]
         console_log: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCmd {
+    /// List the groups every agent coordinates.
+    List,
+    /// Show a group (JSON).
+    Show {
+        /// Group id.
+        id: String,
+    },
+    /// Follow a group until it ends.
+    Follow {
+        /// Group id.
+        id: String,
+        /// Print the group as one JSON object when it ends.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a group: members not yet switched over stay where they are.
+    Cancel {
+        /// Group id.
+        id: String,
     },
 }
 
@@ -298,15 +328,19 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(if r.status == pacer_api::JobStatus::Completed { 0 } else { 1 })
         }
-        Cmd::MigrateGroup { vms, opts, uncoordinated, json } => {
+        Cmd::MigrateGroup { vms, opts, uncoordinated, detach, json } => {
             let hosts = Hosts::load(cli.hosts_file)?;
-            let g = group::migrate_group(&hosts, &vms, &opts, !uncoordinated).await?;
-            if json {
-                println!("{}", serde_json::to_string(&g)?);
-            } else {
-                println!("{}", group::summary(&g, &vms));
+            let (coordinator, g) = group::submit(&hosts, &vms, &opts, !uncoordinated).await?;
+            eprintln!("group {} submitted to {} (it coordinates the group; `pacer group show {}`)", g.id, g.coordinator, g.id);
+            if detach {
+                println!("{}", g.id);
+                return Ok(0);
             }
-            Ok(if g.all_completed { 0 } else { 1 })
+            print_group(&group::follow(&coordinator, &g.id).await?, json)
+        }
+        Cmd::Group(cmd) => {
+            let hosts = Hosts::load(cli.hosts_file)?;
+            group_cmd(&hosts, cmd).await
         }
         Cmd::Predict { vm, to, strategy, bandwidth, json } => {
             let hosts = Hosts::load(cli.hosts_file)?;
@@ -320,7 +354,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 postcopy_after_s: None,
                 copy_storage: pacer_api::CopyStorage::All,
             };
-            let p: pacer_api::PredictResponse = hosts.client(&src)?.post(&format!("/v1/vms/{vm}/predict"), &req).await?;
+            let p = hosts.client(&src)?.predict(&vm, &req).await?;
             if json {
                 println!("{}", serde_json::to_string(&p)?);
             } else {
@@ -359,7 +393,7 @@ async fn run(cli: Cli) -> Result<i32> {
             println!("hosts file: {}", hosts.path.display());
             for h in &hosts.file.hosts {
                 let c = hosts.client(&h.name)?;
-                match c.get::<pacer_api::HostInfo>("/v1/host").await {
+                match c.host().await {
                     Ok(i) => println!(
                         "{:<8} {:<40} up, {} of {} MiB given to VMs, migrations on {}",
                         h.name, h.url, i.memory_committed_mib, i.memory_capacity_mib, i.migration_address
@@ -421,11 +455,70 @@ async fn vm_cmd(hosts: &Hosts, cmd: VmCmd) -> Result<i32> {
     Ok(0)
 }
 
+fn print_group(g: &pacer_api::GroupInfo, json: bool) -> Result<i32> {
+    if json {
+        println!("{}", serde_json::to_string(g)?);
+    } else {
+        println!("{}", group::summary(g));
+    }
+    Ok(if g.status == pacer_api::GroupStatus::Completed { 0 } else { 1 })
+}
+
+async fn group_cmd(hosts: &Hosts, cmd: GroupCmd) -> Result<i32> {
+    let all = group::all_groups(hosts).await;
+    let find = |id: &str| {
+        all.iter()
+            .find(|(_, g)| g.id == id)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no group {id:?} on any host; `pacer group list` lists them"))
+    };
+    match cmd {
+        GroupCmd::List => {
+            println!("{:<16} {:<10} {:<10} {:<6} {:>8} VMS", "ID", "COORD", "STATUS", "TO", "SPREAD");
+            for (_, g) in &all {
+                println!(
+                    "{:<16} {:<10} {:<10} {:<6} {:>8} {}",
+                    g.id,
+                    g.coordinator,
+                    format!("{:?}", g.status).to_lowercase(),
+                    g.destination,
+                    g.result.as_ref().map(|r| format!("{:.2} s", r.spread_s)).unwrap_or_else(|| "-".into()),
+                    g.members.iter().map(|m| m.vm.as_str()).collect::<Vec<_>>().join(",")
+                );
+            }
+            Ok(0)
+        }
+        GroupCmd::Show { id } => {
+            let (_, g) = find(&id)?;
+            println!("{}", serde_json::to_string_pretty(&g)?);
+            Ok(0)
+        }
+        GroupCmd::Follow { id, json } => {
+            let (h, _) = find(&id)?;
+            print_group(&group::follow(&hosts.client(&h)?, &id).await?, json)
+        }
+        GroupCmd::Cancel { id } => {
+            let (h, _) = find(&id)?;
+            hosts.client(&h)?.cancel_group(&id).await?;
+            println!("cancelling group {id}");
+            Ok(0)
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 async fn job_cmd(hosts: &Hosts, cmd: JobCmd) -> Result<i32> {
     let all = async {
         let mut v: Vec<(String, JobInfo)> = Vec::new();
         for h in &hosts.file.hosts {
-            if let Ok(jobs) = hosts.client(&h.name)?.get::<Vec<JobInfo>>("/v1/jobs").await {
+            if let Ok(jobs) = hosts.client(&h.name)?.jobs().await {
                 v.extend(jobs.into_iter().map(|j| (h.name.clone(), j)));
             }
         }
@@ -455,12 +548,12 @@ async fn job_cmd(hosts: &Hosts, cmd: JobCmd) -> Result<i32> {
                 anyhow::bail!("give --finish-in DURATION or --flat-out");
             }
             let (h, _) = all.await?.into_iter().find(|(_, j)| j.id == id).ok_or_else(|| anyhow::anyhow!("no job {id:?} on any host"))?;
-            let _: JobInfo = hosts.client(&h)?.post(&format!("/v1/jobs/{id}/target"), &pacer_api::RetargetRequest { finish_in_s: finish_in }).await?;
+            hosts.client(&h)?.retarget_job(&id, finish_in).await?;
             println!("job {id}: {}", match finish_in { Some(s) => format!("finish in {s:.1} s"), None => "flat out".into() });
         }
         JobCmd::Cancel { id } => {
             let (h, _) = all.await?.into_iter().find(|(_, j)| j.id == id).ok_or_else(|| anyhow::anyhow!("no job {id:?} on any host"))?;
-            let _: JobInfo = hosts.client(&h)?.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({})).await?;
+            hosts.client(&h)?.cancel_job(&id).await?;
             println!("cancelling {id}");
         }
     }

@@ -167,7 +167,7 @@ pub async fn migrate(
     };
     let client = hosts.client(&source)?;
     let req = opts.request(peer_of(&dest))?;
-    let job: JobInfo = client.post(&format!("/v1/vms/{vm}/migrate"), &req).await?;
+    let job = client.migrate(vm, &req).await?;
     follow(&client, &job.id, show_progress).await
 }
 
@@ -179,7 +179,7 @@ pub async fn follow(client: &AgentClient, id: &str, show_progress: bool) -> Resu
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let job: JobInfo = client.get(&format!("/v1/jobs/{id}")).await.context("following the job")?;
+        let job = client.job(id).await.context("following the job")?;
         for e in &job.events[seen_events..] {
             display.note(e);
         }
@@ -193,7 +193,7 @@ pub async fn follow(client: &AgentClient, id: &str, show_progress: bool) -> Resu
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             _ = &mut ctrl_c, if !cancel_sent => {
                 display.note("cancelling (Ctrl-C): the VM stays where it is");
-                let _: Result<JobInfo, _> = client.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({})).await;
+                let _ = client.cancel_job(id).await;
                 cancel_sent = true;
             }
         }
@@ -256,7 +256,7 @@ impl Display {
 
     fn update(&mut self, job: &JobInfo) {
         if let Some(b) = &self.bar {
-            b.set_prefix(job.progress.phase.clone());
+            b.set_prefix(job.progress.phase.words());
             b.set_position((job.progress.percent * 10.0) as u64);
             b.set_message(Self::line(job));
         } else if self.plain && self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {

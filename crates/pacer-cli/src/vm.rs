@@ -5,7 +5,6 @@ use pacer_api::{
     AccelChoice, AdoptRequest, DiskWorkload, IntegrityResult, VmInfo, VmSpec, Workload,
 };
 use pacer_model::format_bytes;
-use serde_json::Value;
 
 use crate::hosts::Hosts;
 
@@ -160,7 +159,7 @@ pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
 pub async fn start(hosts: &Hosts, opts: &StartOpts) -> Result<VmInfo> {
     let client = hosts.client(&opts.host)?;
     let spec = spec_from(opts)?;
-    Ok(client.post("/v1/vms", &spec).await?)
+    Ok(client.start_vm(&spec).await?)
 }
 
 /// Lists VMs of one host or all.
@@ -171,7 +170,7 @@ pub async fn list(hosts: &Hosts, host: Option<&str>) -> Result<Vec<(String, VmIn
             continue;
         }
         let c = hosts.client(&h.name)?;
-        match c.get::<Vec<VmInfo>>("/v1/vms").await {
+        match c.vms().await {
             Ok(v) => out.extend(v.into_iter().map(|i| (h.name.clone(), i))),
             Err(e) if host.is_some() => return Err(e.into()),
             Err(e) => eprintln!("warning: {}: {e}", h.name),
@@ -191,7 +190,7 @@ pub fn print_table(vms: &[(String, VmInfo)]) {
             "{:<8} {:<16} {:<12} {:>10} {:>5} {:<5} {:<12} {}",
             h,
             v.name,
-            v.state,
+            v.state.as_str(),
             format_bytes(v.memory_mib << 20),
             v.vcpus,
             v.accel,
@@ -215,27 +214,26 @@ pub async fn host_of(hosts: &Hosts, vm: &str, host: Option<&str>) -> Result<Stri
 /// Shows a VM.
 pub async fn show(hosts: &Hosts, vm: &str, host: Option<&str>) -> Result<VmInfo> {
     let h = host_of(hosts, vm, host).await?;
-    Ok(hosts.client(&h)?.get(&format!("/v1/vms/{vm}")).await?)
+    Ok(hosts.client(&h)?.vm(vm).await?)
 }
 
 /// Stops a VM.
 pub async fn stop(hosts: &Hosts, vm: &str, host: Option<&str>) -> Result<String> {
     let h = host_of(hosts, vm, host).await?;
-    let _: Value = hosts.client(&h)?.delete(&format!("/v1/vms/{vm}")).await?;
+    hosts.client(&h)?.stop_vm(vm).await?;
     Ok(h)
 }
 
 /// The tail of a VM's console.
 pub async fn console(hosts: &Hosts, vm: &str, host: Option<&str>, bytes: u64) -> Result<String> {
     let h = host_of(hosts, vm, host).await?;
-    let v: Value = hosts.client(&h)?.get(&format!("/v1/vms/{vm}/console?bytes={bytes}")).await?;
-    Ok(v.get("text").and_then(|t| t.as_str()).unwrap_or_default().to_string())
+    Ok(hosts.client(&h)?.console(vm, bytes).await?.text)
 }
 
 /// Runs the guest memory check.
 pub async fn verify(hosts: &Hosts, vm: &str, host: Option<&str>) -> Result<IntegrityResult> {
     let h = host_of(hosts, vm, host).await?;
-    Ok(hosts.client(&h)?.post(&format!("/v1/vms/{vm}/verify"), &serde_json::json!({})).await?)
+    Ok(hosts.client(&h)?.verify(vm).await?)
 }
 
 /// Adopts a running QEMU.
@@ -243,5 +241,5 @@ pub async fn adopt(hosts: &Hosts, host: &str, req: &AdoptRequest) -> Result<VmIn
     if !std::path::Path::new(&req.qmp_socket).exists() {
         bail!("QMP socket {:?} does not exist", req.qmp_socket);
     }
-    Ok(hosts.client(host)?.post("/v1/vms/adopt", req).await?)
+    Ok(hosts.client(host)?.adopt_vm(req).await?)
 }

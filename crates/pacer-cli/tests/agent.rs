@@ -11,7 +11,7 @@ use serde_json::json;
 
 fn api_code(e: ClientError) -> (u16, String, String) {
     match e {
-        ClientError::Api { status, code, message } => (status, code, message),
+        ClientError::Api { status, code, message } => (status, code.as_str().to_string(), message),
         other => panic!("expected an API error, got {other}"),
     }
 }
@@ -167,7 +167,7 @@ async fn adopts_a_qemu_started_elsewhere() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let info: VmInfo = tb.client("h1").get("/v1/vms/ext").await.unwrap();
     assert_eq!((info.memory_mib, info.origin), (256, pacer_api::VmOrigin::Adopted));
-    assert!(info.state == "running", "{info:?}");
+    assert!(info.state == pacer_api::VmState::Running, "{info:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let out = tb.pacer(&["vm", "console", "ext"]);
     assert!(out.status.success());

@@ -78,7 +78,7 @@ async fn infeasible_target_is_reported_at_once_or_refused() {
     req.finish_in_s = Some(0.5);
     req.strict = true;
     let e = tb.client("h1").post::<_, JobInfo>("/v1/vms/vm/migrate", &req).await.unwrap_err();
-    assert_eq!(e.code(), Some("target_infeasible"), "{e}");
+    assert_eq!(e.code(), Some(pacer_api::ErrorCode::TargetInfeasible), "{e}");
     assert!(e.to_string().contains("earliest feasible finish"), "{e}");
     assert!(tb.vms("h2").await.is_empty());
     let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();

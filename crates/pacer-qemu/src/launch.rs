@@ -150,7 +150,7 @@ impl LaunchConfig {
                     path.display()
                 ),
                 "-blockdev".into(),
-                format!("driver={format},file=file{i},node-name=disk{i}"),
+                format!("driver={format},file=file{i},node-name={}", disk_node(i)),
                 "-device".into(),
                 format!("virtio-blk-pci,drive=disk{i},id=vblk{i},serial=pacer-disk{i}"),
             ]);
@@ -205,6 +205,11 @@ impl LaunchConfig {
         }
         Ok(pid)
     }
+}
+
+/// The block node name of the VM's disk `i`, as launched (mirrors and exports name it).
+pub fn disk_node(i: usize) -> String {
+    format!("disk{i}")
 }
 
 /// Reads a pid file.

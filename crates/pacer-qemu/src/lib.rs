@@ -1,5 +1,6 @@
-//! The QEMU side of Pacer: launching QEMU, talking QMP, typed migration commands,
-//! and probing the accelerator.
+//! The QEMU side of Pacer: launching QEMU, talking QMP, typed migration and
+//! storage commands, QEMU's status words as enums, reading guest memory and disk
+//! images, and probing the accelerator. It speaks QEMU so that nothing above it must.
 
 pub mod accel;
 pub mod disk_sample;
@@ -8,7 +9,9 @@ pub mod image;
 pub mod launch;
 pub mod migration;
 pub mod qmp;
+pub mod status;
 pub mod storage;
 
 pub use launch::{Accel, LaunchConfig, VmPaths};
 pub use qmp::{QmpClient, QmpError};
+pub use status::{BlockJobStatus, MigrationStatus, RunState};

@@ -3,7 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use pacer_model::predict::{DiskSample, Sample, Status};
+
 use crate::qmp::{QmpClient, QmpError};
+pub use crate::status::MigrationStatus;
 
 /// The `ram` part of `query-migrate`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -43,8 +46,8 @@ pub struct RamStats {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct MigrationInfo {
-    /// `none`, `setup`, `active`, `postcopy-active`, `completed`, `failed`, ...
-    pub status: Option<String>,
+    /// Where the migration stands.
+    pub status: MigrationStatus,
     /// Milliseconds since the migration started.
     pub total_time: Option<u64>,
     /// Expected downtime in ms.
@@ -60,9 +63,55 @@ pub struct MigrationInfo {
 }
 
 impl MigrationInfo {
-    /// The status, or `none`.
-    pub fn status(&self) -> &str {
-        self.status.as_deref().unwrap_or("none")
+    /// The RAM figures, zero before memory migration has started.
+    pub fn ram(&self) -> RamStats {
+        self.ram.clone().unwrap_or_default()
+    }
+
+    /// Dirty rate over the last bitmap sync, bytes/s.
+    pub fn dirty_rate_bps(&self) -> f64 {
+        let ram = self.ram.as_ref();
+        ram.map_or(0.0, |r| (r.dirty_pages_rate * r.page_size.max(4096)) as f64)
+    }
+}
+
+/// The model's view of QEMU's status: the model has no QEMU words of its own.
+impl From<&MigrationStatus> for Status {
+    fn from(s: &MigrationStatus) -> Status {
+        use MigrationStatus as M;
+        match s {
+            M::None => Status::None,
+            M::Setup | M::WaitUnplug => Status::Setup,
+            M::Active => Status::Active,
+            M::PostcopyActive => Status::PostcopyActive,
+            M::Device | M::PreSwitchover => Status::Switchover,
+            M::Completed => Status::Completed,
+            M::Failed => Status::Failed,
+            M::Cancelled | M::Cancelling => Status::Cancelled,
+            _ => Status::Other,
+        }
+    }
+}
+
+/// A predictor sample at `t_s` from `query-migrate` (`None`: memory migration has not
+/// started, e.g. disks are still mirroring), for a guest of `ram_total` bytes.
+pub fn model_sample(t_s: f64, ram_total: u64, info: Option<&MigrationInfo>, disk: Option<DiskSample>) -> Sample {
+    let ram = info.map(MigrationInfo::ram).unwrap_or_default();
+    Sample {
+        t_s,
+        status: info.map_or(Status::None, |i| Status::from(&i.status)),
+        ram_total: if ram.total > 0 { ram.total } else { ram_total },
+        transferred: ram.transferred,
+        remaining: if info.is_some() { ram.remaining } else { ram_total },
+        duplicate_pages: ram.duplicate,
+        normal_pages: ram.normal,
+        normal_bytes: ram.normal_bytes,
+        dirty_pages_rate: ram.dirty_pages_rate,
+        page_size: if ram.page_size > 0 { ram.page_size } else { 4096 },
+        dirty_sync_count: ram.dirty_sync_count,
+        mbps: ram.mbps,
+        precopy_bytes: ram.precopy_bytes,
+        disk,
     }
 }
 

@@ -181,8 +181,8 @@ impl QmpClient {
     }
 
     /// Returns QEMU's run state (`running`, `paused`, `postmigrate`, `inmigrate`, ...).
-    pub async fn run_state(&self) -> Result<String, QmpError> {
+    pub async fn run_state(&self) -> Result<crate::RunState, QmpError> {
         let v = self.execute("query-status", None).await?;
-        Ok(v.get("status").and_then(Value::as_str).unwrap_or("unknown").to_string())
+        Ok(crate::RunState::from(v.get("status").and_then(Value::as_str).unwrap_or("unknown")))
     }
 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::qmp::{QmpClient, QmpError};
+use crate::BlockJobStatus;
 
 /// Errors of the storage-migration commands.
 #[derive(Debug, thiserror::Error)]
@@ -307,9 +308,8 @@ pub struct BlockJobInfo {
     pub ready: bool,
     /// Speed limit in bytes/s (0 = none).
     pub speed: u64,
-    /// Job state: `created`, `running`, `paused`, `ready`, `standby`,
-    /// `waiting`, `pending`, `aborting`, `concluded`, `null`.
-    pub status: String,
+    /// Job state.
+    pub status: crate::BlockJobStatus,
     /// True while the job is doing I/O.
     pub busy: bool,
     /// True if paused.
@@ -384,11 +384,11 @@ async fn wait_job(
             return Ok(job);
         }
         if let Some(error) = &job.error {
-            if job.status == "concluded" || job.status == "aborting" {
+            if matches!(job.status, BlockJobStatus::Concluded | BlockJobStatus::Aborting) {
                 return Err(StorageError::JobFailed { id: job.id, error: error.clone() });
             }
         }
-        if job.status == "concluded" || job.status == "null" {
+        if job.status.has_ended() {
             return Err(StorageError::JobFailed {
                 id: job.id,
                 error: format!("ended ({}) before {what}", job.status),
@@ -426,7 +426,7 @@ pub async fn wait_job_concluded(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let job = query_block_job(qmp, job_id).await?;
-        if job.status == "concluded" {
+        if job.status == BlockJobStatus::Concluded {
             return match &job.error {
                 Some(error) => Err(StorageError::JobFailed { id: job.id, error: error.clone() }),
                 None => Ok(job),
@@ -883,7 +883,7 @@ mod tests {
         crate::image::create_image(&dst_img, "qcow2", d.virtual_size, d.backing()).await.unwrap();
         assert_eq!(compare(&src_img, &dst_img).status.code(), Some(1), "images differ at first");
         let dst = Vm::start(tmp.path(), "dst", &dst_img, true).await;
-        assert_eq!(dst.qmp().run_state().await.unwrap(), "inmigrate");
+        assert_eq!(dst.qmp().run_state().await.unwrap(), crate::RunState::Inmigrate);
         eprintln!("[{:5.2}s] both QEMUs up", t0.elapsed().as_secs_f64());
 
         // Measurement before anything moves.
@@ -942,7 +942,7 @@ mod tests {
             "[{:5.2}s] mirror ready after {ready_secs:.2}s: {j:?}",
             t0.elapsed().as_secs_f64()
         );
-        assert_eq!(j.status, "ready");
+        assert_eq!(j.status, BlockJobStatus::Ready);
         assert_eq!((j.offset, j.len), (32 * MIB, 32 * MIB));
         assert_eq!(j.remaining(), 0);
 
@@ -984,7 +984,7 @@ mod tests {
         cancel_mirror(src.qmp(), "mirror-disk0").await.unwrap();
         let j =
             wait_job_concluded(src.qmp(), "mirror-disk0", Duration::from_secs(10)).await.unwrap();
-        assert_eq!(j.status, "concluded");
+        assert_eq!(j.status, BlockJobStatus::Concluded);
         job_dismiss(src.qmp(), "mirror-disk0").await.unwrap();
         assert!(query_block_jobs(src.qmp()).await.unwrap().is_empty());
         // The source's NBD client still holds the export open.

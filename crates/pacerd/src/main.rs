@@ -1,22 +1,32 @@
 //! `pacerd`: the Pacer host agent. One per host; serves the HTTP/JSON API on a
 //! Unix socket (local management) and optionally TCP (peers and remote CLIs).
+//!
+//! One cancellation token, made here, reaches every task the agent runs; on
+//! SIGTERM it is cancelled, the servers stop taking requests, migrations under
+//! way roll back (their VMs stay here), and the agent waits for its tasks.
 
+mod agent;
 mod api;
-mod disk_copy;
-mod foresight;
-mod measure;
-mod predict;
+mod config;
 mod error;
+mod groups;
 mod incoming;
-mod jobs;
-mod state;
+mod journal;
+mod measure;
+mod metrics;
+mod migration;
+mod token;
 mod vms;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
-use tracing::info;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
 /// The Pacer host agent.
 #[derive(Parser, Debug)]
@@ -76,18 +86,20 @@ async fn main() -> anyhow::Result<()> {
         Some(a) if !a.ip().is_unspecified() => a.ip().to_string(),
         _ => "127.0.0.1".into(),
     });
-    let agent = state::Agent::new(state::Config {
-        host_name,
-        state_dir: args.state_dir.clone(),
-        qemu: args.qemu.clone(),
-        memory_capacity_mib,
-        migration_address,
-        incoming_lease_s: args.incoming_lease,
-        disk_dir: args.disk_dir.clone(),
-    })?;
-    agent.readopt().await;
-    tokio::spawn(incoming::lease_watchdog(agent.clone()));
-    tokio::spawn(measure::sampler(agent.clone()));
+    let shutdown = CancellationToken::new();
+    let agent = agent::Agent::start(
+        config::Config {
+            host_name,
+            state_dir: args.state_dir.clone(),
+            qemu: args.qemu.clone(),
+            memory_capacity_mib,
+            migration_address,
+            incoming_lease_s: args.incoming_lease,
+            disk_dir: args.disk_dir.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await?;
     let app = api::router(agent.clone());
 
     let socket = args.socket.clone().unwrap_or_else(|| args.state_dir.join("pacerd.sock"));
@@ -99,34 +111,52 @@ async fn main() -> anyhow::Result<()> {
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     }
     info!("pacerd {} serving on unix:{}", agent.cfg.host_name, socket.display());
-    let unix_app = app.clone();
-    let unix_task = tokio::spawn(async move { axum::serve(unix, unix_app).await });
-    if let Some(addr) = args.listen {
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        info!("serving on http://{addr}");
-        let tcp_task = tokio::spawn(async move { axum::serve(tcp, app).await });
-        tokio::select! {
-            r = unix_task => r??,
-            r = tcp_task => r??,
-            _ = shutdown() => {}
+    let tcp = match args.listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            info!("serving on http://{addr}");
+            Some(l)
         }
-    } else {
-        tokio::select! {
-            r = unix_task => r??,
-            _ = shutdown() => {}
-        }
+        None => None,
+    };
+    let servers = TaskTracker::new();
+    let stop = shutdown.clone();
+    servers.spawn(axum::serve(unix, app.clone()).with_graceful_shutdown(async move { stop.cancelled().await }).into_future());
+    if let Some(tcp) = tcp {
+        let stop = shutdown.clone();
+        servers.spawn(axum::serve(tcp, app).with_graceful_shutdown(async move { stop.cancelled().await }).into_future());
     }
-    info!("pacerd stopping; VMs keep running");
+    servers.close();
+    signal().await;
+    info!("pacerd stopping: migrations under way are cancelled (their VMs stay here), VMs keep running");
+    shutdown.cancel();
+    agent.tasks.close();
+    if tokio::time::timeout(STOP_WAIT, agent.tasks.wait()).await.is_err() {
+        warn!("some tasks did not end within {STOP_WAIT:?}; exiting anyway");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), servers.wait()).await;
+    info!("pacerd stopped");
     Ok(())
 }
 
-async fn shutdown() {
+/// How long a stopping agent waits for its migrations to roll back.
+const STOP_WAIT: Duration = Duration::from_secs(60);
+
+async fn signal() {
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

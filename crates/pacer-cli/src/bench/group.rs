@@ -23,7 +23,7 @@ use super::plot::{Chart, Line, Rule, PALETTE};
 use super::{
     fmt_sent, fmt_total, parse_link_rate, prepare_out, stop_on_ctrl_c, unix_ms, write_json,
 };
-use crate::group::{migrate_group, GroupResult};
+use pacer_api::GroupResult;
 use crate::migrate::MigrateOpts;
 
 /// Test bed name.
@@ -177,13 +177,17 @@ impl GroupRun {
         }
     }
 
-    /// Takes migrate_group's result.
+    /// Takes the group's result.
     fn fill(&mut self, g: &GroupResult) {
         for (m, (r, fin)) in self
             .members
             .iter_mut()
             .zip(g.results.iter().zip(&g.finish_s))
         {
+            let (Some(r), Some(fin)) = (r, *fin) else {
+                m.status = "not started".into();
+                continue;
+            };
             m.status = match r.status {
                 JobStatus::Completed => "completed",
                 JobStatus::Cancelled => "cancelled",
@@ -191,7 +195,7 @@ impl GroupRun {
             }
             .into();
             m.reason = r.reason.clone();
-            m.finish_s = Some(*fin);
+            m.finish_s = Some(fin);
             m.total_time_ms = Some(r.total_time_ms);
             m.start_s = Some(fin - r.total_time_ms as f64 / 1000.0);
             m.predictions = r.predictions.clone();
@@ -211,7 +215,7 @@ impl GroupRun {
         if g.all_completed {
             self.spread_s = Some(g.spread_s);
             self.split_s = Some(g.split_s);
-            self.total_s = g.finish_s.iter().copied().reduce(f64::max);
+            self.total_s = g.finish_s.iter().flatten().copied().reduce(f64::max);
             self.within_goal = Some(g.spread_s <= GOAL_SPREAD_S);
         } else {
             self.reason = Some(
@@ -565,6 +569,13 @@ async fn one_run(
     }
 }
 
+/// Submits the group to the destination's agent and waits for its result.
+async fn migrate_group(hosts: &crate::hosts::Hosts, names: &[String], mopts: &MigrateOpts, coordinate: bool) -> Result<GroupResult> {
+    let (coordinator, g) = crate::group::submit(hosts, names, mopts, coordinate).await?;
+    let g = crate::group::follow(&coordinator, &g.id).await?;
+    g.result.ok_or_else(|| anyhow::anyhow!("group {} ended without a result", g.id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,8 +614,8 @@ mod tests {
             naive_total_ms: None,
         }];
         GroupResult {
-            results: vec![result(totals[0], p.clone()), result(totals[1], p)],
-            finish_s: finish.to_vec(),
+            results: vec![Some(result(totals[0], p.clone())), Some(result(totals[1], p))],
+            finish_s: finish.iter().map(|f| Some(*f)).collect(),
             target_s: target,
             spread_s: (finish[0] - finish[1]).abs(),
             split_s: (finish[0] - finish[1]).abs(),

@@ -346,7 +346,7 @@ impl Sample {
         Sample {
             at_ms: at.as_millis() as u64,
             elapsed_ms: p.elapsed_ms,
-            phase: p.phase.clone(),
+            phase: p.phase.words().to_string(),
             transferred: p.transferred,
             remaining: p.remaining,
             rate_bps: p.rate_bps,

@@ -1234,7 +1234,7 @@ pub(super) fn progress_line(j: &JobInfo) -> String {
             if d.ready { " (in sync)" } else { "" }
         ));
     }
-    if !p.phase.starts_with("disk") && !p.phase.starts_with("prep") {
+    if p.phase.memory_started() {
         s.push_str(&format!(", memory {}", format_bytes(p.transferred)));
     }
     s

@@ -185,7 +185,7 @@ impl TestBed {
     /// Asserts the VM runs on `host` with a working guest whose memory verifies.
     pub async fn assert_runs_healthy(&self, host: &str, vm: &str) {
         let info: VmInfo = self.client(host).get(&format!("/v1/vms/{vm}")).await.expect("show");
-        assert_eq!(info.state, "running", "{vm} on {host}: {info:?}");
+        assert_eq!(info.state, pacer_api::VmState::Running, "{vm} on {host}: {info:?}");
         let before = self.console(host, vm).await.matches("\"kind\":\"status\"").count();
         self.wait_status_line(host, vm, before + 1).await;
         let r: pacer_api::IntegrityResult = self

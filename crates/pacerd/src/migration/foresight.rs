@@ -1,13 +1,15 @@
-//! Prediction and finish-time control inside a migration job: every sample goes
+//! Prediction and finish-time control inside a migration (part of the
+//! [controller](super::controller)): every sample goes
 //! to the model's predictor; twice a second the prediction is recorded (with the
 //! naive estimate beside it, so anyone can score both) and, when the job has a
 //! finish target, the pacing controller picks the gentlest speed that still
 //! makes it.
 
-use pacer_api::{DiskProgress, MigrateRequest, PredictionPoint, TargetStatus};
+use pacer_api::{MigrateRequest, PredictionPoint, TargetStatus};
 use pacer_model::pacing::pace;
-use pacer_model::predict::{DiskSample, NaiveEstimator, Plan, Predictor, Prior, Sample, Status};
-use pacer_qemu::migration::MigrationInfo;
+use pacer_model::predict::{NaiveEstimator, Predictor, Prior, Sample, Status};
+
+use crate::migration::plan::model_plan;
 
 /// How often the pace is re-planned (s).
 const EVERY_S: f64 = 1.0;
@@ -18,37 +20,6 @@ const RECORD_EVERY_S: f64 = 0.5;
 pub const DEFAULT_SWITCH_LAG_S: f64 = 0.5;
 /// While held after the bulk copy, send this fraction of the link (at least 1 MB/s).
 const TRICKLE_FRACTION: f64 = 0.01;
-
-/// The model's plan for a request.
-pub fn plan_for(req: &MigrateRequest) -> Plan {
-    req.model_plan()
-}
-
-/// A sample for the predictor from QEMU's figures (memory may not have started).
-pub fn sample(t_s: f64, ram_total: u64, info: Option<&MigrationInfo>, disk: Option<&DiskProgress>) -> Sample {
-    let ram = info.and_then(|i| i.ram.clone()).unwrap_or_default();
-    Sample {
-        t_s,
-        status: Status::from_qemu(info.map(|i| i.status()).unwrap_or("none")),
-        ram_total: if ram.total > 0 { ram.total } else { ram_total },
-        transferred: ram.transferred,
-        remaining: if info.is_some() { ram.remaining } else { ram_total },
-        duplicate_pages: ram.duplicate,
-        normal_pages: ram.normal,
-        normal_bytes: ram.normal_bytes,
-        dirty_pages_rate: ram.dirty_pages_rate,
-        page_size: if ram.page_size > 0 { ram.page_size } else { 4096 },
-        dirty_sync_count: ram.dirty_sync_count,
-        mbps: ram.mbps,
-        precopy_bytes: ram.precopy_bytes,
-        disk: disk.map(|d| DiskSample {
-            len: d.total,
-            offset: d.transferred,
-            ready: d.ready,
-            dirty_rate_bps: d.write_rate_bps,
-        }),
-    }
-}
 
 /// What the job should do after a tick.
 pub struct Advice {
@@ -95,7 +66,7 @@ pub struct Foresight {
 impl Foresight {
     /// A predictor for this request, with what is known beforehand.
     pub fn new(req: &MigrateRequest, prior: Prior, target_s: Option<f64>) -> Foresight {
-        let plan = plan_for(req);
+        let plan = model_plan(req);
         let predictor = Predictor::new(plan, prior)
             .or_else(|_| Predictor::new(plan, Prior::default()))
             .expect("validated plan");

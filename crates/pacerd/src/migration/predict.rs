@@ -1,20 +1,36 @@
 //! `POST /v1/vms/NAME/predict`: how long a migration would take, without
 //! starting it, from fresh measurements of the guest and of the link.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use pacer_api::{MigrateRequest, PredictRequest, PredictResponse};
 use pacer_model::predict_before_model;
 
-use crate::error::{ApiError, ApiResult};
-use crate::state::Agent;
+use crate::error::{AgentError, AgentResult};
+use crate::measure::link::LinkProbe;
+use crate::measure::MeasureStore;
+use crate::migration::admission;
+use crate::migration::disks::describe_disks;
+use crate::migration::plan::model_plan;
+use crate::vms::Registry;
+
+/// A measurement at most this old is used; older ones may have caught the
+/// guest starting up (filling its memory), not at its work.
+const FRESH_FOR_PREDICT: Duration = Duration::from_secs(15);
 
 /// Measures (if needed) and predicts.
-pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiResult<PredictResponse> {
-    let rec = agent.record(vm)?;
-    let spec = rec.spec.clone().ok_or_else(|| {
-        ApiError::conflict("unsupported", format!("VM {vm:?} was adopted: Pacer cannot migrate it"))
-    })?;
+pub async fn predict(
+    vms: &Registry,
+    measure: &MeasureStore,
+    links: &LinkProbe,
+    vm: &str,
+    req: &PredictRequest,
+) -> AgentResult<PredictResponse> {
+    let rec = vms.record(vm)?;
+    let spec = rec
+        .spec
+        .clone()
+        .ok_or_else(|| AgentError::Unsupported(format!("VM {vm:?} was adopted: Pacer cannot migrate it")))?;
     let as_migration = MigrateRequest {
         bandwidth: req.bandwidth,
         downtime_limit_ms: req.downtime_limit_ms,
@@ -22,25 +38,18 @@ pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiR
         copy_storage: req.copy_storage,
         ..MigrateRequest::new(req.destination.clone(), req.strategy)
     };
-    crate::jobs::validate(&as_migration)?;
-    // Recent: an older measurement may have caught the guest starting up (filling
-    // its memory), not at its work.
-    let m = crate::measure::measure_fresh(agent, vm, std::time::Duration::from_secs(15))
-        .await
-        .map_err(ApiError::upstream)?;
+    admission::validate(&as_migration)?;
+    let m = measure.fresh(vms, vm, FRESH_FOR_PREDICT).await.map_err(AgentError::Upstream)?;
     // Probed now: a cached figure may date from before the link changed.
-    let link = crate::measure::link_rate_fresh(agent, &req.destination)
-        .await
-        .map_err(ApiError::upstream)?
-        .rate_bps;
+    let link = links.fresh(&req.destination).await.map_err(AgentError::Upstream)?.rate_bps;
     let prior = m.prior(Some(link));
     let dirty = prior.dirty.unwrap_or(pacer_model::DirtyModel::IDLE);
     let zero = prior.zero_fraction.unwrap_or(0.0);
-    let plan = crate::foresight::plan_for(&as_migration);
+    let plan = model_plan(&as_migration);
     let ram = rec.memory_mib << 20;
     let wss = dirty.wss_bytes.is_finite().then_some(dirty.wss_bytes as u64);
     // Disks are copied before memory, with what the guest writes behind the copy.
-    let disks = crate::jobs::describe_disks(&spec, req.copy_storage).await?;
+    let disks = describe_disks(&spec, req.copy_storage).await?;
     let disk_bytes: u64 = disks.iter().map(|d| d.needed_bytes).sum();
     let regions = m.disk_regions.as_ref().map(|(r, _)| r.clone());
     let disk = (disk_bytes > 0).then(|| pacer_model::predict::DiskState {
@@ -50,7 +59,7 @@ pub async fn predict(agent: &Arc<Agent>, vm: &str, req: &PredictRequest) -> ApiR
         ..Default::default()
     });
     let p = predict_before_model(ram, zero, dirty, disk, link, &plan)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(AgentError::internal)?;
     let ms = |s: f64| (s * 1000.0) as u64;
     Ok(PredictResponse {
         total_ms: ms(p.total_s),

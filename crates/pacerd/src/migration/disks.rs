@@ -3,11 +3,16 @@
 //! throughput, dirty-bitmap growth), and ended at switch-over without pivoting
 //! (the guest keeps its source disks until the destination takes over).
 
-use pacer_api::{DiskProgress, NbdTarget};
+use std::path::Path;
+use std::time::Duration;
+
+use pacer_api::{CopyStorage, DiskProgress, IncomingDisk, NbdTarget, VmSpec};
 use pacer_model::RateEstimator;
+use pacer_qemu::launch::disk_node;
 use pacer_qemu::storage::{self, MirrorSync};
 use pacer_qemu::QmpClient;
-use std::time::Duration;
+
+use crate::error::{AgentError, AgentResult};
 
 /// Name of the measuring bitmap Pacer adds to each disk.
 const BITMAP: &str = "pacer-dirty";
@@ -22,11 +27,6 @@ pub struct DiskCopy {
     write_rate: RateEstimator,
     dirty_rate: RateEstimator,
     last: DiskProgress,
-}
-
-/// Node name of disk `i` (see `LaunchConfig::args`).
-pub fn disk_node(i: usize) -> String {
-    format!("disk{i}")
 }
 
 impl DiskCopy {
@@ -104,7 +104,7 @@ impl DiskCopy {
             if let Some(err) = &j.error {
                 return Err(format!("disk mirror {id} failed: {err}"));
             }
-            if j.status == "concluded" || j.io_status != "ok" && !j.io_status.is_empty() {
+            if j.status == pacer_qemu::BlockJobStatus::Concluded || j.io_status != "ok" && !j.io_status.is_empty() {
                 return Err(format!("disk mirror {id} stopped ({}, I/O {})", j.status, j.io_status));
             }
             p.total += j.len;
@@ -181,4 +181,64 @@ impl DiskCopy {
             self.bitmaps = false;
         }
     }
+}
+
+/// What the destination must create for each disk, or why it cannot be copied.
+pub async fn describe_disks(spec: &VmSpec, mode: CopyStorage) -> AgentResult<Vec<IncomingDisk>> {
+    if mode == CopyStorage::None {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for d in &spec.disks {
+        let info = pacer_qemu::image::image_info(Path::new(d))
+            .await
+            .map_err(|e| AgentError::Invalid(format!("disk {d:?}: {e}")))?;
+        if info.format != "raw" && info.format != "qcow2" {
+            return Err(AgentError::Invalid(format!(
+                "disk {d:?} is {}: Pacer copies raw and qcow2 disks",
+                info.format
+            )));
+        }
+        let disk = match mode {
+            CopyStorage::Incremental => {
+                let Some(backing) = info.backing.clone() else {
+                    return Err(AgentError::Invalid(format!(
+                        "disk {d:?} has no base image: an incremental copy needs disks over a \
+                         base image both hosts have (use a full copy)"
+                    )));
+                };
+                IncomingDisk {
+                    format: info.format.clone(),
+                    virtual_size: info.virtual_size,
+                    needed_bytes: info.actual_size,
+                    backing: Some(backing),
+                    backing_format: info.backing_format.clone(),
+                }
+            }
+            _ => {
+                // A full copy holds what the whole chain has allocated.
+                let mut needed = info.actual_size;
+                let mut next = info.backing.clone();
+                for _ in 0..16 {
+                    let Some(b) = next else { break };
+                    match pacer_qemu::image::image_info(Path::new(&b)).await {
+                        Ok(bi) => {
+                            needed += bi.actual_size;
+                            next = bi.backing;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                IncomingDisk {
+                    format: info.format.clone(),
+                    virtual_size: info.virtual_size,
+                    needed_bytes: needed.min(info.virtual_size + (16 << 20)),
+                    backing: None,
+                    backing_format: None,
+                }
+            }
+        };
+        out.push(disk);
+    }
+    Ok(out)
 }

@@ -1,0 +1,448 @@
+//! The migration controller: every decision a running migration takes, as a
+//! function from an observation to actions. It holds the predictor and the
+//! pacing state ([`Foresight`]), the strategy's post-copy switch, the stall
+//! rule, the phase and the percentage shown; it does no I/O. The driver feeds it
+//! what QEMU and the measurements say, and the [actuator](super::actuator)
+//! applies what it returns.
+
+use std::time::Duration;
+
+use pacer_api::{DiskProgress, JobPhase, MigrateRequest, PredictionPoint, Progress, Strategy, TargetStatus};
+use pacer_model::predict::DiskSample;
+use pacer_model::{ConvergenceDetector, DirtyModel, MigrationState, MonotonicProgress, RateEstimator, StallDetector, Verdict as Convergence};
+use pacer_qemu::migration::{model_sample, MigrationInfo, MigrationStatus};
+
+use crate::measure::Measurements;
+use crate::migration::foresight::Foresight;
+use crate::migration::plan::{model_plan, DEFAULT_DOWNTIME_LIMIT_MS};
+
+/// How often QEMU is polled.
+const POLL: Duration = Duration::from_millis(200);
+/// Polling while the guest is stopped for switch-over.
+const POLL_SWITCHING: Duration = Duration::from_millis(20);
+/// Polling close to a finish target.
+const POLL_NEAR_TARGET: Duration = Duration::from_millis(50);
+/// "Unlimited" for QEMU's max-bandwidth (its default is 128 MiB/s, too low to mean none).
+pub const UNLIMITED_BPS: u64 = 1 << 40;
+/// Default stall timeout (s): no byte moved for this long ends a pre-copy.
+pub const DEFAULT_STALL_S: f64 = 10.0;
+
+/// What the controller asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Set the memory migration's and the disk mirrors' speeds (bytes/s; a disk
+    /// speed of 0 is unlimited).
+    SetSpeed {
+        /// QEMU `max-bandwidth`.
+        memory_bps: u64,
+        /// Every mirror's speed together.
+        disk_bps: u64,
+    },
+    /// Set when QEMU may switch over: a `downtime-limit` (ms) and the bandwidth it
+    /// assumes for the switch-over (`avail-switchover-bandwidth`, 0 = measured).
+    SetSwitchover {
+        /// `downtime-limit`, ms.
+        downtime_limit_ms: u64,
+        /// `avail-switchover-bandwidth`, bytes/s.
+        switchover_bps: u64,
+    },
+    /// Switch to post-copy now.
+    StartPostcopy,
+    /// The guest is stopped before switch-over: end the mirrors with a
+    /// consistent copy, then let QEMU send the rest.
+    FinishDisksAndContinue,
+}
+
+/// What the controller saw: the disk mirrors alone, or memory migration (with
+/// the mirrors following the guest's writes, if there are disks).
+#[derive(Debug, Clone, Copy)]
+pub enum Observed<'a> {
+    /// Disks are copied; memory has not started.
+    Disks(&'a DiskProgress),
+    /// Memory migration is running.
+    Memory {
+        /// `query-migrate`.
+        info: &'a MigrationInfo,
+        /// The mirrors, if any (not read while the guest is stopped).
+        disk: Option<&'a DiskProgress>,
+    },
+}
+
+/// Where the migration stands after a tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Keep going.
+    Continue,
+    /// Every disk is in sync: start memory.
+    DisksInSync,
+    /// QEMU completed.
+    Completed,
+    /// Give up, with the reason (the guest is still whole at the source).
+    Failed(String),
+}
+
+/// The result of one tick.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    /// To apply, in order.
+    pub actions: Vec<Action>,
+    /// Worth an event line each.
+    pub events: Vec<String>,
+    /// What the API shows.
+    pub progress: Progress,
+    /// What to do next.
+    pub verdict: Verdict,
+}
+
+/// The decisions of one migration.
+pub struct Controller {
+    foresight: Foresight,
+    strategy: Strategy,
+    postcopy_after_s: f64,
+    bandwidth: Option<u64>,
+    disk_bandwidth: Option<u64>,
+    downtime_limit_ms: u64,
+    ram_bytes: u64,
+    plan: pacer_model::Plan,
+    memory_stall: StallDetector,
+    disk_stall: StallDetector,
+    convergence: ConvergenceDetector,
+    rate: RateEstimator,
+    progress: MonotonicProgress,
+    memory_started_s: Option<f64>,
+    postcopy_asked: bool,
+    switching: bool,
+    postcopy_at_s: Option<f64>,
+    last_disk: Option<DiskProgress>,
+    start_held_announced: bool,
+}
+
+impl Controller {
+    /// A controller for `req` moving a guest of `ram_bytes`, with what was measured
+    /// before the start (`measured`), the target's feasibility as judged at
+    /// admission, and the switch lag the agent learned.
+    pub fn new(
+        req: &MigrateRequest,
+        ram_bytes: u64,
+        measured: &Measurements,
+        link_bps: Option<f64>,
+        feasible_at_start: Option<bool>,
+        switch_lag_s: f64,
+    ) -> Controller {
+        let mut foresight = Foresight::new(req, measured.prior(link_bps), req.finish_in_s);
+        foresight.dirty_measured_at = measured.curve_at();
+        foresight.set_disk_regions(measured.disk_regions.clone().map(|(r, _)| r));
+        foresight.switch_lag_s = switch_lag_s;
+        if let Some(f) = feasible_at_start {
+            foresight.set_feasible(f);
+        }
+        let stall_s = req.stall_timeout_s.unwrap_or(DEFAULT_STALL_S);
+        Controller {
+            foresight,
+            strategy: req.strategy,
+            postcopy_after_s: req.postcopy_after_s.unwrap_or(0.0),
+            bandwidth: req.bandwidth,
+            disk_bandwidth: req.disk_bandwidth,
+            downtime_limit_ms: req.downtime_limit_ms.unwrap_or(DEFAULT_DOWNTIME_LIMIT_MS),
+            ram_bytes,
+            plan: model_plan(req),
+            memory_stall: StallDetector::new(stall_s).expect("validated at admission"),
+            disk_stall: StallDetector::new(stall_s).expect("validated at admission"),
+            convergence: ConvergenceDetector::default(),
+            rate: RateEstimator::default(),
+            progress: MonotonicProgress::new(),
+            memory_started_s: None,
+            postcopy_asked: false,
+            switching: false,
+            postcopy_at_s: None,
+            last_disk: None,
+            start_held_announced: false,
+        }
+    }
+
+    /// Every prediction made so far.
+    pub fn predictions(&self) -> &[PredictionPoint] {
+        &self.foresight.history
+    }
+
+    /// The latest prediction.
+    pub fn prediction(&self) -> Option<PredictionPoint> {
+        self.foresight.latest()
+    }
+
+    /// The finish target and how it stands, if there is one.
+    pub fn target(&self) -> Option<TargetStatus> {
+        self.foresight.target_status()
+    }
+
+    /// Whether the migration has a finish target.
+    pub fn has_target(&self) -> bool {
+        self.foresight.target_s.is_some()
+    }
+
+    /// When post-copy began (s since the job started), if it did.
+    pub fn postcopy_at_s(&self) -> Option<f64> {
+        self.postcopy_at_s
+    }
+
+    /// When the hold was released and when the model then said it would end.
+    pub fn released_at(&self) -> Option<(f64, f64)> {
+        self.foresight.released_at
+    }
+
+    /// How long to wait before looking again.
+    pub fn poll_interval(&self, t_s: f64) -> Duration {
+        if self.switching {
+            POLL_SWITCHING
+        } else if self.foresight.near_target(t_s) {
+            POLL_NEAR_TARGET
+        } else {
+            POLL
+        }
+    }
+
+    /// Takes a retarget request (s since the job started; None: flat out).
+    pub fn retarget(&mut self, at_s: Option<f64>) -> String {
+        self.foresight.retarget(at_s);
+        match at_s {
+            Some(t) => format!("finish target changed to {t:.1} s"),
+            None => "finish target removed: running flat out".into(),
+        }
+    }
+
+    /// Before memory migration starts (disks in sync): how long to hold the start
+    /// so that the gentlest converging pace still ends at the target (re-asked
+    /// every second). Returns the wait and, the first time, an event.
+    pub fn start_delay(&mut self, t_s: f64) -> (Duration, Option<String>) {
+        let mut state = MigrationState::before(
+            self.ram_bytes,
+            self.foresight.prior_zero().unwrap_or(0.0),
+            self.foresight.prior_dirty().unwrap_or(DirtyModel::IDLE),
+            self.plan,
+        );
+        state.now_s = t_s;
+        let delay = self.foresight.start_delay_s(&state);
+        if delay < 1.0 {
+            return (Duration::ZERO, None);
+        }
+        let note = (!self.start_held_announced)
+            .then(|| format!("holding the start {delay:.1} s: the gentlest pace still ends early"));
+        self.start_held_announced = true;
+        (Duration::from_secs_f64((delay - 0.5).clamp(0.2, 1.0)), note)
+    }
+
+    /// The memory migration started at `t_s`.
+    pub fn memory_started(&mut self, t_s: f64) {
+        self.memory_started_s = Some(t_s);
+    }
+
+    /// A post-copy switch asked for could not be made: ask again next time.
+    pub fn postcopy_refused(&mut self) {
+        self.postcopy_asked = false;
+    }
+
+    /// One observation at `t_s` (s since the job started), with the latest
+    /// measurements of the guest.
+    pub fn tick(&mut self, t_s: f64, seen: Observed<'_>, measured: &Measurements) -> Tick {
+        let mut events = Vec::new();
+        self.refresh(measured, t_s);
+        let (status, info, disk) = match seen {
+            Observed::Disks(d) => (None, None, Some(d)),
+            Observed::Memory { info, disk } => (Some(&info.status), Some(info), disk),
+        };
+        if let Some(d) = disk {
+            self.last_disk = Some(d.clone());
+        }
+        // The predictor and the pacing.
+        let ram = info.map(MigrationInfo::ram).unwrap_or_default();
+        let achieved = match (info, disk) {
+            (Some(_), _) => {
+                self.rate.observe(t_s, ram.transferred);
+                self.rate.rate().unwrap_or(0.0)
+            }
+            (None, Some(d)) => d.rate_bps,
+            (None, None) => 0.0,
+        };
+        let disk_sample = disk.map(|d| DiskSample {
+            len: d.total,
+            offset: d.transferred,
+            ready: d.ready,
+            dirty_rate_bps: d.write_rate_bps,
+        });
+        let sample = model_sample(t_s, self.ram_bytes, info, disk_sample);
+        let advice = self.foresight.tick(&sample, achieved);
+        events.extend(advice.note);
+        let mut actions = Vec::new();
+        if let Some(hold) = advice.hold {
+            // QEMU switches over once the dirty set fits `switch-over bandwidth x
+            // downtime limit`. Holding makes that 1 byte (1 kB/s x 1 ms), so a live
+            // guest never fits; releasing restores the operator's limit and the
+            // measured bandwidth (0). Not a 0-byte threshold: QEMU 10 then completes
+            // whenever its cheap pending estimate reads 0, at every round's end.
+            actions.push(if hold {
+                Action::SetSwitchover { downtime_limit_ms: 1, switchover_bps: 1000 }
+            } else {
+                Action::SetSwitchover { downtime_limit_ms: self.downtime_limit_ms, switchover_bps: 0 }
+            });
+        }
+        if let Some(speed) = advice.set_speed {
+            actions.push(if speed == 0 {
+                Action::SetSpeed {
+                    memory_bps: self.bandwidth.unwrap_or(UNLIMITED_BPS),
+                    disk_bps: self.disk_bandwidth.unwrap_or(0),
+                }
+            } else {
+                Action::SetSpeed { memory_bps: speed, disk_bps: speed }
+            });
+        }
+        let completed = status == Some(&MigrationStatus::Completed);
+        let percent = self.percent(t_s, completed);
+        let Some(status) = status else {
+            // Disks alone.
+            let d = disk.expect("a disk observation");
+            self.disk_stall.observe(t_s, d.transferred);
+            let verdict = if d.ready {
+                events.push("disks in sync: starting memory migration".into());
+                Verdict::DisksInSync
+            } else if self.disk_stall.is_stalled(t_s) {
+                Verdict::Failed(format!(
+                    "no disk data moved for {:.0} s (link down or destination unreachable)",
+                    self.disk_stall.timeout_s()
+                ))
+            } else {
+                Verdict::Continue
+            };
+            let progress = Progress {
+                elapsed_ms: ms(t_s),
+                phase: if d.ready { JobPhase::DiskSync } else { JobPhase::DiskBulkCopy },
+                percent,
+                transferred: d.transferred,
+                remaining: d.remaining,
+                total: d.total,
+                rate_bps: d.rate_bps,
+                dirty_rate_bps: d.dirty_rate_bps,
+                rounds: 0,
+                expected_downtime_ms: None,
+                disk: Some(d.clone()),
+            };
+            return Tick { actions, events, progress, verdict };
+        };
+        let info = info.expect("memory observation");
+        if *status == MigrationStatus::PostcopyActive && self.postcopy_at_s.is_none() {
+            self.postcopy_at_s = Some(t_s);
+        }
+        self.memory_stall.observe(t_s, ram.transferred);
+        let progress = Progress {
+            elapsed_ms: ms(t_s),
+            phase: phase_of(status, ram.dirty_sync_count),
+            percent,
+            transferred: ram.transferred,
+            remaining: ram.remaining,
+            total: ram.total,
+            rate_bps: self.rate.rate().unwrap_or(0.0),
+            dirty_rate_bps: info.dirty_rate_bps(),
+            rounds: ram.dirty_sync_count,
+            expected_downtime_ms: info.expected_downtime,
+            disk: self.last_disk.clone(),
+        };
+        let verdict = match status {
+            MigrationStatus::PreSwitchover if !self.switching => {
+                // Guest stopped: end each mirror with a consistent copy, then let
+                // QEMU send the last memory pages and device state.
+                self.switching = true;
+                actions.push(Action::FinishDisksAndContinue);
+                Verdict::Continue
+            }
+            MigrationStatus::Completed => Verdict::Completed,
+            MigrationStatus::Failed => Verdict::Failed(format!(
+                "QEMU migration failed: {}",
+                info.error_desc.as_deref().unwrap_or("no reason given")
+            )),
+            MigrationStatus::Cancelled => Verdict::Failed("QEMU cancelled the migration".into()),
+            MigrationStatus::PostcopyPaused => {
+                Verdict::Failed("post-copy was interrupted (link or destination lost)".into())
+            }
+            // A stalled pre-copy (cut link, hung destination) is safe to cancel: the
+            // source still has the whole VM. In post-copy it is not, so leave it be.
+            s if s.is_precopy() && self.memory_stall.is_stalled(t_s) => Verdict::Failed(format!(
+                "no data moved for {:.0} s (link down or destination unreachable)",
+                self.memory_stall.timeout_s()
+            )),
+            _ => Verdict::Continue,
+        };
+        if *status == MigrationStatus::Active && !self.postcopy_asked && verdict == Verdict::Continue {
+            if let Some(why) = self.postcopy_reason(t_s, info) {
+                self.postcopy_asked = true;
+                actions.push(Action::StartPostcopy);
+                events.push(why);
+            }
+        }
+        Tick { actions, events, progress, verdict }
+    }
+
+    /// Why to switch to post-copy now, if the strategy says so.
+    fn postcopy_reason(&mut self, t_s: f64, info: &MigrationInfo) -> Option<String> {
+        let ram = info.ram();
+        match self.strategy {
+            Strategy::PostCopy => {
+                let after = self.postcopy_after_s;
+                let running = t_s - self.memory_started_s.unwrap_or(t_s);
+                (running >= after && ram.transferred > 0)
+                    .then(|| format!("switched to post-copy after {after} s of pre-copy"))
+            }
+            Strategy::Hybrid => {
+                self.convergence.observe(ram.dirty_sync_count, ram.remaining, ram.transferred, ram.total);
+                match self.convergence.is_converging() {
+                    Convergence::NotConverging { reason } => {
+                        Some(format!("pre-copy is not converging ({reason}): switched to post-copy"))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// A newer measurement of the guest (the sampler keeps measuring while it
+    /// migrates) replaces what the predictor knew.
+    fn refresh(&mut self, m: &Measurements, t_s: f64) {
+        let known = self.foresight.dirty_measured_at;
+        let Some(at) = m.curve_at().filter(|at| known.is_none_or(|k| *at > k)) else { return };
+        let zero = m.zero_fraction.map(|(z, _)| z);
+        // Measured over windows up to this long, ending now.
+        let window = m
+            .curve
+            .as_ref()
+            .and_then(|(c, _)| c.iter().map(|p| p.0).reduce(f64::max))
+            .unwrap_or(4.0)
+            .min(4.0);
+        self.foresight.refresh_measurements(m.dirty_model(), zero, at, t_s, window);
+        self.foresight.set_disk_regions(m.disk_regions.clone().map(|(r, _)| r));
+    }
+
+    /// Percent done as elapsed time over the predicted total: bytes are a poor
+    /// measure (zero pages cost nothing, dirty pages are sent again), time is what
+    /// the operator waits for. Never decreases; 0 until the first prediction.
+    fn percent(&mut self, t_s: f64, completed: bool) -> f64 {
+        let elapsed = ms(t_s);
+        match self.foresight.latest() {
+            Some(p) => self.progress.update(elapsed, p.total_ms.saturating_sub(elapsed), completed),
+            None => self.progress.update(0, 1, completed),
+        }
+    }
+}
+
+/// The job phase for a QEMU status.
+pub fn phase_of(status: &MigrationStatus, syncs: u64) -> JobPhase {
+    match status {
+        MigrationStatus::Active if syncs <= 1 => JobPhase::BulkCopy,
+        MigrationStatus::Active => JobPhase::PreCopy,
+        s if s.is_postcopy() => JobPhase::PostCopy,
+        s if s.is_switchover() || *s == MigrationStatus::Completed => JobPhase::SwitchOver,
+        _ => JobPhase::Setup,
+    }
+}
+
+fn ms(t_s: f64) -> u64 {
+    (t_s.max(0.0) * 1000.0) as u64
+}
