@@ -83,7 +83,8 @@ mod tests {
 
     /// A "now" at `at` in the zone `posix`.
     fn now(posix: &str, at: DateTime) -> ZonedDateTime {
-        at.to_zoned_datetime(TimeZone::posix(posix).unwrap()).unwrap()
+        at.to_zoned_datetime(TimeZone::posix(posix).unwrap())
+            .unwrap()
     }
 
     /// `s` parsed at `now`, as an RFC 3339 UTC string.
@@ -138,7 +139,10 @@ mod tests {
             "T14:05:00Z",
         ] {
             let e = parse_finish_at(bad).unwrap_err();
-            assert!(e.contains("RFC 3339") && e.contains(&format!("{bad:?}")), "{bad}: {e}");
+            assert!(
+                e.contains("RFC 3339") && e.contains(&format!("{bad:?}")),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -156,11 +160,24 @@ mod tests {
     #[test]
     fn bad_clock_times() {
         for bad in [
-            "24:00", "12", "12:60", "12:00:60", "1:2:3:4", "", "yesterday", "12:00pm", "+1:00",
-            "123:00", "12::00", "١٢:٠٠",
+            "24:00",
+            "12",
+            "12:60",
+            "12:00:60",
+            "1:2:3:4",
+            "",
+            "yesterday",
+            "12:00pm",
+            "+1:00",
+            "123:00",
+            "12::00",
+            "١٢:٠٠",
         ] {
             let e = parse_finish_at(bad).unwrap_err();
-            assert!(e.contains("HH:MM") && e.contains(&format!("{bad:?}")), "{bad}: {e}");
+            assert!(
+                e.contains("HH:MM") && e.contains(&format!("{bad:?}")),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -120,7 +120,13 @@ mod tests {
         s.sync_count = 5;
         s.pending_bytes = 1e6;
         let q = band(&s, 25e6, spread, None);
-        assert!(q.low_s >= s.now_s && q.low_s <= q.total_s && q.total_s <= q.high_s, "{q:?}");
-        assert!(q.high_s - q.low_s < 0.01 * (p.high_s - p.low_s), "{p:?} {q:?}");
+        assert!(
+            q.low_s >= s.now_s && q.low_s <= q.total_s && q.total_s <= q.high_s,
+            "{q:?}"
+        );
+        assert!(
+            q.high_s - q.low_s < 0.01 * (p.high_s - p.low_s),
+            "{p:?} {q:?}"
+        );
     }
 }
