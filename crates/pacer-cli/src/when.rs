@@ -1,18 +1,49 @@
 //! Parsing `--finish-at`: a wall-clock time today (local) or an RFC 3339 instant.
+//!
+//! Dates, offsets and time zones come from `jiff` (BurntSushi's, at 1.0 and actively
+//! maintained; it reads the system's time zone database and resolves DST gaps and folds
+//! explicitly, where `chrono` is still 0.4 and its local-time API is rougher).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use jiff::civil::Time;
+use jiff::{Timestamp, ZonedDateTime};
 
 /// `HH:MM[:SS]` today in local time, or RFC 3339 (`2026-11-25T14:05:00Z`, `...+01:00`).
+///
+/// A clock time that falls in a DST gap moves forward by the gap (02:30 on the night clocks
+/// jump from 02:00 to 03:00 is 03:30); one that happens twice (clocks turned back) is the
+/// first of the two, so a deadline is never later than meant.
 pub fn parse_finish_at(s: &str) -> Result<SystemTime, String> {
+    parse_finish_at_in(s, &ZonedDateTime::now())
+}
+
+/// [`parse_finish_at`] as if it were `now` (whose time zone is the local one).
+fn parse_finish_at_in(s: &str, now: &ZonedDateTime) -> Result<SystemTime, String> {
     let s = s.trim();
-    if s.contains('T') {
-        return parse_rfc3339(s);
-    }
-    let parts: Vec<&str> = s.split(':').collect();
-    let nums: Option<Vec<u32>> = parts.iter().map(|p| p.parse().ok()).collect();
-    let bad = || format!("bad time {s:?}: give HH:MM, HH:MM:SS or RFC 3339 like 2026-11-25T14:05:00Z");
-    let nums = nums.ok_or_else(bad)?;
-    let (h, m, sec) = match nums[..] {
+    let t = if is_date_time(s) {
+        parse_rfc3339(s)?
+    } else {
+        clock_time_today(s, now)?
+    };
+    SystemTime::try_from(t).map_err(|e| format!("time {s:?} cannot be used here: {e}"))
+}
+
+/// Whether `s` reads as a date and a time (`2026-11-25T...`) rather than a clock time.
+fn is_date_time(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_digit()) && s.contains(['T', 't', '-'])
+}
+
+/// `HH:MM` or `HH:MM:SS` on today's date in `now`'s time zone.
+fn clock_time_today(s: &str, now: &ZonedDateTime) -> Result<Timestamp, String> {
+    let bad =
+        || format!("bad time {s:?}: give HH:MM, HH:MM:SS or RFC 3339 like 2026-11-25T14:05:00Z");
+    let field = |p: &str| -> Option<i8> {
+        let ok = (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+        ok.then(|| p.parse().ok()).flatten()
+    };
+    let nums: Option<Vec<i8>> = s.split(':').map(field).collect();
+    let (h, m, sec) = match nums.ok_or_else(bad)?[..] {
         [h, m] => (h, m, 0),
         [h, m, sec] => (h, m, sec),
         _ => return Err(bad()),
@@ -20,75 +51,167 @@ pub fn parse_finish_at(s: &str) -> Result<SystemTime, String> {
     if h > 23 || m > 59 || sec > 59 {
         return Err(bad());
     }
-    // Today's date in local time, with the given clock time.
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&now, &mut tm) };
-    tm.tm_hour = h as i32;
-    tm.tm_min = m as i32;
-    tm.tm_sec = sec as i32;
-    tm.tm_isdst = -1;
-    let t = unsafe { libc::mktime(&mut tm) };
-    if t < 0 {
-        return Err(bad());
-    }
-    Ok(UNIX_EPOCH + Duration::from_secs(t as u64))
+    let time = Time::new(h, m, sec, 0).map_err(|_| bad())?;
+    let local = now.date().to_datetime(time);
+    now.time_zone()
+        .to_ambiguous_timestamp(local)
+        .compatible()
+        .map_err(|e| format!("bad time {s:?}: {e}"))
 }
 
-fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
-    let bad = || format!("bad RFC 3339 time {s:?}: e.g. 2026-11-25T14:05:00Z or 2026-11-25T15:05:00+01:00");
-    let (date, rest) = s.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
-    let [y, mo, day] = d[..] else { return Err(bad()) };
-    let (clock, offset_s) = if let Some(c) = rest.strip_suffix('Z').or_else(|| rest.strip_suffix('z')) {
-        (c, 0i64)
-    } else if let Some(i) = rest.rfind(['+', '-']) {
-        let (c, off) = rest.split_at(i);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let hm: Vec<i64> = off[1..].split(':').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
-        let [oh, om] = hm[..] else { return Err(bad()) };
-        (c, sign * (oh * 3600 + om * 60))
-    } else {
-        return Err(bad());
-    };
-    let c: Vec<f64> = clock.split(':').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
-    let [h, mi, sec] = c[..] else { return Err(bad()) };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&day) || h >= 24.0 || mi >= 60.0 || sec >= 61.0 {
-        return Err(bad());
-    }
-    // Days from the civil date (proleptic Gregorian), Howard Hinnant's method.
-    let (yy, mm) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * mm + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days as f64 * 86_400.0 + h * 3600.0 + mi * 60.0 + sec - offset_s as f64;
-    if secs < 0.0 {
-        return Err(bad());
-    }
-    Ok(UNIX_EPOCH + Duration::from_secs_f64(secs))
+/// An instant with its offset: `2026-11-25T14:05:00Z`, `2026-11-25T15:05:00+01:00`.
+fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
+    s.parse::<Timestamp>().map_err(|e| {
+        format!(
+            "bad RFC 3339 time {s:?} ({e}): e.g. 2026-11-25T14:05:00Z or 2026-11-25T15:05:00+01:00"
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::civil::{date, DateTime};
+    use jiff::tz::TimeZone;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// Central European rules (Europe/Berlin since 1996) as a POSIX TZ string, so the tests
+    /// do not depend on the machine's time zone database.
+    const CET: &str = "CET-1CEST,M3.5.0,M10.5.0/3";
+    /// United States Eastern rules since 2007.
+    const EST: &str = "EST5EDT,M3.2.0,M11.1.0";
+
+    /// A "now" at `at` in the zone `posix`.
+    fn now(posix: &str, at: DateTime) -> ZonedDateTime {
+        at.to_zoned_datetime(TimeZone::posix(posix).unwrap())
+            .unwrap()
+    }
+
+    /// `s` parsed at `now`, as an RFC 3339 UTC string.
+    fn at(s: &str, now: &ZonedDateTime) -> String {
+        let t = parse_finish_at_in(s, now).unwrap_or_else(|e| panic!("{s}: {e}"));
+        Timestamp::try_from(t).unwrap().to_string()
+    }
+
+    fn unix(s: &str) -> u64 {
+        let t = parse_finish_at(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        t.duration_since(UNIX_EPOCH).unwrap().as_secs()
+    }
 
     #[test]
     fn rfc3339_instants() {
-        let t = parse_rfc3339("2026-11-25T14:05:00Z").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_795_615_500);
-        let t2 = parse_finish_at("2026-11-25T15:05:00+01:00").unwrap();
-        assert_eq!(t, t2);
-        assert!(parse_finish_at("2026-13-01T00:00:00Z").is_err());
-        assert!(parse_finish_at("yesterday").is_err());
+        assert_eq!(unix("2026-11-25T14:05:00Z"), 1_795_615_500);
+        for same in [
+            "2026-11-25T15:05:00+01:00",
+            "2026-11-25T09:05:00-05:00",
+            "2026-11-25T19:35:00+05:30",
+            "2026-11-25t14:05:00z",
+            "  2026-11-25T14:05:00Z\n",
+            "2026-11-26T00:05:00+10:00",
+            "2026-11-25T15:05:00+01",
+        ] {
+            assert_eq!(unix(same), 1_795_615_500, "{same}");
+        }
+        let t = parse_finish_at("2026-11-25T14:05:00.250Z").unwrap();
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap(),
+            Duration::from_millis(1_795_615_500_250)
+        );
+        // Offsets cross the date line and the year.
+        assert_eq!(
+            parse_finish_at("2027-01-01T00:30:00+01:00").unwrap(),
+            parse_finish_at("2026-12-31T23:30:00Z").unwrap()
+        );
+        assert_eq!(unix("2024-02-29T12:00:00Z"), 1_709_208_000);
+    }
+
+    #[test]
+    fn bad_instants() {
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T14:60:00Z",
+            "2026-11-25T14:05:00",
+            "2026-11-25T14:05:00 +01:00",
+            "2026-11-25T14:05Zjunk",
+            "2026-11-25",
+            "T14:05:00Z",
+        ] {
+            let e = parse_finish_at(bad).unwrap_err();
+            assert!(
+                e.contains("RFC 3339") && e.contains(&format!("{bad:?}")),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]
     fn clock_times_today() {
         assert!(parse_finish_at("14:05").is_ok());
         assert!(parse_finish_at("23:59:59").is_ok());
-        assert!(parse_finish_at("24:00").is_err());
-        assert!(parse_finish_at("12").is_err());
+        assert!(parse_finish_at("00:00").is_ok());
+        // Read back in the local zone, the clock shows what was asked for.
+        let t = Timestamp::try_from(parse_finish_at("7:05:09").unwrap()).unwrap();
+        let local = t.to_zoned_datetime(TimeZone::system());
+        assert_eq!(local.time(), Time::new(7, 5, 9, 0).unwrap());
+    }
+
+    #[test]
+    fn bad_clock_times() {
+        for bad in [
+            "24:00",
+            "12",
+            "12:60",
+            "12:00:60",
+            "1:2:3:4",
+            "",
+            "yesterday",
+            "12:00pm",
+            "+1:00",
+            "123:00",
+            "12::00",
+            "١٢:٠٠",
+        ] {
+            let e = parse_finish_at(bad).unwrap_err();
+            assert!(
+                e.contains("HH:MM") && e.contains(&format!("{bad:?}")),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn clock_times_follow_the_local_offset() {
+        let winter = now(CET, date(2026, 1, 15).at(9, 0, 0, 0));
+        assert_eq!(at("14:05", &winter), "2026-01-15T13:05:00Z");
+        let summer = now(CET, date(2026, 7, 15).at(9, 0, 0, 0));
+        assert_eq!(at("14:05", &summer), "2026-07-15T12:05:00Z");
+        assert_eq!(at("00:00", &summer), "2026-07-14T22:00:00Z");
+        let ny = now(EST, date(2026, 7, 15).at(23, 0, 0, 0));
+        assert_eq!(at("23:30:15", &ny), "2026-07-16T03:30:15Z");
+    }
+
+    #[test]
+    fn clock_times_on_dst_days() {
+        // Clocks jump from 02:00 to 03:00 on 2026-03-29 in Central Europe.
+        let spring = now(CET, date(2026, 3, 29).at(0, 30, 0, 0));
+        assert_eq!(at("01:30", &spring), "2026-03-29T00:30:00Z");
+        assert_eq!(at("03:30", &spring), "2026-03-29T01:30:00Z");
+        // 02:30 does not exist that day: it moves forward by the gap.
+        assert_eq!(at("02:30", &spring), "2026-03-29T01:30:00Z");
+        assert_eq!(at("23:00", &spring), "2026-03-29T21:00:00Z");
+        // Clocks go back from 03:00 to 02:00 on 2026-10-25: 02:30 happens twice, the first
+        // (summer time) is meant.
+        let autumn = now(CET, date(2026, 10, 25).at(0, 30, 0, 0));
+        assert_eq!(at("01:30", &autumn), "2026-10-24T23:30:00Z");
+        assert_eq!(at("02:30", &autumn), "2026-10-25T00:30:00Z");
+        assert_eq!(at("03:30", &autumn), "2026-10-25T02:30:00Z");
+        // The same day in New York (2026-03-08), read late in the evening.
+        let ny = now(EST, date(2026, 3, 8).at(22, 0, 0, 0));
+        assert_eq!(at("01:00", &ny), "2026-03-08T06:00:00Z");
+        assert_eq!(at("12:00", &ny), "2026-03-08T16:00:00Z");
+        let before = now(EST, date(2026, 3, 7).at(22, 0, 0, 0));
+        assert_eq!(at("12:00", &before), "2026-03-07T17:00:00Z");
     }
 }

@@ -21,9 +21,9 @@
 //! request answered over a channel (writes pause during the sweep).
 
 use crate::config::{DiskConfig, DiskPattern, DISK_HOT_SHARE};
-use crate::json::Obj;
 use crate::page::{self, Check, Page, PAGE_SIZE, WORDS};
 use crate::pick::{Picker, Rng};
+use pacer_guest_proto::{DiskFilledLine, DiskPhase, GuestLine, ReadyLine};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -401,13 +401,13 @@ impl DiskHandle {
     }
 
     /// `fill`, `write` or `idle` (fill done, rate 0).
-    pub fn phase(&self, rate_mbps: f64) -> &'static str {
+    pub fn phase(&self, rate_mbps: f64) -> DiskPhase {
         if !self.stats.fill_done.load(Ordering::Relaxed) {
-            "fill"
+            DiskPhase::Fill
         } else if rate_mbps > 0.0 {
-            "write"
+            DiskPhase::Write
         } else {
-            "idle"
+            DiskPhase::Idle
         }
     }
 }
@@ -469,20 +469,15 @@ impl Worker {
         self.stats.fill_done.store(true, Ordering::Relaxed);
         let secs = t0.elapsed().as_secs_f64();
         let bytes = self.dev.span_bytes();
-        crate::emit(
-            &Obj::new("disk_filled")
-                .u64("bytes", bytes)
-                .u64("fill_ms", (secs * 1000.0) as u64)
-                .f64_2(
-                    "fill_mbps",
-                    if secs > 0.0 {
-                        bytes as f64 / secs / 1e6
-                    } else {
-                        0.0
-                    },
-                )
-                .finish(),
-        );
+        crate::emit(&GuestLine::DiskFilled(DiskFilledLine {
+            bytes,
+            fill_ms: (secs * 1000.0) as u64,
+            fill_mbps: crate::round2(if secs > 0.0 {
+                bytes as f64 / secs / 1e6
+            } else {
+                0.0
+            }),
+        }));
         true
     }
 
@@ -582,15 +577,15 @@ pub fn spawn(dev: DiskDev, cfg: &DiskConfig) -> DiskHandle {
 }
 
 /// Describes the disk for the `ready` line.
-pub fn describe(o: &mut Obj, dev: &DiskDev, cfg: &DiskConfig) {
-    o.str("disk", &dev.path.display().to_string())
-        .u64("disk_dev_bytes", dev.dev_bytes)
-        .u64("disk_span_bytes", dev.span_bytes())
-        .u64("disk_bs", dev.chunk_bytes() as u64)
-        .str("disk_pattern", cfg.pattern.as_str())
-        .f64("disk_rate_mbps", cfg.rate_mbps)
-        .bool("disk_direct", dev.direct())
-        .bool("disk_fill", cfg.fill);
+pub fn describe(o: &mut ReadyLine, dev: &DiskDev, cfg: &DiskConfig) {
+    o.disk = Some(dev.path.display().to_string());
+    o.disk_dev_bytes = Some(dev.dev_bytes);
+    o.disk_span_bytes = Some(dev.span_bytes());
+    o.disk_bs = Some(dev.chunk_bytes() as u64);
+    o.disk_pattern = Some(cfg.pattern.as_str().into());
+    o.disk_rate_mbps = Some(cfg.rate_mbps);
+    o.disk_direct = Some(dev.direct());
+    o.disk_fill = Some(cfg.fill);
 }
 
 #[cfg(test)]
@@ -614,7 +609,7 @@ mod tests {
         (d, p)
     }
 
-    /// A self-removing temporary directory (the guest crate has no dependencies).
+    /// A self-removing temporary directory (the guest crate keeps its dependencies few).
     mod tempdir {
         pub struct Dir(pub std::path::PathBuf);
         impl Dir {
@@ -848,7 +843,7 @@ mod tests {
             assert!(t0.elapsed() < Duration::from_secs(20), "no writes");
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(h.phase(c.rate_mbps), "write");
+        assert_eq!(h.phase(c.rate_mbps), DiskPhase::Write);
         assert_eq!(h.stats.fill_bytes.load(Ordering::Relaxed), 0);
         let r = h.start_verify().unwrap().recv().unwrap();
         // Sequential writes from chunk 0: a prefix of the span is known.
@@ -876,7 +871,7 @@ mod tests {
         }
         assert!(h.stats.fill_done.load(Ordering::Relaxed));
         assert_eq!(h.stats.fill_bytes.load(Ordering::Relaxed), 2 << 20);
-        assert_eq!(h.phase(c.rate_mbps), "write");
+        assert_eq!(h.phase(c.rate_mbps), DiskPhase::Write);
         let r = h.start_verify().unwrap().recv().unwrap();
         assert_eq!(
             (r.blocks_checked, r.bad_blocks, r.blocks_unknown),

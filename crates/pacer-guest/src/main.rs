@@ -4,20 +4,22 @@
 //! function of (page index, generation), optionally rewrites random pages at
 //! a fixed rate (verifying each page before rewriting it), and on the
 //! `verify` command sweeps the whole working set. Output is JSON lines
-//! prefixed by `PACER ` on stdout; commands are lines on stdin.
+//! prefixed by `PACER ` on stdout; commands are lines on stdin. Both are
+//! defined by the `pacer-guest-proto` crate, which readers of the console use.
 //!
 //! With `pacer.disk=/dev/vda` it also writes a block device at a fixed rate
 //! (see [`disk`]), and `verify` checks the disk too.
 
 mod config;
 mod disk;
-mod json;
 mod page;
 mod pick;
 
 use config::{Config, Workload};
 use disk::DiskHandle;
-use json::Obj;
+use pacer_guest_proto::{
+    Command, DiskPhase, GuestLine, ReadyLine, StatusLine, UnknownCommand, VerifyLine,
+};
 use page::{Check, Page, PAGE_SIZE, WORDS};
 use pick::{Picker, Rng};
 use std::io::{self, BufRead, Write};
@@ -27,18 +29,22 @@ use std::time::{Duration, Instant};
 
 /// Writes one `PACER {...}` line to stdout and flushes it. Write errors are
 /// ignored: there is nobody to tell.
-pub(crate) fn emit(json: &str) {
-    let mut line = String::with_capacity(json.len() + 8);
-    line.push_str("PACER ");
-    line.push_str(json);
-    line.push('\n');
+pub(crate) fn emit(line: &GuestLine) {
+    let mut text = line.to_line();
+    text.push('\n');
     let mut out = io::stdout().lock();
-    let _ = out.write_all(line.as_bytes());
+    let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
 
+/// Writes an `error` line.
 pub(crate) fn emit_error(message: &str) {
-    emit(&Obj::new("error").str("message", message).finish());
+    emit(&GuestLine::error(message));
+}
+
+/// A rate rounded to 2 decimals, as status lines carry it.
+pub(crate) fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
 }
 
 /// The working set: `pages` page-aligned 4 KiB pages plus the expected
@@ -202,12 +208,14 @@ impl Guest {
         };
         self.last_status = now;
         self.written_at_last_status = self.pages_written;
-        let mut o = Obj::new("status");
-        o.u64("uptime_ms", self.start.elapsed().as_millis() as u64)
-            .u64("pages_written", self.pages_written)
-            .f64_2("write_mbps", mbps)
-            .u64("errors", self.errors)
-            .str("workload", self.cfg.workload.as_str());
+        let mut o = StatusLine {
+            uptime_ms: self.start.elapsed().as_millis() as u64,
+            pages_written: self.pages_written,
+            write_mbps: round2(mbps),
+            errors: self.errors,
+            workload: self.cfg.workload.as_str().into(),
+            ..StatusLine::default()
+        };
         match &self.disk {
             Some(d) => {
                 let written = d.stats.written_bytes.load(Ordering::Relaxed);
@@ -218,24 +226,21 @@ impl Guest {
                 } else {
                     0.0
                 };
-                o.u64("disk_written_bytes", written)
-                    .f64_2("disk_write_mbps", dmbps)
-                    .u64("disk_errors", d.stats.errors.load(Ordering::Relaxed))
-                    .str("disk_phase", d.phase(self.cfg.disk.rate_mbps))
-                    .u64(
-                        "disk_fill_bytes",
-                        d.stats.fill_bytes.load(Ordering::Relaxed),
-                    )
-                    .u64("disk_fill_total", d.fill_total);
+                o.disk_written_bytes = written;
+                o.disk_write_mbps = round2(dmbps);
+                o.disk_errors = d.stats.errors.load(Ordering::Relaxed);
+                o.disk_phase = d.phase(self.cfg.disk.rate_mbps);
+                o.disk_fill_bytes = Some(d.stats.fill_bytes.load(Ordering::Relaxed));
+                o.disk_fill_total = Some(d.fill_total);
             }
             None => {
-                o.u64("disk_written_bytes", 0)
-                    .f64("disk_write_mbps", 0.0)
-                    .u64("disk_errors", 0)
-                    .str("disk_phase", "none");
+                o.disk_written_bytes = 0;
+                o.disk_write_mbps = 0.0;
+                o.disk_errors = 0;
+                o.disk_phase = DiskPhase::None;
             }
         }
-        emit(&o.finish());
+        emit(&GuestLine::Status(o));
     }
 
     /// Full sweep of the working set. Bad pages are counted as errors and
@@ -266,8 +271,10 @@ impl Guest {
         self.errors += bad;
         let mem_ok = self.errors == 0;
         let mem_ms = t0.elapsed().as_millis() as u64;
-        let mut o = Obj::new("verify");
-        o.u64("seq", self.verify_seq);
+        let mut o = VerifyLine {
+            seq: self.verify_seq,
+            ..VerifyLine::default()
+        };
         match (disk_reply, &self.disk) {
             (Some(reply), Some(d)) => {
                 let r = reply.and_then(|rx| rx.recv().ok());
@@ -275,55 +282,55 @@ impl Guest {
                 match r {
                     Some(r) => {
                         let ok = errors == 0;
-                        o.bool("ok", mem_ok && ok)
-                            .bool("mem_ok", mem_ok)
-                            .bool("disk_ok", ok)
-                            .u64("disk_blocks_checked", r.blocks_checked)
-                            .u64("disk_bad_blocks", r.bad_blocks)
-                            .u64("disk_stale_blocks", r.stale_blocks)
-                            .u64("disk_unknown_blocks", r.blocks_unknown)
-                            .u64_list("disk_first_bad", &r.first_bad)
-                            .u64("disk_read_errors", r.read_errors)
-                            .u64("disk_duration_ms", r.duration_ms)
-                            .u64("disk_errors_total", errors);
+                        o.ok = mem_ok && ok;
+                        o.mem_ok = mem_ok;
+                        o.disk_ok = ok;
+                        o.disk_blocks_checked = r.blocks_checked;
+                        o.disk_bad_blocks = r.bad_blocks;
+                        o.disk_stale_blocks = Some(r.stale_blocks);
+                        o.disk_unknown_blocks = Some(r.blocks_unknown);
+                        o.disk_first_bad = Some(r.first_bad);
+                        o.disk_read_errors = Some(r.read_errors);
+                        o.disk_duration_ms = Some(r.duration_ms);
+                        o.disk_errors_total = Some(errors);
                     }
                     None => {
                         emit_error("disk: the disk thread is gone; cannot verify the disk");
-                        o.bool("ok", false)
-                            .bool("mem_ok", mem_ok)
-                            .bool("disk_ok", false)
-                            .u64("disk_blocks_checked", 0)
-                            .u64("disk_bad_blocks", 0);
+                        o.ok = false;
+                        o.mem_ok = mem_ok;
+                        o.disk_ok = false;
+                        o.disk_blocks_checked = 0;
+                        o.disk_bad_blocks = 0;
                     }
                 }
             }
             _ => {
-                o.bool("ok", mem_ok)
-                    .bool("mem_ok", mem_ok)
-                    .bool("disk_ok", true)
-                    .u64("disk_blocks_checked", 0)
-                    .u64("disk_bad_blocks", 0);
+                o.ok = mem_ok;
+                o.mem_ok = mem_ok;
+                o.disk_ok = true;
+                o.disk_blocks_checked = 0;
+                o.disk_bad_blocks = 0;
             }
         }
-        o.u64("pages_checked", self.mem.pages as u64)
-            .u64("bad_pages", bad)
-            .u64_list("first_bad", &first_bad)
-            .u64("stale_pages", stale)
-            .u64("mem_duration_ms", mem_ms)
-            .u64("duration_ms", t0.elapsed().as_millis() as u64)
-            .u64("errors_total", self.errors)
-            .u64_list("write_path_bad", &self.write_bad);
-        emit(&o.finish());
+        o.pages_checked = self.mem.pages as u64;
+        o.bad_pages = bad;
+        o.first_bad = first_bad;
+        o.stale_pages = stale;
+        o.mem_duration_ms = mem_ms;
+        o.duration_ms = t0.elapsed().as_millis() as u64;
+        o.errors_total = self.errors;
+        o.write_path_bad = self.write_bad.clone();
+        emit(&GuestLine::Verify(o));
     }
 
     fn command(&mut self, line: &str) {
-        match line.trim() {
-            "" => {}
-            "verify" => self.verify(),
-            "status" => self.status(),
-            other => {
-                let shown: String = other.chars().take(80).collect();
-                emit_error(&format!("unknown command {shown:?} (verify|status)"));
+        match Command::parse(line) {
+            Some(Command::Verify) => self.verify(),
+            Some(Command::Status) => self.status(),
+            None if line.trim().is_empty() => {}
+            None => {
+                let shown: String = line.trim().chars().take(80).collect();
+                emit_error(&UnknownCommand(shown).to_string());
             }
         }
     }
@@ -361,7 +368,7 @@ impl Guest {
             if let Some(line) = cmd {
                 self.command(&line);
                 // Time spent in a sweep is not credited to the writer.
-                if line.trim() == "verify" {
+                if Command::parse(&line) == Some(Command::Verify) {
                     last = Instant::now();
                 }
             }
@@ -443,21 +450,22 @@ fn main() {
     let mut mem = Memory::new(pages);
     mem.fill_all();
     let fill_ms = t_fill.elapsed().as_millis() as u64;
-    let mut ready = Obj::new("ready");
-    ready
-        .str("workload", cfg.workload.as_str())
-        .u64("wss_mib", cfg.wss_mib)
-        .f64("rate_mbps", cfg.rate_mbps)
-        .f64("hot_fraction", cfg.hot_fraction)
-        .f64("hot_share", cfg.hot_share)
-        .u64("status_ms", cfg.status_ms)
-        .u64("pages", pages as u64)
-        .u64("fill_ms", fill_ms)
-        .u64("uptime_ms", start.elapsed().as_millis() as u64);
+    let mut ready = ReadyLine {
+        workload: cfg.workload.as_str().into(),
+        wss_mib: cfg.wss_mib,
+        rate_mbps: cfg.rate_mbps,
+        hot_fraction: cfg.hot_fraction,
+        hot_share: cfg.hot_share,
+        status_ms: cfg.status_ms,
+        pages: pages as u64,
+        fill_ms,
+        uptime_ms: start.elapsed().as_millis() as u64,
+        ..ReadyLine::default()
+    };
     if let Some(d) = &disk_dev {
         disk::describe(&mut ready, d, &cfg.disk);
     }
-    emit(&ready.finish());
+    emit(&GuestLine::Ready(ready));
     let disk = disk_dev.map(|d| disk::spawn(d, &cfg.disk));
 
     let rx = spawn_stdin_reader();
