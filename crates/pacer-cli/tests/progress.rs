@@ -125,8 +125,9 @@ fn two_vm_group_finishes_together() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let g: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    assert_eq!(g["all_completed"], true, "{g}");
-    let spread = g["spread_s"].as_f64().unwrap();
+    assert_eq!(g["status"], "completed", "{g}");
+    assert_eq!(g["result"]["all_completed"], true, "{g}");
+    let spread = g["result"]["spread_s"].as_f64().unwrap();
     assert!(spread <= 2.0, "finish spread {spread} s: {g}\n{stderr}");
     rt.block_on(async {
         assert_eq!(tb.vms("h2").await.len(), 2);

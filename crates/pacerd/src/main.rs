@@ -160,3 +160,85 @@ pub fn unix_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod layering {
+    //! The agent's modules depend on each other one way only: this reads every
+    //! `crate::module` reference in the sources and fails on a cycle.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    fn uses(dir: &Path, top: Option<&str>, graph: &mut BTreeMap<String, BTreeSet<String>>) {
+        for ent in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = ent.path();
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            let module = top.map(String::from).unwrap_or_else(|| stem.clone());
+            if path.is_dir() {
+                uses(&path, Some(&module), graph);
+                continue;
+            }
+            if module == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let deps = graph.entry(module.clone()).or_default();
+            for (i, _) in text.match_indices("crate::") {
+                let name: String = text[i + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                if name != module && name.chars().next().is_some_and(|c| c.is_lowercase()) && name != "unix_ms" {
+                    deps.insert(name);
+                }
+            }
+            // `super::` from a top-level module's own files stays inside it.
+        }
+    }
+
+    fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+        fn visit(
+            n: &str,
+            g: &BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(i) = path.iter().position(|p| p == n) {
+                let mut c = path[i..].to_vec();
+                c.push(n.to_string());
+                return Some(c);
+            }
+            if done.contains(n) {
+                return None;
+            }
+            path.push(n.to_string());
+            for d in g.get(n).into_iter().flatten() {
+                if let Some(c) = visit(d, g, path, done) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            done.insert(n.to_string());
+            None
+        }
+        let mut done = BTreeSet::new();
+        graph.keys().find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+    }
+
+    #[test]
+    fn modules_depend_on_each_other_one_way() {
+        let mut graph = BTreeMap::new();
+        uses(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), None, &mut graph);
+        assert!(graph.len() >= 10, "{graph:?}");
+        if let Some(c) = cycle(&graph) {
+            panic!("import cycle: {}\n{graph:#?}", c.join(" -> "));
+        }
+        // The owners of state know nothing of the API or of the agent that composes them.
+        for low in ["vms", "measure", "incoming", "migration", "groups", "metrics"] {
+            let deps = &graph[low];
+            assert!(!deps.contains("api") && !deps.contains("agent"), "{low} uses {deps:?}");
+        }
+        // And the cycle finder finds cycles.
+        let mut g = BTreeMap::new();
+        g.insert("a".to_string(), BTreeSet::from(["b".to_string()]));
+        g.insert("b".to_string(), BTreeSet::from(["a".to_string()]));
+        assert_eq!(cycle(&g), Some(vec!["a".to_string(), "b".to_string(), "a".to_string()]));
+    }
+}

@@ -1,7 +1,8 @@
-//! Metrics for the tools operators already run: `/metrics` in the Prometheus
-//! text format (OpenMetrics flavour, which Prometheus reads), via the
-//! `prometheus-client` crate. Names follow Prometheus conventions: base units,
-//! `_bytes`, `_seconds`, `_total`.
+//! Metrics for the tools operators already run: `/metrics`, via the
+//! `prometheus-client` crate, in OpenMetrics when the scraper asks for it
+//! (Prometheus does) and otherwise in the Prometheus text format 0.0.4 (what
+//! `promtool check metrics`, older scrapers and `curl` users get). Names follow
+//! Prometheus conventions: base units, `_bytes`, `_seconds`, `_total`.
 //!
 //! Counters and histograms of ended migrations live here; the gauges of running
 //! migrations are read from the job table at each scrape, so they have one
@@ -106,7 +107,15 @@ impl Metrics {
     }
 
     /// The text a scrape gets, with the gauges of the `running` jobs and the number of VMs.
-    pub fn render(&self, running: &[JobInfo], vms: usize) -> String {
+    pub fn render(&self, running: &[JobInfo], vms: usize, format: Format) -> String {
+        let open = self.openmetrics(running, vms);
+        match format {
+            Format::OpenMetrics => open,
+            Format::Text => to_text_format(&open),
+        }
+    }
+
+    fn openmetrics(&self, running: &[JobInfo], vms: usize) -> String {
         let mut r = Registry::with_prefix("pacer");
         r.register("migrations", "Migrations from this host that ended, by result", self.ended.clone());
         r.register_with_unit(
@@ -195,6 +204,63 @@ impl Metrics {
     }
 }
 
+/// The two exposition formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (`application/openmetrics-text`).
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (`text/plain`).
+    Text,
+}
+
+impl Format {
+    /// The format a scraper's `Accept` header asks for.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    /// Its content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics as the Prometheus text format: a counter family is named with
+/// its `_total` (as its samples are), and `# UNIT` and `# EOF` go.
+/// `prometheus-client` writes only OpenMetrics, hence these few lines.
+fn to_text_format(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let name = if counters.contains(name) { format!("{name}_total") } else { name.to_string() };
+                out.push_str(&format!("{p}{name} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,15 +295,15 @@ mod tests {
     #[test]
     fn running_jobs_and_ended_migrations_are_exposed_in_base_units() {
         let m = Metrics::new();
-        let peer = pacer_api::PeerRef { name: "h2".into(), url: "u".into(), token: "t".into() };
-        let req = pacer_api::MigrateRequest::new(peer, Strategy::PreCopy);
-        let mut r = crate::migration::outcome::new_result("vm", &req, "h1");
-        r.status = JobStatus::Completed;
-        r.total_time_ms = 9_000;
-        r.downtime_ms = Some(250);
-        r.bytes_transferred = 1 << 20;
+        let r: MigrationResult = serde_json::from_value(serde_json::json!({
+            "status": "completed", "vm": "vm", "strategy": "pre-copy", "total_time_ms": 9000,
+            "downtime_ms": 250, "bytes_transferred": 1048576, "source": "h1", "destination": "h2",
+            "vm_location": "h2", "reason": null, "qemu_total_time_ms": null, "integrity": null,
+            "rounds": 3, "precopy_bytes": 0, "downtime_bytes": 0, "postcopy_bytes": 0
+        }))
+        .unwrap();
         m.migration_ended(&r);
-        let text = m.render(&[job()], 1);
+        let text = m.render(&[job()], 1, Format::OpenMetrics);
         for want in [
             "pacer_migrations_total{result=\"completed\",strategy=\"pre-copy\"} 1",
             "pacer_migration_eta_seconds{job=\"job-1\",vm=\"vm\",destination=\"h2\"} 3.0",
@@ -249,5 +315,11 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
+        let plain = m.render(&[job()], 1, Format::Text);
+        assert!(plain.contains("# TYPE pacer_migrations_total counter\npacer_migrations_total{"), "{plain}");
+        assert!(plain.contains("# HELP pacer_migration_downtime_seconds Guest downtime"), "{plain}");
+        assert!(!plain.contains("# EOF") && !plain.contains("# UNIT"), "{plain}");
+        assert_eq!(Format::from_accept(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")), Format::OpenMetrics);
+        assert_eq!(Format::from_accept(None), Format::Text);
     }
 }

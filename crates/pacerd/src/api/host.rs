@@ -1,12 +1,13 @@
 //! `GET /v1/host`, `POST /v1/probe`, `GET /metrics`.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use pacer_api::{HostInfo, ProbeAnswer};
 
 use super::S;
+use crate::metrics::Format;
 
 pub async fn show(State(agent): S) -> Json<HostInfo> {
     let vms = &agent.vms;
@@ -26,9 +27,10 @@ pub async fn probe(body: axum::body::Bytes) -> Json<ProbeAnswer> {
     Json(ProbeAnswer { bytes: body.len() as u64 })
 }
 
-/// Metrics in the text format Prometheus scrapes.
-pub async fn metrics(State(agent): S) -> impl IntoResponse {
+/// Metrics, in the format the scraper asks for.
+pub async fn metrics(State(agent): S, headers: HeaderMap) -> impl IntoResponse {
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let jobs = agent.migrations.jobs.list();
-    let text = agent.metrics.render(&jobs, agent.vms.records().len());
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+    let text = agent.metrics.render(&jobs, agent.vms.records().len(), format);
+    ([(header::CONTENT_TYPE, format.content_type())], text)
 }

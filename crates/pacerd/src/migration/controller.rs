@@ -446,3 +446,177 @@ pub fn phase_of(status: &MigrationStatus, syncs: u64) -> JobPhase {
 fn ms(t_s: f64) -> u64 {
     (t_s.max(0.0) * 1000.0) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacer_api::PeerRef;
+    use pacer_qemu::migration::RamStats;
+
+    const GIB: u64 = 1 << 30;
+
+    fn req(strategy: Strategy) -> MigrateRequest {
+        MigrateRequest::new(PeerRef { name: "h2".into(), url: "http://x:1".into(), token: "t".into() }, strategy)
+    }
+
+    fn ctl(r: &MigrateRequest, link: Option<f64>) -> Controller {
+        Controller::new(r, GIB, &Measurements::default(), link, None, 0.5)
+    }
+
+    fn info(status: &str, transferred: u64, remaining: u64, syncs: u64) -> MigrationInfo {
+        MigrationInfo {
+            status: MigrationStatus::from(status),
+            ram: Some(RamStats {
+                transferred,
+                remaining,
+                total: GIB,
+                normal: transferred / 4096,
+                normal_bytes: transferred,
+                page_size: 4096,
+                dirty_sync_count: syncs,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn disk(transferred: u64, total: u64, ready: bool) -> DiskProgress {
+        DiskProgress { total, transferred, remaining: total - transferred, ready, rate_bps: 50e6, ..Default::default() }
+    }
+
+    fn memory<'a>(i: &'a MigrationInfo) -> Observed<'a> {
+        Observed::Memory { info: i, disk: None }
+    }
+
+    #[test]
+    fn disks_are_followed_until_in_sync_or_stalled() {
+        let r = req(Strategy::PreCopy);
+        let mut c = ctl(&r, None);
+        let m = Measurements::default();
+        let t = c.tick(0.2, Observed::Disks(&disk(10, 100, false)), &m);
+        assert_eq!((t.verdict, t.progress.phase), (Verdict::Continue, JobPhase::DiskBulkCopy));
+        let t = c.tick(0.4, Observed::Disks(&disk(100, 100, true)), &m);
+        assert_eq!((t.verdict, t.progress.phase), (Verdict::DisksInSync, JobPhase::DiskSync));
+        assert!(t.events.iter().any(|e| e.contains("disks in sync")));
+        let mut c = ctl(&r, None);
+        for i in 0..60 {
+            let t = c.tick(i as f64 * 0.2, Observed::Disks(&disk(10, 100, false)), &m);
+            if i as f64 * 0.2 > DEFAULT_STALL_S + 0.5 {
+                assert!(matches!(t.verdict, Verdict::Failed(ref w) if w.contains("no disk data moved")), "{:?}", t.verdict);
+                return;
+            }
+        }
+        panic!("a stalled disk copy was not given up");
+    }
+
+    #[test]
+    fn qemu_endings_become_verdicts() {
+        let r = req(Strategy::PreCopy);
+        let m = Measurements::default();
+        let mut c = ctl(&r, None);
+        assert_eq!(c.tick(1.0, memory(&info("completed", GIB, 0, 5)), &m).verdict, Verdict::Completed);
+        let mut failed = info("failed", 1, 1, 1);
+        failed.error_desc = Some("Unable to write to socket".into());
+        let v = ctl(&r, None).tick(1.0, memory(&failed), &m).verdict;
+        assert_eq!(v, Verdict::Failed("QEMU migration failed: Unable to write to socket".into()));
+        let v = ctl(&r, None).tick(1.0, memory(&info("postcopy-paused", 1, 1, 1)), &m).verdict;
+        assert!(matches!(v, Verdict::Failed(w) if w.contains("post-copy was interrupted")));
+    }
+
+    #[test]
+    fn a_stalled_precopy_is_given_up_but_a_stalled_postcopy_is_not() {
+        let r = req(Strategy::PreCopy);
+        let m = Measurements::default();
+        let mut pre = ctl(&r, None);
+        let mut post = ctl(&r, None);
+        let (mut pre_failed, mut post_failed) = (false, false);
+        for i in 0..70 {
+            let t = i as f64 * 0.2;
+            pre_failed |= matches!(pre.tick(t, memory(&info("active", 100 << 20, 500 << 20, 1)), &m).verdict, Verdict::Failed(_));
+            post_failed |= matches!(post.tick(t, memory(&info("postcopy-active", 100 << 20, 500 << 20, 2)), &m).verdict, Verdict::Failed(_));
+        }
+        assert!(pre_failed && !post_failed);
+    }
+
+    #[test]
+    fn postcopy_switches_after_its_delay_once_and_again_if_refused() {
+        let mut r = req(Strategy::PostCopy);
+        r.postcopy_after_s = Some(2.0);
+        let m = Measurements::default();
+        let mut c = ctl(&r, None);
+        c.memory_started(1.0);
+        let switches = |t: &Tick| t.actions.iter().filter(|a| **a == Action::StartPostcopy).count();
+        assert_eq!(switches(&c.tick(2.0, memory(&info("active", 10 << 20, 900 << 20, 1)), &m)), 0);
+        let t = c.tick(3.1, memory(&info("active", 20 << 20, 900 << 20, 1)), &m);
+        assert_eq!(switches(&t), 1);
+        assert!(t.events[0].contains("after 2 s of pre-copy"), "{:?}", t.events);
+        assert_eq!(switches(&c.tick(3.3, memory(&info("active", 30 << 20, 900 << 20, 1)), &m)), 0);
+        c.postcopy_refused();
+        assert_eq!(switches(&c.tick(3.5, memory(&info("active", 40 << 20, 900 << 20, 1)), &m)), 1);
+        let t = c.tick(3.7, memory(&info("postcopy-active", 50 << 20, 800 << 20, 2)), &m);
+        assert_eq!((t.progress.phase, c.postcopy_at_s()), (JobPhase::PostCopy, Some(3.7)));
+    }
+
+    #[test]
+    fn precopy_never_switches_and_switch_over_finishes_the_disks_once() {
+        let r = req(Strategy::PreCopy);
+        let m = Measurements::default();
+        let mut c = ctl(&r, None);
+        c.memory_started(0.0);
+        let t = c.tick(30.0, memory(&info("active", 10 << 20, 900 << 20, 1)), &m);
+        assert!(!t.actions.contains(&Action::StartPostcopy));
+        let t = c.tick(30.2, memory(&info("pre-switchover", GIB, 1 << 20, 6)), &m);
+        assert!(t.actions.contains(&Action::FinishDisksAndContinue));
+        assert_eq!(t.progress.phase, JobPhase::SwitchOver);
+        assert_eq!(c.poll_interval(30.2), POLL_SWITCHING);
+        let t = c.tick(30.25, memory(&info("pre-switchover", GIB, 1 << 20, 6)), &m);
+        assert!(!t.actions.contains(&Action::FinishDisksAndContinue));
+    }
+
+    #[test]
+    fn a_feasible_target_paces_the_copy_and_holds_the_switch_over() {
+        let mut r = req(Strategy::PreCopy);
+        r.finish_in_s = Some(60.0);
+        let mut c = Controller::new(&r, GIB, &Measurements::default(), Some(125e6), Some(true), 0.5);
+        let m = Measurements::default();
+        let t = c.tick(1.0, memory(&info("active", 50 << 20, 900 << 20, 1)), &m);
+        let speed = t.actions.iter().find_map(|a| match a {
+            Action::SetSpeed { memory_bps, .. } => Some(*memory_bps),
+            _ => None,
+        });
+        assert!(speed.is_some_and(|s| s < 100_000_000), "a gentle speed: {:?}", t.actions);
+        assert!(t.actions.contains(&Action::SetSwitchover { downtime_limit_ms: 1, switchover_bps: 1000 }), "{:?}", t.actions);
+        let target = c.target().unwrap();
+        assert!(target.feasible && target.finish_ms == 60_000, "{target:?}");
+        // Retargeted to flat out: the operator's limits come back.
+        c.retarget(None);
+        let t = c.tick(2.0, memory(&info("active", 60 << 20, 890 << 20, 1)), &m);
+        assert!(t.actions.contains(&Action::SetSpeed { memory_bps: UNLIMITED_BPS, disk_bps: 0 }), "{:?}", t.actions);
+        assert!(t.actions.contains(&Action::SetSwitchover { downtime_limit_ms: 300, switchover_bps: 0 }), "{:?}", t.actions);
+    }
+
+    #[test]
+    fn percent_done_never_goes_back_and_reaches_100_only_at_the_end() {
+        let r = req(Strategy::PreCopy);
+        let m = Measurements::default();
+        let mut c = ctl(&r, None);
+        let mut last = 0.0;
+        for i in 1..40u64 {
+            let sent = (i * 25) << 20;
+            let t = c.tick(i as f64 * 0.2, memory(&info("active", sent, GIB.saturating_sub(sent), 1 + i / 20)), &m);
+            assert!(t.progress.percent >= last && t.progress.percent < 100.0, "{} after {last}", t.progress.percent);
+            last = t.progress.percent;
+        }
+        assert_eq!(c.tick(8.2, memory(&info("completed", GIB, 0, 3)), &m).progress.percent, 100.0);
+    }
+
+    #[test]
+    fn qemu_statuses_map_to_phases() {
+        assert_eq!(phase_of(&MigrationStatus::Setup, 0), JobPhase::Setup);
+        assert_eq!(phase_of(&MigrationStatus::Active, 1), JobPhase::BulkCopy);
+        assert_eq!(phase_of(&MigrationStatus::Active, 2), JobPhase::PreCopy);
+        assert_eq!(phase_of(&MigrationStatus::PostcopyPaused, 2), JobPhase::PostCopy);
+        assert_eq!(phase_of(&MigrationStatus::Device, 4), JobPhase::SwitchOver);
+        assert_eq!(phase_of(&MigrationStatus::Completed, 4), JobPhase::SwitchOver);
+    }
+}

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pacer_api::IntegrityResult;
+use pacer_guest_proto::{parse_line, Command, GuestLine};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::error::{AgentError, AgentResult};
@@ -33,28 +34,21 @@ pub async fn verify_guest(vms: &Registry, name: &str, timeout: Duration) -> Agen
             .await
             .map_err(|e| AgentError::Upstream(format!("cannot open serial console: {e}")))?;
         let (r, mut w) = stream.into_split();
-        w.write_all(b"verify\n").await.map_err(|e| AgentError::Upstream(e.to_string()))?;
+        w.write_all(Command::Verify.line().as_bytes()).await.map_err(|e| AgentError::Upstream(e.to_string()))?;
         let mut lines = BufReader::new(r).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            let Some(json) = line.trim_end_matches('\r').split_once("PACER ").map(|(_, j)| j)
-            else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { continue };
-            if v.get("kind").and_then(|k| k.as_str()) != Some("verify") {
-                continue;
+            if let Some(GuestLine::Verify(v)) = parse_line(&line) {
+                return Ok(IntegrityResult {
+                    ok: v.ok,
+                    pages_checked: v.pages_checked,
+                    bad_pages: v.bad_pages,
+                    errors_total: v.errors_total,
+                    duration_ms: v.duration_ms,
+                    disk_ok: v.disk_ok,
+                    disk_blocks_checked: v.disk_blocks_checked,
+                    disk_bad_blocks: v.disk_bad_blocks,
+                });
             }
-            let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
-            return Ok(IntegrityResult {
-                ok: v.get("ok").and_then(|x| x.as_bool()).unwrap_or(false),
-                pages_checked: n("pages_checked"),
-                bad_pages: n("bad_pages"),
-                errors_total: n("errors_total"),
-                duration_ms: n("duration_ms"),
-                disk_ok: v.get("disk_ok").and_then(|x| x.as_bool()).unwrap_or(true),
-                disk_blocks_checked: n("disk_blocks_checked"),
-                disk_bad_blocks: n("disk_bad_blocks"),
-            });
         }
         Err(AgentError::Upstream("serial console closed before the guest answered".into()))
     };
