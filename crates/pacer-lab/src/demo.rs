@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use pacer_api::{AccelChoice, JobStatus, Strategy};
-use pacer_testbed::bed;
+use crate::bed;
 
-use crate::hosts::Hosts;
-use crate::{migrate, vm};
+use pacer_cli::hosts::Hosts;
+use pacer_cli::{migrate, vm};
 
 /// Options of the demo.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,12 +48,12 @@ impl BedGuard {
         let root = bed::default_root();
         // A leftover from an interrupted run is ours to clear.
         let _ = bed::down(&root, name);
-        let rate_bps = pacer_testbed::net::parse_rate(rate)?;
+        let rate_bps = crate::net::parse_rate(rate)?;
         let b = bed::up(&bed::BedOptions {
             name: name.into(),
             hosts,
             rate_bps,
-            pacerd: crate::find_pacerd(),
+            pacerd: crate::bed::find_pacerd(),
             root,
             memory_capacity: None,
             incoming_lease_s: None,
@@ -102,9 +102,9 @@ fn step(msg: &str) {
 pub async fn run(opts: &DemoOpts) -> Result<i32> {
     let t0 = Instant::now();
     step("building the guest image (cached after the first run)");
-    let mut img_opts = pacer_testbed::guest_image::ImageOptions::from_env();
+    let mut img_opts = crate::guest_image::ImageOptions::from_env();
     img_opts.progress = true;
-    let img = pacer_testbed::guest_image::ensure_guest_image(&img_opts)?;
+    let img = crate::guest_image::ensure_guest_image(&img_opts)?;
     eprintln!("guest kernel {} ({})", img.kernel_version, img.kernel.display());
 
     step(&format!("creating two test hosts joined by a {} link", opts.rate));

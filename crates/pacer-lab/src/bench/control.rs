@@ -104,7 +104,7 @@ impl ControlOpts {
                 KERNEL_RESERVE_MIB
             );
         }
-        let link = pacer_testbed::net::parse_rate(&self.rate)? as f64 / 8e6;
+        let link = crate::net::parse_rate(&self.rate)? as f64 / 8e6;
         if link > 0.0 && self.write_rate >= 0.8 * link {
             bail!(
                 "--write-rate {} MB/s is too close to the link ({link:.1} MB/s): pre-copy would \

@@ -22,7 +22,7 @@ use super::storage::{
     tool_present, wait_steady,
 };
 use crate::demo::BedGuard;
-use crate::hosts::Hosts;
+use pacer_cli::hosts::Hosts;
 
 /// Longest wait for a guest to boot and report (a disk fill adds to it).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -61,9 +61,9 @@ impl LiveBed {
     /// Builds the guest image (cached) and a two-host bed joined by `rate`.
     pub fn up(name: &str, rate: &str) -> Result<LiveBed> {
         note("building the guest image (cached after the first run)");
-        let mut img_opts = pacer_testbed::guest_image::ImageOptions::from_env();
+        let mut img_opts = crate::guest_image::ImageOptions::from_env();
         img_opts.progress = true;
-        let img = pacer_testbed::guest_image::ensure_guest_image(&img_opts)?;
+        let img = crate::guest_image::ensure_guest_image(&img_opts)?;
         note(&format!("creating two test hosts joined by a {rate} link"));
         let guard = BedGuard::up(name, 2, rate, false)?;
         if !guard.bed.shaped {
@@ -82,7 +82,7 @@ impl LiveBed {
             image_dir,
             dest_disk_dir: guard.bed.hosts[1].state_dir.join("vms"),
             accel: None,
-            rate_bps: pacer_testbed::net::parse_rate(rate)?,
+            rate_bps: crate::net::parse_rate(rate)?,
             guard,
         })
     }
@@ -248,7 +248,7 @@ async fn wait_status(
         if *stop.borrow() {
             bail!("interrupted");
         }
-        let text = crate::vm::console(hosts, name, Some("h1"), 64 * 1024).await?;
+        let text = pacer_cli::vm::console(hosts, name, Some("h1"), 64 * 1024).await?;
         if last_of_kind(&guest_lines(&text), "status").is_some() {
             return Ok(());
         }
@@ -285,7 +285,7 @@ pub async fn wait_prior(d: Duration, stop: &watch::Receiver<bool>) -> bool {
 
 /// The guest's own memory and disk write rates (MB/s) from its last status line.
 pub async fn guest_rates(hosts: &Hosts, name: &str) -> (Option<f64>, Option<f64>) {
-    let Ok(text) = crate::vm::console(hosts, name, Some("h1"), 16 * 1024).await else {
+    let Ok(text) = pacer_cli::vm::console(hosts, name, Some("h1"), 16 * 1024).await else {
         return (None, None);
     };
     let lines = guest_lines(&text);

@@ -34,8 +34,8 @@ use super::{
     KERNEL_RESERVE_MIB,
 };
 use crate::demo::BedGuard;
-use crate::hosts::Hosts;
-use crate::vm;
+use pacer_cli::hosts::Hosts;
+use pacer_cli::vm;
 
 /// Test bed name (distinct from the baseline's, so both can be up).
 const BED: &str = "bstore";
@@ -651,9 +651,9 @@ pub async fn run(opts: &StorageOpts) -> Result<i32> {
 
     let t0 = Instant::now();
     note("building the guest image (cached after the first run)");
-    let mut img_opts = pacer_testbed::guest_image::ImageOptions::from_env();
+    let mut img_opts = crate::guest_image::ImageOptions::from_env();
     img_opts.progress = true;
-    let img = pacer_testbed::guest_image::ensure_guest_image(&img_opts)?;
+    let img = crate::guest_image::ensure_guest_image(&img_opts)?;
 
     note(&format!(
         "creating two test hosts joined by a {} link",
@@ -682,7 +682,7 @@ pub async fn run(opts: &StorageOpts) -> Result<i32> {
         kernel_version: img.kernel_version.clone(),
         image_dir,
         dest_disk_dir: guard.bed.hosts[1].state_dir.join("vms"),
-        link_bps: pacer_testbed::net::parse_rate(&opts.rate)?,
+        link_bps: crate::net::parse_rate(&opts.rate)?,
         accel: None,
     };
 

@@ -69,7 +69,7 @@ fn parse_runs(s: &str) -> Result<u32, String> {
 }
 
 fn parse_link_rate(s: &str) -> Result<String, String> {
-    pacer_testbed::net::parse_rate(s).map_err(|e| e.to_string())?;
+    crate::net::parse_rate(s).map_err(|e| e.to_string())?;
     Ok(s.trim().to_string())
 }
 

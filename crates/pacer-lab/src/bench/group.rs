@@ -23,8 +23,8 @@ use super::plot::{Chart, Line, Rule, PALETTE};
 use super::{
     fmt_sent, fmt_total, parse_link_rate, prepare_out, stop_on_ctrl_c, unix_ms, write_json,
 };
-use crate::group::{migrate_group, GroupResult};
-use crate::migrate::MigrateOpts;
+use pacer_cli::group::{migrate_group, GroupResult};
+use pacer_cli::migrate::MigrateOpts;
 
 /// Test bed name.
 const BED: &str = "bgrp";

@@ -11,14 +11,31 @@ use pacer_api::{
     AccelChoice, AgentClient, JobInfo, MigrateRequest, MigrationResult, PeerRef, Strategy,
     VmInfo, VmSpec, Workload,
 };
-use pacer_testbed::bed::{self, Bed, BedOptions};
-use pacer_testbed::guest_image::{ensure_guest_image, GuestImage, ImageOptions};
+use pacer_lab::bed::{self, Bed, BedOptions};
+use pacer_lab::guest_image::{ensure_guest_image, GuestImage, ImageOptions};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// The directory holding the workspace's binaries (pacer, pacerd).
+/// The directory holding the workspace's binaries (pacer, pacerd): the test
+/// executable is `target/<profile>/deps/<test>-<hash>`, they are in
+/// `target/<profile>/` (`CARGO_BIN_EXE_*` names only this package's own binaries).
 pub fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pacer")).parent().unwrap().to_path_buf()
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().expect("the test executable's directory");
+    let dir = if dir.ends_with("deps") { dir.parent().expect("target/<profile>") } else { dir };
+    dir.to_path_buf()
+}
+
+/// A workspace binary beside the tests, or a panic saying how to build it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: these tests run the workspace's binaries; build them first with \
+         `cargo build --workspace` (same profile as the tests)",
+        p.display()
+    );
+    p
 }
 
 /// A test bed removed on drop.
@@ -51,8 +68,8 @@ impl TestBed {
         let bed = bed::up(&BedOptions {
             name: name.clone(),
             hosts: spec.hosts,
-            rate_bps: pacer_testbed::net::parse_rate(spec.rate).unwrap(),
-            pacerd: bin_dir().join("pacerd"),
+            rate_bps: pacer_lab::net::parse_rate(spec.rate).unwrap(),
+            pacerd: workspace_bin("pacerd"),
             root: root.path().to_path_buf(),
             memory_capacity: spec.memory_capacity.map(String::from),
             incoming_lease_s: spec.lease_s,
@@ -85,7 +102,7 @@ impl TestBed {
 
     /// Runs the `pacer` CLI against this test bed.
     pub fn pacer(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_pacer"))
+        std::process::Command::new(workspace_bin("pacer"))
             .arg("--hosts-file")
             .arg(self.hosts_file())
             .args(args)

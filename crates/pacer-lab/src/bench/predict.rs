@@ -178,7 +178,7 @@ impl Link {
             Link::Slow => SLOW,
             Link::Changing => CHANGED,
         };
-        pacer_testbed::net::parse_rate(r).unwrap_or(1)
+        crate::net::parse_rate(r).unwrap_or(1)
     }
 }
 
@@ -1066,7 +1066,7 @@ pub async fn run(opts: &PredictOpts) -> Result<i32> {
             rec.reason = Some("interrupted".into());
         }
         bed.cleanup(&name, &files).await;
-        if let Err(e) = bed.set_rate(pacer_testbed::net::parse_rate(FAST)?) {
+        if let Err(e) = bed.set_rate(crate::net::parse_rate(FAST)?) {
             eprintln!("warning: cannot reset the link rate: {e}");
         }
         rec.wall_ms = t.elapsed().as_millis() as u64;
@@ -1160,7 +1160,7 @@ async fn one_run(
     stop: &watch::Receiver<bool>,
 ) {
     let (w, l) = (rec.workload, rec.link);
-    let rate = match pacer_testbed::net::parse_rate(l.start_rate()) {
+    let rate = match crate::net::parse_rate(l.start_rate()) {
         Ok(r) => r,
         Err(e) => {
             rec.reason = Some(e.to_string());
@@ -1252,7 +1252,7 @@ async fn one_run(
             .unwrap_or_default()
     );
     let limit = migration_limit(opts.memory, g.disk_size.unwrap_or(0), l.slowest_bps());
-    let changed_bps = pacer_testbed::net::parse_rate(CHANGED).unwrap_or(300_000_000);
+    let changed_bps = crate::net::parse_rate(CHANGED).unwrap_or(300_000_000);
     let mut change = rec.change.clone();
     let mut link_error = None;
     let followed = {

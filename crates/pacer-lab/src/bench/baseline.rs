@@ -23,8 +23,8 @@ use super::{
     KERNEL_RESERVE_MIB,
 };
 use crate::demo::{wait_guest_ready, BedGuard};
-use crate::hosts::Hosts;
-use crate::{migrate, vm};
+use pacer_cli::hosts::Hosts;
+use pacer_cli::{migrate, vm};
 
 /// The plain-migration script, as shipped in `bench/plain_migrate.py`.
 const PLAIN_SCRIPT: &str = include_str!("../../../../bench/plain_migrate.py");
@@ -485,9 +485,9 @@ pub async fn run(opts: &BaselineOpts) -> Result<i32> {
 
     let t0 = Instant::now();
     note("building the guest image (cached after the first run)");
-    let mut img_opts = pacer_testbed::guest_image::ImageOptions::from_env();
+    let mut img_opts = crate::guest_image::ImageOptions::from_env();
     img_opts.progress = true;
-    let img = pacer_testbed::guest_image::ensure_guest_image(&img_opts)?;
+    let img = crate::guest_image::ensure_guest_image(&img_opts)?;
 
     note(&format!(
         "creating two test hosts joined by a {} link",
