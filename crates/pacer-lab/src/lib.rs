@@ -6,6 +6,8 @@
 //!   hosts file the CLI finds it by;
 //! - [`guest_image`]: the guest image (a Debian kernel and an initramfs with the
 //!   `pacer-guest` workload program);
+//! - [`live`]: the one test-bed setup of the demo and the benchmarks (image, bed,
+//!   guests started and waited for, cleanup);
 //! - [`demo`]: the demo, a guest migrated live between two test hosts;
 //! - [`bench`]: the benchmarks (baseline, storage, predict, control, group).
 //!
@@ -16,4 +18,5 @@ pub mod bed;
 pub mod bench;
 pub mod demo;
 pub mod guest_image;
+pub mod live;
 pub mod net;

@@ -10,19 +10,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use pacer_api::{JobStatus, PredictionPoint, Strategy};
+use pacer_api::Strategy;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::harness::{
-    integrity_ok, parse_prior_wait, plot_path, start_guest, wait_prior, write_svg, GuestPlan,
-    LiveBed,
-};
+use super::harness::{parse_prior_wait, plot_path, wait_prior, write_svg};
 use super::plot::{Chart, Line, Rule, PALETTE};
-use super::{
-    fmt_sent, fmt_total, parse_link_rate, prepare_out, stop_on_ctrl_c, unix_ms, write_json,
-};
+use super::record::MigrationRecord;
+use super::{fmt_sent, fmt_total, parse_link_rate, prepare_out, stop_on_ctrl_c, unix_ms, write_results};
+use crate::live::{start_guest, GuestPlan, LiveBed};
 use pacer_cli::group::{migrate_group, GroupResult};
 use pacer_cli::migrate::MigrateOpts;
 
@@ -110,24 +107,13 @@ pub struct Member {
     pub wss_mib: u64,
     /// Write rate, MB/s.
     pub write_rate_mbps: f64,
-    /// `completed`, `failed`, `cancelled`.
-    pub status: String,
+    /// How its migration went.
+    #[serde(flatten)]
+    pub run: MigrationRecord,
     /// When its migration was started, s after the group started.
     pub start_s: Option<f64>,
     /// When it finished, s after the group started.
     pub finish_s: Option<f64>,
-    /// Its own total time, ms.
-    pub total_time_ms: Option<u64>,
-    /// Bytes sent.
-    pub bytes_transferred: Option<u64>,
-    /// Downtime, ms.
-    pub downtime_ms: Option<u64>,
-    /// Guest checks.
-    pub integrity_ok: Option<bool>,
-    /// Why it failed.
-    pub reason: Option<String>,
-    /// Its predictions.
-    pub predictions: Vec<PredictionPoint>,
 }
 
 /// One migration of the group.
@@ -184,22 +170,9 @@ impl GroupRun {
             .iter_mut()
             .zip(g.results.iter().zip(&g.finish_s))
         {
-            m.status = match r.status {
-                JobStatus::Completed => "completed",
-                JobStatus::Cancelled => "cancelled",
-                _ => "failed",
-            }
-            .into();
-            m.reason = r.reason.clone();
+            m.run.fill(r);
             m.finish_s = Some(*fin);
-            m.total_time_ms = Some(r.total_time_ms);
             m.start_s = Some(fin - r.total_time_ms as f64 / 1000.0);
-            m.predictions = r.predictions.clone();
-            if r.status == JobStatus::Completed {
-                m.bytes_transferred = Some(r.bytes_transferred);
-                m.downtime_ms = r.downtime_ms;
-                m.integrity_ok = integrity_ok(r);
-            }
         }
         self.target_s = g.target_s;
         self.status = if g.all_completed {
@@ -217,8 +190,8 @@ impl GroupRun {
             self.reason = Some(
                 self.members
                     .iter()
-                    .filter(|m| m.status != "completed")
-                    .map(|m| format!("{}: {}", m.name, m.reason.as_deref().unwrap_or(&m.status)))
+                    .filter(|m| !m.run.completed())
+                    .map(|m| format!("{}: {}", m.name, m.run.reason.as_deref().unwrap_or(&m.run.status)))
                     .collect::<Vec<_>>()
                     .join("; "),
             );
@@ -236,15 +209,9 @@ fn members(n: usize, prefix: &str) -> Vec<Member> {
             memory_mib: mem,
             wss_mib: wss,
             write_rate_mbps: rate,
-            status: "error".into(),
+            run: MigrationRecord::default(),
             start_s: None,
             finish_s: None,
-            total_time_ms: None,
-            bytes_transferred: None,
-            downtime_ms: None,
-            integrity_ok: None,
-            reason: None,
-            predictions: Vec::new(),
         })
         .collect()
 }
@@ -318,8 +285,8 @@ pub fn render_table(runs: &[GroupRun], opts: &GroupOpts) -> String {
                     " {} started {} took {} sent {};",
                     g.mode.as_str(),
                     secs(m.start_s),
-                    fmt_total(m.total_time_ms.map(|v| v as f64)),
-                    fmt_sent(m.bytes_transferred.map(|v| v as f64))
+                    fmt_total(m.run.total_time_ms.map(|v| v as f64)),
+                    fmt_sent(m.run.bytes_transferred.map(|v| v as f64))
                 ));
             }
         }
@@ -353,7 +320,7 @@ pub fn render_table(runs: &[GroupRun], opts: &GroupOpts) -> String {
     let checks: Vec<String> = runs
         .iter()
         .flat_map(|g| g.members.iter().map(move |m| (g, m)))
-        .filter(|(_, m)| m.integrity_ok == Some(false))
+        .filter(|(_, m)| m.run.integrity_ok == Some(false))
         .map(|(g, m)| format!("  {} {}: guest check FAILED", g.mode.as_str(), m.name))
         .collect();
     let failures: Vec<String> = runs
@@ -389,6 +356,7 @@ pub fn chart(g: &GroupRun) -> Option<Chart> {
         let start = m.start_s?;
         let color = PALETTE[i % PALETTE.len()];
         let pts: Vec<(f64, f64)> = m
+            .run
             .predictions
             .iter()
             .map(|p| {
@@ -444,10 +412,8 @@ pub async fn run(opts: &GroupOpts) -> Result<i32> {
         anyhow::bail!("--modes is empty: give coordinated, uncoordinated or both");
     }
     prepare_out(&opts.out)?;
-    let t0 = Instant::now();
-    let mut bed = LiveBed::up(BED, &opts.rate)?;
+    let mut bed = LiveBed::up_shaped(BED, &opts.rate)?;
     let stop = stop_on_ctrl_c();
-    let started = unix_ms();
     let mut runs: Vec<GroupRun> = Vec::new();
     for (i, &mode) in opts.modes.iter().enumerate() {
         if *stop.borrow() {
@@ -483,13 +449,9 @@ pub async fn run(opts: &GroupOpts) -> Result<i32> {
             }
         );
         runs.push(rec);
-        write_results(opts, &bed, &runs, started)?;
+        save(opts, &bed, &runs)?;
     }
-    drop(bed);
-    eprintln!(
-        "test bed removed (benchmark took {:.0} s)\n",
-        t0.elapsed().as_secs_f64()
-    );
+    bed.close("benchmark");
     print!("{}", render_table(&runs, opts));
     println!("\nall runs: {} (plots beside it)", opts.out.display());
     let ok = runs.len() == opts.modes.len()
@@ -501,25 +463,16 @@ pub async fn run(opts: &GroupOpts) -> Result<i32> {
     Ok(if ok { 0 } else { 1 })
 }
 
-fn write_results(opts: &GroupOpts, bed: &LiveBed, runs: &[GroupRun], started: u64) -> Result<()> {
-    let doc = json!({
-        "benchmark": "group",
-        "pacer_version": env!("CARGO_PKG_VERSION"),
-        "started_unix_ms": started,
-        "updated_unix_ms": unix_ms(),
-        "config": {
-            "link_rate": opts.rate,
-            "vms": opts.vms,
-            "modes": opts.modes,
-            "prior_wait_s": opts.prior_wait,
-            "goal_spread_s": GOAL_SPREAD_S,
-            "strategy": "pre-copy",
-            "accel": bed.accel,
-            "kernel_version": bed.kernel_version,
-        },
-        "runs": runs,
+fn save(opts: &GroupOpts, bed: &LiveBed, runs: &[GroupRun]) -> Result<()> {
+    let config = json!({
+        "link_rate": opts.rate,
+        "vms": opts.vms,
+        "modes": opts.modes,
+        "prior_wait_s": opts.prior_wait,
+        "goal_spread_s": GOAL_SPREAD_S,
+        "strategy": "pre-copy",
     });
-    write_json(&opts.out, &doc)
+    write_results(&opts.out, "group", bed, config, json!({"runs": runs}))
 }
 
 async fn one_run(
@@ -568,7 +521,7 @@ async fn one_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pacer_api::MigrationResult;
+    use pacer_api::{MigrationResult, PredictionPoint};
 
     fn opts() -> GroupOpts {
         GroupOpts {

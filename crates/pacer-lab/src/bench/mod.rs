@@ -12,7 +12,11 @@
 //! - `pacer bench group` ([`group`]): several VMs migrated together, coordinated
 //!   or not: how far apart they finish.
 //!
-//! This module holds what they share: option parsers, medians, cell formatting,
+//! They share one test bed setup ([`crate::live::LiveBed`]: the guest image, two
+//! hosts with agents, guests started and waited for), one follower of a
+//! migration ([`harness::follow_migration`]) and one record of a migration
+//! ([`record::MigrationRecord`]) that every benchmark's run record embeds. This
+//! module holds the rest they share: option parsers, medians, cell formatting,
 //! the results file and Ctrl-C handling.
 
 mod baseline;
@@ -21,6 +25,7 @@ mod group;
 mod harness;
 mod plot;
 mod predict;
+pub mod record;
 mod score;
 mod storage;
 
@@ -29,8 +34,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use pacer_model::format_bytes;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::watch;
+
+use crate::live::LiveBed;
 
 /// Benchmark commands.
 #[derive(Debug, clap::Subcommand)]
@@ -85,7 +92,8 @@ fn parse_write_rate(s: &str) -> Result<f64, String> {
     Ok(mbps)
 }
 
-fn unix_ms() -> u64 {
+/// Now, Unix ms.
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -162,10 +170,6 @@ fn status_cell(runs: usize, completed: usize) -> String {
     }
 }
 
-fn note(msg: &str) {
-    eprintln!("==> {msg}");
-}
-
 /// Creates the results file's directory and makes sure the file can be written
 /// there, so that a bad `--out` shows before the runs, not after.
 fn prepare_out(out: &Path) -> Result<()> {
@@ -186,6 +190,26 @@ fn write_json(out: &Path, doc: &Value) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
+}
+
+/// Writes the results file of `benchmark`: what it ran on (`config`, to which the
+/// bed's accelerator and kernel are added) and `body` (its runs, summaries, goals).
+fn write_results(out: &Path, benchmark: &str, bed: &LiveBed, mut config: Value, body: Value) -> Result<()> {
+    config["accel"] = json!(bed.accel);
+    config["kernel_version"] = json!(bed.kernel_version);
+    let mut doc = json!({
+        "benchmark": benchmark,
+        "pacer_version": env!("CARGO_PKG_VERSION"),
+        "started_unix_ms": bed.started_unix_ms,
+        "updated_unix_ms": unix_ms(),
+        "config": config,
+    });
+    if let Value::Object(body) = body {
+        for (k, v) in body {
+            doc[k] = v;
+        }
+    }
+    write_json(out, &doc)
 }
 
 /// A flag that turns true on Ctrl-C: the current run stops, the test bed goes.

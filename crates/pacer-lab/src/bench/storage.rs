@@ -18,24 +18,24 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use pacer_api::{
-    AccelChoice, CopyStorage, DiskWorkload, JobInfo, JobStatus, MigrateRequest, MigrationResult,
-    PeerRef, Strategy, VmInfo, VmSpec, Workload,
-};
+use anyhow::{bail, Result};
+use pacer_api::{CopyStorage, DiskWorkload, MigrateRequest, MigrationResult, Strategy};
 use pacer_model::format_bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use super::harness::{follow_migration, migration_limit};
+use super::record::{MigrationRecord, Row};
 use super::{
-    check_cell, fmt_downtime, fmt_sent, fmt_total, median, note, parse_link_rate, parse_runs,
-    parse_write_rate, prepare_out, status_cell, stop_on_ctrl_c, unix_ms, write_json,
+    check_cell, check_word, fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_runs,
+    parse_write_rate, prepare_out, status_cell, stop_on_ctrl_c, unix_ms, write_results,
     KERNEL_RESERVE_MIB,
 };
-use crate::demo::BedGuard;
-use pacer_cli::hosts::Hosts;
-use pacer_cli::vm;
+use crate::live::{
+    guest_rates, qcow2_create_args, qemu_tool, room_for_disk, start_guest, tool_present,
+    uniform_disk_writer, GuestPlan, LiveBed, SPACE_MARGIN,
+};
 
 /// Test bed name (distinct from the baseline's, so both can be up).
 const BED: &str = "bstore";
@@ -47,19 +47,10 @@ const DISK_BLOCK_KIB: u64 = 64;
 const VERIFY_BLOCK: u64 = 4096;
 /// How long the writers run in their steady state before the migration starts.
 const SETTLE: Duration = Duration::from_secs(3);
-/// Longest wait for a guest to boot and report, fill aside.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-/// Slowest guest disk fill allowed for, bytes/s (the fill adds size / this to the
-/// boot timeout).
-const SLOWEST_FILL_BPS: f64 = 4e6;
 /// Migration timeout before the share that grows with the bytes to move.
 const MIGRATION_TIMEOUT_BASE: Duration = Duration::from_secs(600);
-/// Every how often a progress line is printed while waiting.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Pieces in which `qemu-io` writes the base image (its buffer is this big).
 const BASE_WRITE_PIECE: u64 = 256 << 20;
-/// Free space kept beside the images (the agent itself keeps 64 MiB).
-const SPACE_MARGIN: u64 = 1 << 30;
 
 /// One benchmark scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,15 +103,7 @@ impl Scenario {
 
     /// The guest's disk workload.
     fn disk_workload(self, opts: &StorageOpts) -> DiskWorkload {
-        DiskWorkload {
-            device: "/dev/vda".into(),
-            rate_mbps: self.disk_rate(opts),
-            bs_kib: DISK_BLOCK_KIB,
-            pattern: "uniform".into(),
-            hot_fraction: 0.1,
-            span_mib: None,
-            fill: self.fill(),
-        }
+        uniform_disk_writer(self.disk_rate(opts), self.fill())
     }
 
     /// One line saying what the scenario is.
@@ -265,24 +248,12 @@ fn space_needed(scenarios: &[Scenario], disk_size: u64) -> u64 {
     let per_run = scenarios
         .iter()
         .map(|s| match s {
-            Scenario::Incremental => disk_size + disk_size / 4,
-            _ => 2 * disk_size + disk_size / 16,
+            Scenario::Incremental => disk_size + disk_size / 4 + SPACE_MARGIN,
+            _ => room_for_disk(disk_size),
         })
         .max()
-        .unwrap_or(0);
-    per_run + SPACE_MARGIN
-}
-
-/// The longest a migration may take: the base plus four times the time the link
-/// needs for a whole disk and the memory.
-fn migration_timeout(disk_size: u64, memory_mib: u64, link_bps: u64) -> Duration {
-    let bytes = disk_size + (memory_mib << 20);
-    let link_s = if link_bps == 0 {
-        0.0
-    } else {
-        bytes as f64 * 8.0 / link_bps as f64
-    };
-    MIGRATION_TIMEOUT_BASE + Duration::from_secs_f64(4.0 * link_s)
+        .unwrap_or(SPACE_MARGIN);
+    per_run
 }
 
 /// One migration of the benchmark.
@@ -294,22 +265,13 @@ pub struct StorageRun {
     pub repeat: u32,
     /// Position in the order runs were made (1-based).
     pub seq: usize,
-    /// `completed`, `failed`, `cancelled` or `error` (the run could not be made).
-    pub status: String,
-    /// Pacer's total time, from the request to the guest running at the destination.
-    pub total_time_ms: Option<u64>,
-    /// Time the guest was stopped.
-    pub downtime_ms: Option<u64>,
+    /// How it went (bytes: disk and memory).
+    #[serde(flatten)]
+    pub run: MigrationRecord,
     /// Disk bytes copied.
     pub disk_bytes: Option<u64>,
     /// Memory bytes sent.
     pub memory_bytes: Option<u64>,
-    /// Both.
-    pub bytes_transferred: Option<u64>,
-    /// QEMU's own time for the memory migration.
-    pub qemu_total_time_ms: Option<u64>,
-    /// Pre-copy rounds of memory.
-    pub rounds: Option<u64>,
     /// The guest's memory check at the destination.
     pub memory_ok: Option<bool>,
     /// The guest's disk check at the destination.
@@ -318,8 +280,6 @@ pub struct StorageRun {
     pub disk_blocks_checked: Option<u64>,
     /// Bad disk blocks it found.
     pub disk_bad_blocks: Option<u64>,
-    /// Why the run failed.
-    pub reason: Option<String>,
     /// Making the images, ms.
     pub images_ms: u64,
     /// From starting the VM to its steady state, ms.
@@ -336,14 +296,10 @@ pub struct StorageRun {
     pub image_allocated_bytes: Option<u64>,
     /// Error lines the guest printed before the migration.
     pub guest_errors: Vec<String>,
-    /// The migration job's events.
-    pub events: Vec<String>,
     /// Start of the run, Unix ms.
     pub started_unix_ms: u64,
     /// The whole run (images, boot, fill, migration, check), ms.
     pub wall_ms: u64,
-    /// Pacer's MigrationResult.
-    pub detail: Value,
 }
 
 impl StorageRun {
@@ -352,19 +308,13 @@ impl StorageRun {
             scenario,
             repeat,
             seq,
-            status: "error".into(),
-            total_time_ms: None,
-            downtime_ms: None,
+            run: MigrationRecord::default(),
             disk_bytes: None,
             memory_bytes: None,
-            bytes_transferred: None,
-            qemu_total_time_ms: None,
-            rounds: None,
             memory_ok: None,
             disk_ok: None,
             disk_blocks_checked: None,
             disk_bad_blocks: None,
-            reason: None,
             images_ms: 0,
             ready_ms: None,
             fill_ms: None,
@@ -373,15 +323,13 @@ impl StorageRun {
             guest_mem_write_mbps: None,
             image_allocated_bytes: None,
             guest_errors: Vec::new(),
-            events: Vec::new(),
             started_unix_ms: unix_ms(),
             wall_ms: 0,
-            detail: Value::Null,
         }
     }
 
     fn completed(&self) -> bool {
-        self.status == "completed"
+        self.run.completed()
     }
 
     fn checks_passed(&self) -> bool {
@@ -390,54 +338,36 @@ impl StorageRun {
 
     /// One line for the progress display.
     fn outcome_line(&self) -> String {
-        if !self.completed() {
-            return format!(
-                "{}: {}",
-                self.status,
-                self.reason.as_deref().unwrap_or("no reason given")
-            );
+        if let Some(f) = self.run.failure() {
+            return f;
         }
         let f = |v: Option<u64>| v.map(|v| v as f64);
         format!(
             "completed: total {}, downtime {}, disk {}, memory {}, memory check {}, disk check {}",
-            fmt_total(f(self.total_time_ms)),
-            fmt_downtime(f(self.downtime_ms), false),
+            fmt_total(f(self.run.total_time_ms)),
+            fmt_downtime(f(self.run.downtime_ms), false),
             fmt_sent(f(self.disk_bytes)),
             fmt_sent(f(self.memory_bytes)),
-            super::check_word(self.memory_ok),
-            super::check_word(self.disk_ok),
+            check_word(self.memory_ok),
+            check_word(self.disk_ok),
         )
     }
 
-    /// Takes Pacer's result.
-    fn fill_from(&mut self, r: &MigrationResult) {
-        self.status = match r.status {
-            JobStatus::Completed => "completed",
-            JobStatus::Cancelled => "cancelled",
-            _ => "failed",
+    /// Takes what the shared record leaves out of Pacer's result: bytes per kind
+    /// and the memory's and the disk's checks apart.
+    fn fill_storage(&mut self, r: &MigrationResult) {
+        if !self.completed() {
+            return;
         }
-        .into();
-        self.reason = r.reason.clone();
-        if r.status == JobStatus::Completed {
-            self.total_time_ms = Some(r.total_time_ms);
-            self.downtime_ms = r.downtime_ms;
-            self.disk_bytes = Some(r.disk_bytes);
-            self.memory_bytes = Some(r.memory_bytes);
-            self.bytes_transferred = Some(r.bytes_transferred);
-            self.qemu_total_time_ms = r.qemu_total_time_ms;
-            self.rounds = Some(r.rounds);
-            match &r.integrity {
-                Some(i) => {
-                    // `ok` covers both; the memory's own verdict is "no error ever".
-                    self.memory_ok = Some(i.errors_total == 0 && i.bad_pages == 0);
-                    self.disk_ok = Some(i.disk_ok);
-                    self.disk_blocks_checked = Some(i.disk_blocks_checked);
-                    self.disk_bad_blocks = Some(i.disk_bad_blocks);
-                }
-                None => self.reason = Some("the guest check did not run".into()),
-            }
+        self.disk_bytes = Some(r.disk_bytes);
+        self.memory_bytes = Some(r.memory_bytes);
+        if let Some(i) = &r.integrity {
+            // `ok` covers both; the memory's own verdict is "no error ever".
+            self.memory_ok = Some(i.errors_total == 0 && i.bad_pages == 0);
+            self.disk_ok = Some(i.disk_ok);
+            self.disk_blocks_checked = Some(i.disk_blocks_checked);
+            self.disk_bad_blocks = Some(i.disk_bad_blocks);
         }
-        self.detail = serde_json::to_value(r).unwrap_or(Value::Null);
     }
 }
 
@@ -494,45 +424,26 @@ impl StorageSummary {
 
 /// Summarises the runs of one scenario.
 pub fn summarize(scenario: Scenario, runs: &[StorageRun]) -> StorageSummary {
-    let mine: Vec<&StorageRun> = runs.iter().filter(|r| r.scenario == scenario).collect();
-    let done: Vec<&StorageRun> = mine.iter().copied().filter(|r| r.completed()).collect();
-    let med = |f: &dyn Fn(&StorageRun) -> Option<u64>| {
-        median(
-            &done
-                .iter()
-                .filter_map(|r| f(r))
-                .map(|v| v as f64)
-                .collect::<Vec<_>>(),
-        )
-    };
-    let count = |f: &dyn Fn(&StorageRun) -> Option<bool>, want: bool| {
-        done.iter().filter(|r| f(r) == Some(want)).count()
-    };
+    let row = Row::of(runs, |r| r.scenario == scenario, |r| &r.run);
     StorageSummary {
         scenario,
-        runs: mine.len(),
-        completed: done.len(),
-        total_time_ms: med(&|r| r.total_time_ms),
-        downtime_ms: med(&|r| r.downtime_ms),
-        disk_bytes: med(&|r| r.disk_bytes),
-        memory_bytes: med(&|r| r.memory_bytes),
-        disk_verified_bytes: med(&|r| r.disk_blocks_checked.map(|b| b * VERIFY_BLOCK)),
-        image_allocated_bytes: med(&|r| r.image_allocated_bytes),
-        memory_checks_ok: count(&|r| r.memory_ok, true),
-        memory_checks_failed: count(&|r| r.memory_ok, false),
-        disk_checks_ok: count(&|r| r.disk_ok, true),
-        disk_checks_failed: count(&|r| r.disk_ok, false),
-        reasons: mine
+        runs: row.all.len(),
+        completed: row.done.len(),
+        total_time_ms: row.median(|r| r.run.total_time_ms),
+        downtime_ms: row.median(|r| r.run.downtime_ms),
+        disk_bytes: row.median(|r| r.disk_bytes),
+        memory_bytes: row.median(|r| r.memory_bytes),
+        disk_verified_bytes: row.median(|r| r.disk_blocks_checked.map(|b| b * VERIFY_BLOCK)),
+        image_allocated_bytes: row.median(|r| r.image_allocated_bytes),
+        memory_checks_ok: row.count(|r| r.memory_ok, true),
+        memory_checks_failed: row.count(|r| r.memory_ok, false),
+        disk_checks_ok: row.count(|r| r.disk_ok, true),
+        disk_checks_failed: row.count(|r| r.disk_ok, false),
+        reasons: row
+            .all
             .iter()
-            .filter(|r| !r.completed() || r.reason.is_some())
-            .map(|r| {
-                format!(
-                    "run {}: {}: {}",
-                    r.repeat,
-                    r.status,
-                    r.reason.as_deref().unwrap_or("no reason given")
-                )
-            })
+            .filter(|r| !r.completed() || r.run.reason.is_some())
+            .map(|r| format!("run {}: {}: {}", r.repeat, r.run.status, r.run.why()))
             .collect(),
     }
 }
@@ -625,22 +536,7 @@ pub fn plan(scenarios: &[Scenario], repeats: u32) -> Vec<(u32, Scenario)> {
         .collect()
 }
 
-/// What every run shares.
-struct Setup {
-    hosts: Hosts,
-    kernel: String,
-    initrd: String,
-    kernel_version: String,
-    /// Where this benchmark makes its images.
-    image_dir: PathBuf,
-    /// Where the destination agent makes its disk copies.
-    dest_disk_dir: PathBuf,
-    link_bps: u64,
-    /// The accelerator the agent chose (learnt from the first run).
-    accel: Option<String>,
-}
-
-/// Runs `pacer bench storage`.
+/// Runs `pacer-lab bench storage`.
 pub async fn run(opts: &StorageOpts) -> Result<i32> {
     let scenarios = scenarios_of(opts)?;
     prepare_out(&opts.out)?;
@@ -648,50 +544,13 @@ pub async fn run(opts: &StorageOpts) -> Result<i32> {
     if scenarios.contains(&Scenario::Incremental) {
         tool_present("qemu-io").await?;
     }
-
-    let t0 = Instant::now();
-    note("building the guest image (cached after the first run)");
-    let mut img_opts = crate::guest_image::ImageOptions::from_env();
-    img_opts.progress = true;
-    let img = crate::guest_image::ensure_guest_image(&img_opts)?;
-
-    note(&format!(
-        "creating two test hosts joined by a {} link",
-        opts.rate
-    ));
-    let guard = BedGuard::up(BED, 2, &opts.rate, false)?;
-    let image_dir = guard.bed.dir.join("bench-images");
-    std::fs::create_dir_all(&image_dir)
-        .with_context(|| format!("cannot create {}", image_dir.display()))?;
-    let need = space_needed(&scenarios, opts.disk_size);
-    if let Some(free) = free_bytes(&image_dir) {
-        if free < need {
-            bail!(
-                "{} has {} free but the images need about {}: free space there or give a \
-                 smaller --disk-size",
-                image_dir.display(),
-                format_bytes(free),
-                format_bytes(need)
-            );
-        }
-    }
-    let mut setup = Setup {
-        hosts: guard.hosts()?,
-        kernel: img.kernel.display().to_string(),
-        initrd: img.initrd.display().to_string(),
-        kernel_version: img.kernel_version.clone(),
-        image_dir,
-        dest_disk_dir: guard.bed.hosts[1].state_dir.join("vms"),
-        link_bps: crate::net::parse_rate(&opts.rate)?,
-        accel: None,
-    };
-
-    let stop_rx = stop_on_ctrl_c();
+    let mut bed = LiveBed::up_shaped(BED, &opts.rate)?;
+    bed.check_room(space_needed(&scenarios, opts.disk_size)).await?;
+    let stop = stop_on_ctrl_c();
     let order = plan(&scenarios, opts.runs);
-    let started = unix_ms();
     let mut runs: Vec<StorageRun> = Vec::new();
     for (i, &(repeat, scenario)) in order.iter().enumerate() {
-        if *stop_rx.borrow() {
+        if *stop.borrow() {
             break;
         }
         let tag = format!(
@@ -706,30 +565,15 @@ pub async fn run(opts: &StorageOpts) -> Result<i32> {
         let name = format!("bstore-{}", i + 1);
         let mut files = Vec::new();
         let t = Instant::now();
-        one_run(
-            &mut setup,
-            opts,
-            &name,
-            &mut rec,
-            &mut files,
-            stop_rx.clone(),
-        )
-        .await;
-        if *stop_rx.borrow() && rec.status == "error" {
-            rec.status = "cancelled".into();
-            rec.reason = Some("interrupted".into());
-        }
-        cleanup(&setup.hosts, &setup.dest_disk_dir, &name, &files).await;
+        one_run(&mut bed, opts, &name, &mut rec, &mut files, &stop).await;
+        rec.run.mark_interrupted(&stop);
+        bed.cleanup(&name, &files).await;
         rec.wall_ms = t.elapsed().as_millis() as u64;
         eprintln!("{tag}: {}", rec.outcome_line());
         runs.push(rec);
-        write_results(opts, &scenarios, &setup, &runs, started)?;
+        save(opts, &scenarios, &bed, &runs)?;
     }
-    drop(guard);
-    eprintln!(
-        "test bed removed (benchmark took {:.0} s)\n",
-        t0.elapsed().as_secs_f64()
-    );
+    bed.close("benchmark");
 
     print!("{}", render_table(&scenarios, &runs, opts));
     println!("\nall runs: {}", opts.out.display());
@@ -738,96 +582,24 @@ pub async fn run(opts: &StorageOpts) -> Result<i32> {
     Ok(if all_ok { 0 } else { 1 })
 }
 
-fn write_results(
-    opts: &StorageOpts,
-    scenarios: &[Scenario],
-    setup: &Setup,
-    runs: &[StorageRun],
-    started: u64,
-) -> Result<()> {
+fn save(opts: &StorageOpts, scenarios: &[Scenario], bed: &LiveBed, runs: &[StorageRun]) -> Result<()> {
     let summaries: Vec<StorageSummary> = scenarios.iter().map(|&s| summarize(s, runs)).collect();
-    let doc = json!({
-        "benchmark": "storage",
-        "pacer_version": env!("CARGO_PKG_VERSION"),
-        "started_unix_ms": started,
-        "updated_unix_ms": unix_ms(),
-        "config": {
-            "runs": opts.runs,
-            "scenarios": scenarios,
-            "strategy": Strategy::PreCopy,
-            "link_rate": opts.rate,
-            "memory_mib": opts.memory,
-            "wss_mib": WSS_MIB,
-            "write_rate_mbps": opts.write_rate,
-            "disk_size_bytes": opts.disk_size,
-            "disk_format": "qcow2",
-            "disk_write_rate_mbps": opts.disk_write_rate,
-            "disk_block_kib": DISK_BLOCK_KIB,
-            "disk_pattern": "uniform",
-            "settle_ms": SETTLE.as_millis() as u64,
-            "accel": setup.accel,
-            "kernel_version": setup.kernel_version,
-        },
-        "runs": runs,
-        "summary": summaries,
+    let config = json!({
+        "runs": opts.runs,
+        "scenarios": scenarios,
+        "strategy": Strategy::PreCopy,
+        "link_rate": opts.rate,
+        "memory_mib": opts.memory,
+        "wss_mib": WSS_MIB,
+        "write_rate_mbps": opts.write_rate,
+        "disk_size_bytes": opts.disk_size,
+        "disk_format": "qcow2",
+        "disk_write_rate_mbps": opts.disk_write_rate,
+        "disk_block_kib": DISK_BLOCK_KIB,
+        "disk_pattern": "uniform",
+        "settle_ms": SETTLE.as_millis() as u64,
     });
-    write_json(&opts.out, &doc)
-}
-
-pub(super) async fn tool_present(tool: &str) -> Result<()> {
-    let ok = tokio::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .await
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        bail!("{tool} is needed to make the disk images and was not found on PATH (install qemu-utils)");
-    }
-    Ok(())
-}
-
-pub(super) fn free_bytes(p: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is NUL-terminated.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return None;
-    }
-    Some(s.f_bavail as u64 * s.f_frsize as u64)
-}
-
-/// Runs a qemu tool to completion; an error with its stderr if it fails.
-pub(super) async fn qemu_tool(tool: &str, args: &[String]) -> Result<()> {
-    let out = tokio::process::Command::new(tool)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("cannot run {tool}"))?;
-    if !out.status.success() {
-        bail!(
-            "{tool} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-pub(super) fn qcow2_create_args(path: &Path, size: u64, backing: Option<&Path>) -> Vec<String> {
-    let mut a: Vec<String> = ["create", "-q", "-f", "qcow2"].map(String::from).into();
-    if let Some(b) = backing {
-        a.extend([
-            "-b".into(),
-            b.display().to_string(),
-            "-F".into(),
-            "qcow2".into(),
-        ]);
-    }
-    a.push(path.display().to_string());
-    a.push(size.to_string());
-    a
+    write_results(&opts.out, "storage", bed, config, json!({"runs": runs, "summary": summaries}))
 }
 
 /// `qemu-io` arguments that write the pattern 0x5a over the whole image, in
@@ -858,138 +630,64 @@ async fn allocated_bytes(path: &Path) -> Option<u64> {
     v.get("actual-size").and_then(Value::as_u64)
 }
 
-/// Makes the images of one run; returns the one the VM boots with. Every file
-/// made is pushed to `files` (for the cleanup) before it is written.
-async fn make_images(
-    setup: &Setup,
-    opts: &StorageOpts,
-    scenario: Scenario,
-    name: &str,
-    files: &mut Vec<PathBuf>,
-) -> Result<PathBuf> {
-    let top = setup.image_dir.join(format!("{name}.qcow2"));
-    match scenario {
-        Scenario::NoWrites | Scenario::DiskWrites => {
-            files.push(top.clone());
-            qemu_tool("qemu-img", &qcow2_create_args(&top, opts.disk_size, None)).await?;
-        }
-        Scenario::Incremental => {
-            let base = setup.image_dir.join(format!("{name}-base.qcow2"));
-            files.push(base.clone());
-            qemu_tool("qemu-img", &qcow2_create_args(&base, opts.disk_size, None)).await?;
-            qemu_tool("qemu-io", &base_fill_args(&base, opts.disk_size)).await?;
-            files.push(top.clone());
-            qemu_tool(
-                "qemu-img",
-                &qcow2_create_args(&top, opts.disk_size, Some(&base)),
-            )
-            .await?;
-        }
-    }
-    Ok(top)
+/// The incremental scenario's base: a qcow2 image full of data that both hosts
+/// have (pushed to `files` before it is written).
+async fn make_base(bed: &LiveBed, opts: &StorageOpts, name: &str, files: &mut Vec<PathBuf>) -> Result<PathBuf> {
+    let base = bed.image_dir.join(format!("{name}-base.qcow2"));
+    files.push(base.clone());
+    qemu_tool("qemu-img", &qcow2_create_args(&base, opts.disk_size, None)).await?;
+    qemu_tool("qemu-io", &base_fill_args(&base, opts.disk_size)).await?;
+    Ok(base)
 }
 
 /// One run: images, VM, steady state, migration. Leaves the cleanup to the caller.
 async fn one_run(
-    setup: &mut Setup,
+    bed: &mut LiveBed,
     opts: &StorageOpts,
     name: &str,
     rec: &mut StorageRun,
     files: &mut Vec<PathBuf>,
-    stop: watch::Receiver<bool>,
+    stop: &watch::Receiver<bool>,
 ) {
     let scenario = rec.scenario;
+    let mut guest = GuestPlan::memory(name, opts.memory, WSS_MIB, opts.write_rate)
+        .with_disk_workload(opts.disk_size, scenario.disk_workload(opts));
     let t = Instant::now();
-    let disk = match make_images(setup, opts, scenario, name, files).await {
-        Ok(d) => d,
-        Err(e) => {
-            rec.reason = Some(format!("cannot make the images: {e:#}"));
-            return;
+    if scenario == Scenario::Incremental {
+        match make_base(bed, opts, name, files).await {
+            Ok(base) => guest = guest.over(&base),
+            Err(e) => {
+                rec.run.reason = Some(format!("cannot make the images: {e:#}"));
+                return;
+            }
         }
-    };
-    rec.images_ms = t.elapsed().as_millis() as u64;
+    }
+    let base_ms = t.elapsed().as_millis() as u64;
     if *stop.borrow() {
         return;
     }
-    eprintln!(
-        "  images ready after {:.1} s; starting a {} guest on h1",
-        t.elapsed().as_secs_f64(),
-        format_bytes(opts.memory << 20)
-    );
-    let spec = VmSpec {
-        name: name.into(),
-        memory_mib: opts.memory,
-        vcpus: 1,
-        kernel: Some(setup.kernel.clone()),
-        initrd: Some(setup.initrd.clone()),
-        append: None,
-        disks: vec![disk.display().to_string()],
-        workload: Some(Workload {
-            kind: "memwrite".into(),
-            wss_mib: WSS_MIB,
-            rate_mbps: opts.write_rate,
-            hot_fraction: 0.0,
-            hot_share: 0.0,
-            disk: Some(scenario.disk_workload(opts)),
-        }),
-        accel: AccelChoice::Auto,
-    };
-    let h1 = match setup.hosts.client("h1") {
-        Ok(c) => c,
-        Err(e) => {
-            rec.reason = Some(format!("{e:#}"));
-            return;
-        }
-    };
-    let info: VmInfo = match h1.post("/v1/vms", &spec).await {
-        Ok(i) => i,
-        Err(e) => {
-            rec.reason = Some(format!("cannot start the guest: {e}"));
-            return;
-        }
-    };
-    setup.accel.get_or_insert(info.accel.clone());
-    let t = Instant::now();
-    let fill_s = if scenario.fill() {
-        opts.disk_size as f64 / SLOWEST_FILL_BPS
-    } else {
-        0.0
-    };
-    let timeout = BOOT_TIMEOUT + Duration::from_secs_f64(fill_s);
-    let (disk_rate, mem_rate) = (scenario.disk_rate(opts), opts.write_rate);
-    let steady = match wait_steady(&setup.hosts, name, disk_rate, mem_rate, timeout, &stop).await {
+    eprintln!("  starting a {} guest on h1", format_bytes(opts.memory << 20));
+    let started = match start_guest(bed, &guest, files, stop).await {
         Ok(s) => s,
         Err(e) => {
-            rec.reason = Some(format!("{e:#}"));
+            rec.run.reason = Some(format!("{e:#}"));
             return;
         }
     };
-    rec.ready_ms = Some(t.elapsed().as_millis() as u64);
-    rec.fill_ms = steady.fill_ms;
-    rec.fill_mbps = steady.fill_mbps;
-    rec.guest_errors = steady.errors.clone();
-    let fill = match (steady.fill_ms, steady.fill_mbps) {
-        (Some(ms), Some(r)) => {
-            format!(" (disk filled in {:.1} s, {r:.0} MB/s)", ms as f64 / 1000.0)
-        }
-        _ => String::new(),
-    };
-    eprintln!(
-        "  guest steady after {:.1} s{fill}; letting it run {} s",
-        t.elapsed().as_secs_f64(),
-        SETTLE.as_secs()
-    );
+    rec.images_ms = base_ms + started.images_ms;
+    rec.ready_ms = Some(started.ready_ms);
+    rec.fill_ms = started.ready.fill_ms;
+    rec.fill_mbps = started.ready.fill_mbps;
+    rec.guest_errors = started.ready.errors.clone();
+    eprintln!("  letting it run {} s", SETTLE.as_secs());
     tokio::time::sleep(SETTLE).await;
     if *stop.borrow() {
         return;
     }
-    if let Ok(text) = vm::console(&setup.hosts, name, Some("h1"), 16 * 1024).await {
-        if let Some(s) = last_of_kind(&guest_lines(&text), "status") {
-            rec.guest_disk_write_mbps = s.get("disk_write_mbps").and_then(Value::as_f64);
-            rec.guest_mem_write_mbps = s.get("write_mbps").and_then(Value::as_f64);
-        }
+    (rec.guest_mem_write_mbps, rec.guest_disk_write_mbps) = guest_rates(&bed.hosts, name).await;
+    if let Some(disk) = &started.disk {
+        rec.image_allocated_bytes = allocated_bytes(disk).await;
     }
-    rec.image_allocated_bytes = allocated_bytes(&disk).await;
     eprintln!(
         "  migrating to h2 (pre-copy, copy storage {}); guest writes {} MB/s memory, {} MB/s disk; \
          image holds {}",
@@ -1001,261 +699,20 @@ async fn one_run(
         rec.guest_disk_write_mbps.map(|v| format!("{v:.1}")).unwrap_or("?".into()),
         rec.image_allocated_bytes.map(format_bytes).unwrap_or("?".into()),
     );
-    let limit = migration_timeout(opts.disk_size, opts.memory, setup.link_bps);
-    migrate(setup, name, scenario, rec, limit, stop).await;
-    if rec.completed() {
-        // The destination's copy, to delete with the rest.
-        if let Ok(c) = setup.hosts.client("h2") {
-            if let Ok(i) = c.get::<VmInfo>(&format!("/v1/vms/{name}")).await {
-                files.extend(i.spec.into_iter().flat_map(|s| s.disks).map(PathBuf::from));
-            }
-        }
-    }
-}
-
-/// What the guest said when it got steady.
-#[derive(Debug, Default)]
-pub(super) struct Steady {
-    pub(super) fill_ms: Option<u64>,
-    pub(super) fill_mbps: Option<f64>,
-    pub(super) errors: Vec<String>,
-}
-
-/// The guest program's JSON lines in a console text.
-pub(super) fn guest_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("PACER "))
-        .filter_map(|j| serde_json::from_str::<Value>(j).ok())
-        .collect()
-}
-
-pub(super) fn last_of_kind<'a>(lines: &'a [Value], kind: &str) -> Option<&'a Value> {
-    lines
-        .iter()
-        .rev()
-        .find(|v| v.get("kind").and_then(Value::as_str) == Some(kind))
-}
-
-/// Whether a status line shows the steady state: the disk filled, the disk writer
-/// writing (or idle when it has no rate), the memory writer writing.
-pub(super) fn is_steady(status: &Value, disk_rate: f64, mem_rate: f64) -> bool {
-    let num = |k: &str| status.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-    let phase = status.get("disk_phase").and_then(Value::as_str);
-    let disk = if disk_rate > 0.0 {
-        phase == Some("write") && num("disk_write_mbps") > 0.0
-    } else {
-        phase == Some("idle")
-    };
-    disk && (mem_rate <= 0.0 || num("write_mbps") > 0.0)
-}
-
-/// Waits until the guest is in its steady state, printing the fill's progress.
-pub(super) async fn wait_steady(
-    hosts: &Hosts,
-    name: &str,
-    disk_rate: f64,
-    mem_rate: f64,
-    timeout: Duration,
-    stop: &watch::Receiver<bool>,
-) -> Result<Steady> {
-    let t0 = Instant::now();
-    let mut last_note = Instant::now();
-    loop {
-        if *stop.borrow() {
-            bail!("interrupted");
-        }
-        let text = vm::console(hosts, name, Some("h1"), 64 * 1024).await?;
-        let lines = guest_lines(&text);
-        let status = last_of_kind(&lines, "status");
-        if status.is_some_and(|s| is_steady(s, disk_rate, mem_rate)) {
-            let filled = last_of_kind(&lines, "disk_filled");
-            return Ok(Steady {
-                fill_ms: filled
-                    .and_then(|f| f.get("fill_ms"))
-                    .and_then(Value::as_u64),
-                fill_mbps: filled
-                    .and_then(|f| f.get("fill_mbps"))
-                    .and_then(Value::as_f64),
-                errors: lines
-                    .iter()
-                    .filter(|v| v.get("kind").and_then(Value::as_str) == Some("error"))
-                    .map(|v| v.to_string())
-                    .collect(),
-            });
-        }
-        if t0.elapsed() > timeout {
-            let tail: String = text
-                .chars()
-                .rev()
-                .take(2000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            bail!(
-                "guest {name} did not reach its steady state within {} s; console:\n{tail}",
-                timeout.as_secs()
-            );
-        }
-        if last_note.elapsed() >= PROGRESS_EVERY {
-            last_note = Instant::now();
-            let fill = status.and_then(|s| {
-                let done = s.get("disk_fill_bytes")?.as_u64()?;
-                let total = s.get("disk_fill_total")?.as_u64()?;
-                (s.get("disk_phase")?.as_str()? == "fill" && total > 0).then(|| {
-                    format!(
-                        "filling its disk: {} of {} ({:.0}%)",
-                        format_bytes(done),
-                        format_bytes(total),
-                        done as f64 * 100.0 / total as f64
-                    )
-                })
-            });
-            eprintln!(
-                "  {:.0} s: guest {}",
-                t0.elapsed().as_secs_f64(),
-                fill.unwrap_or_else(|| if status.is_some() {
-                    "running, not steady yet".into()
-                } else {
-                    "booting".into()
-                })
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// The migration: start the job on h1, follow it with a progress line now and
-/// then, cancel it on Ctrl-C or when it takes longer than `limit`.
-async fn migrate(
-    setup: &Setup,
-    name: &str,
-    scenario: Scenario,
-    rec: &mut StorageRun,
-    limit: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let (client, dest) = match (setup.hosts.client("h1"), setup.hosts.get("h2")) {
-        (Ok(c), Ok(d)) => (c, d.clone()),
-        (Err(e), _) | (_, Err(e)) => {
-            rec.reason = Some(format!("{e:#}"));
-            return;
-        }
-    };
     // The CLI's defaults: unlimited bandwidth, 300 ms downtime limit, guest check on.
-    let mut req = MigrateRequest::new(
-        PeerRef {
-            name: dest.name.clone(),
-            url: dest.peer_url().to_string(),
-            token: dest.token.clone(),
-        },
-        Strategy::PreCopy,
-    );
-    req.copy_storage = scenario.copy_storage();
-    let job: JobInfo = match client.post(&format!("/v1/vms/{name}/migrate"), &req).await {
-        Ok(j) => j,
+    let mut req = match bed.peer("h2") {
+        Ok(p) => MigrateRequest::new(p, Strategy::PreCopy),
         Err(e) => {
-            rec.reason = Some(format!("the migration was refused: {e}"));
+            rec.run.reason = Some(format!("{e:#}"));
             return;
         }
     };
-    let t0 = Instant::now();
-    let mut last_note = Instant::now();
-    let mut cancelled: Option<String> = None;
-    loop {
-        let j: JobInfo = match client.get(&format!("/v1/jobs/{}", job.id)).await {
-            Ok(j) => j,
-            Err(e) => {
-                rec.reason = Some(format!("lost the job {}: {e}", job.id));
-                return;
-            }
-        };
-        if let Some(r) = &j.result {
-            rec.fill_from(r);
-            rec.events = j.events.clone();
-            if let Some(why) = cancelled {
-                rec.reason = Some(match &rec.reason {
-                    Some(r) => format!("{why} ({r})"),
-                    None => why,
-                });
-                if rec.status == "cancelled" && why_is_timeout(rec) {
-                    rec.status = "failed".into();
-                }
-            }
-            return;
-        }
-        if last_note.elapsed() >= PROGRESS_EVERY {
-            last_note = Instant::now();
-            eprintln!("  {}", progress_line(&j));
-        }
-        if cancelled.is_none() {
-            let why = if *stop.borrow() {
-                Some("interrupted".to_string())
-            } else if t0.elapsed() > limit {
-                Some(format!("not done after {} s", limit.as_secs()))
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                eprintln!("  cancelling the migration: {why}");
-                let _: Result<JobInfo, _> = client
-                    .post(&format!("/v1/jobs/{}/cancel", job.id), &json!({}))
-                    .await;
-                cancelled = Some(why);
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stop.changed(), if cancelled.is_none() => {}
-        }
-    }
-}
-
-fn why_is_timeout(rec: &StorageRun) -> bool {
-    rec.reason
-        .as_deref()
-        .is_some_and(|r| r.starts_with("not done after"))
-}
-
-/// A progress line of a running migration.
-pub(super) fn progress_line(j: &JobInfo) -> String {
-    let p = &j.progress;
-    let mut s = format!(
-        "{:.0} s: {} {:.0}%",
-        p.elapsed_ms as f64 / 1000.0,
-        p.phase,
-        p.percent
-    );
-    if let Some(d) = &p.disk {
-        s.push_str(&format!(
-            ", disk {} of {}{}",
-            format_bytes(d.transferred),
-            format_bytes(d.total),
-            if d.ready { " (in sync)" } else { "" }
-        ));
-    }
-    if !p.phase.starts_with("disk") && !p.phase.starts_with("prep") {
-        s.push_str(&format!(", memory {}", format_bytes(p.transferred)));
-    }
-    s
-}
-
-/// Stops the run's VM wherever it is and deletes its images, the destination's
-/// copy included (also one left behind by a failed run).
-pub(super) async fn cleanup(hosts: &Hosts, dest_disk_dir: &Path, name: &str, files: &[PathBuf]) {
-    for h in ["h1", "h2"] {
-        let _ = vm::stop(hosts, name, Some(h)).await;
-    }
-    for f in files {
-        let _ = std::fs::remove_file(f);
-    }
-    let prefix = format!("{name}-disk");
-    if let Ok(dir) = std::fs::read_dir(dest_disk_dir) {
-        for e in dir.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+    req.copy_storage = scenario.copy_storage();
+    let limit = migration_limit(MIGRATION_TIMEOUT_BASE, opts.memory, opts.disk_size, bed.rate_bps);
+    let f = follow_migration(bed, name, &req, limit, stop, |_, _| {}).await;
+    rec.run.take(&f);
+    if let Some(r) = &f.result {
+        rec.fill_storage(r);
     }
 }
 
@@ -1278,9 +735,9 @@ mod tests {
 
     fn done(scenario: Scenario, repeat: u32, total: u64, disk: u64, mem: u64) -> StorageRun {
         let mut r = StorageRun::new(scenario, repeat, 0);
-        r.status = "completed".into();
-        r.total_time_ms = Some(total);
-        r.downtime_ms = Some(150);
+        r.run.status = "completed".into();
+        r.run.total_time_ms = Some(total);
+        r.run.downtime_ms = Some(150);
         r.disk_bytes = Some(disk);
         r.memory_bytes = Some(mem);
         r.memory_ok = Some(true);
@@ -1330,7 +787,7 @@ mod tests {
         let a = Scenario::NoWrites.disk_workload(&o);
         assert_eq!((a.rate_mbps, a.fill), (0.0, true));
         let b = Scenario::DiskWrites.disk_workload(&o);
-        assert_eq!((b.rate_mbps, b.fill, b.bs_kib), (10.0, true, 64));
+        assert_eq!((b.rate_mbps, b.fill, b.bs_kib), (10.0, true, DISK_BLOCK_KIB));
         let c = Scenario::Incremental.disk_workload(&o);
         assert_eq!((c.rate_mbps, c.fill), (10.0, false));
         assert_eq!(
@@ -1349,40 +806,7 @@ mod tests {
     }
 
     #[test]
-    fn steady_state_rule() {
-        let s = |phase: &str, disk: f64, mem: f64| json!({"kind": "status", "disk_phase": phase, "disk_write_mbps": disk, "write_mbps": mem});
-        assert!(!is_steady(&s("fill", 0.0, 20.0), 0.0, 20.0));
-        assert!(is_steady(&s("idle", 0.0, 20.0), 0.0, 20.0));
-        assert!(!is_steady(&s("idle", 0.0, 0.0), 0.0, 20.0));
-        assert!(is_steady(&s("idle", 0.0, 0.0), 0.0, 0.0));
-        assert!(!is_steady(&s("write", 0.0, 20.0), 10.0, 20.0));
-        assert!(is_steady(&s("write", 9.8, 20.0), 10.0, 20.0));
-        assert!(!is_steady(&json!({"kind": "status"}), 10.0, 0.0));
-    }
-
-    #[test]
-    fn guest_console_lines() {
-        let text = "boot noise\nPACER {\"kind\":\"status\",\"disk_phase\":\"fill\"}\n\
-                    PACER {\"kind\":\"disk_filled\",\"fill_ms\":30000,\"fill_mbps\":71.5}\n\
-                    PACER {broken\n  PACER {\"kind\":\"status\",\"disk_phase\":\"idle\"}\n";
-        let l = guest_lines(text);
-        assert_eq!(l.len(), 3);
-        assert_eq!(last_of_kind(&l, "status").unwrap()["disk_phase"], "idle");
-        assert_eq!(last_of_kind(&l, "disk_filled").unwrap()["fill_ms"], 30000);
-        assert!(last_of_kind(&l, "verify").is_none());
-    }
-
-    #[test]
     fn image_commands() {
-        let a = qcow2_create_args(
-            Path::new("/i/top.qcow2"),
-            2 << 30,
-            Some(Path::new("/i/b.qcow2")),
-        );
-        assert_eq!(
-            a.join(" "),
-            "create -q -f qcow2 -b /i/b.qcow2 -F qcow2 /i/top.qcow2 2147483648"
-        );
         let f = base_fill_args(Path::new("/i/b.qcow2"), (600 << 20) as u64);
         assert_eq!(
             f.join(" "),
@@ -1402,10 +826,6 @@ mod tests {
             space_needed(&ALL_SCENARIOS, 2 * g),
             4 * g + g / 8 + SPACE_MARGIN
         );
-        // 2.5 GiB over 1 Gbit/s is ~21.5 s; four times that on top of the base.
-        let t = migration_timeout(2 * g, 512, 1_000_000_000);
-        assert_eq!(t.as_secs(), 600 + 85);
-        assert_eq!(migration_timeout(g, 512, 0), MIGRATION_TIMEOUT_BASE);
     }
 
     #[test]
@@ -1422,7 +842,8 @@ mod tests {
         }))
         .unwrap();
         let mut rec = StorageRun::new(Scenario::DiskWrites, 1, 1);
-        rec.fill_from(&r);
+        rec.run.fill(&r);
+        rec.fill_storage(&r);
         assert!(rec.completed());
         assert_eq!((rec.memory_ok, rec.disk_ok), (Some(true), Some(false)));
         assert_eq!(rec.disk_bad_blocks, Some(3));
@@ -1449,8 +870,8 @@ mod tests {
             ),
         ];
         let mut bad = StorageRun::new(Scenario::DiskWrites, 2, 5);
-        bad.status = "failed".into();
-        bad.reason = Some("disk mirror failed: boom".into());
+        bad.run.status = "failed".into();
+        bad.run.reason = Some("disk mirror failed: boom".into());
         runs.push(bad);
         let mut o = opts();
         o.runs = 3;
