@@ -42,26 +42,45 @@ fn step(msg: &str) {
 
 /// Runs the demo.
 pub async fn run(opts: &DemoOpts) -> Result<i32> {
-    let strategy: Strategy = serde_json::from_value(serde_json::Value::String(opts.strategy.clone()))
-        .map_err(|_| anyhow::anyhow!("unknown strategy {:?}", opts.strategy))?;
+    let strategy: Strategy =
+        serde_json::from_value(serde_json::Value::String(opts.strategy.clone()))
+            .map_err(|_| anyhow::anyhow!("unknown strategy {:?}", opts.strategy))?;
     let memory_mib = pacer_model::parse_nonzero_size(&opts.memory)? >> 20;
     let write_rate = pacer_model::parse_bandwidth(&opts.write_rate)? as f64 / 1e6;
     step("building the guest image and two test hosts");
     let mut bed = LiveBed::up("demo", &opts.rate, opts.keep)?;
     eprintln!("guest kernel {} ({})", bed.kernel_version, bed.kernel);
     for h in &bed.bed.hosts {
-        eprintln!("  {}: {} (netns {}), agent pid {}", h.name, h.data_ip, h.netns.as_deref().unwrap_or("-"), h.pid);
+        eprintln!(
+            "  {}: {} (netns {}), agent pid {}",
+            h.name,
+            h.data_ip,
+            h.netns.as_deref().unwrap_or("-"),
+            h.pid
+        );
     }
 
-    step(&format!("starting a {} guest writing {} of memory on h1", opts.memory, opts.write_rate));
+    step(&format!(
+        "starting a {} guest writing {} of memory on h1",
+        opts.memory, opts.write_rate
+    ));
     // `pacer migrate` below handles Ctrl-C itself (it cancels the migration).
     let (_never, stop) = watch::channel(false);
     let guest = GuestPlan::memory("demo-vm", memory_mib, 512, write_rate);
     let started = start_guest(&mut bed, &guest, &mut Vec::new(), &stop).await?;
-    eprintln!("  started demo-vm (pid {}, accelerator {})", started.info.pid, started.info.accel);
-    eprintln!("  guest program running: {}", last_status(&bed.hosts, "h1").await);
+    eprintln!(
+        "  started demo-vm (pid {}, accelerator {})",
+        started.info.pid, started.info.accel
+    );
+    eprintln!(
+        "  guest program running: {}",
+        last_status(&bed.hosts, "h1").await
+    );
 
-    step(&format!("migrating demo-vm live from h1 to h2 ({})", opts.strategy));
+    step(&format!(
+        "migrating demo-vm live from h1 to h2 ({})",
+        opts.strategy
+    ));
     let mopts = migrate::MigrateOpts::new("h2", strategy);
     let result = migrate::migrate(&bed.hosts, "demo-vm", Some("h1"), &mopts, true).await?;
 
@@ -69,7 +88,10 @@ pub async fn run(opts: &DemoOpts) -> Result<i32> {
     vm::print_table(&vm::list(&bed.hosts, None).await?);
     if result.status == JobStatus::Completed {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        eprintln!("  guest on h2 says: {}", last_status(&bed.hosts, "h2").await);
+        eprintln!(
+            "  guest on h2 says: {}",
+            last_status(&bed.hosts, "h2").await
+        );
     }
 
     step("summary");
@@ -78,12 +100,15 @@ pub async fn run(opts: &DemoOpts) -> Result<i32> {
     if opts.json {
         println!("{}", serde_json::to_string(&result)?);
     }
-    let ok = result.status == JobStatus::Completed && result.integrity.as_ref().is_some_and(|i| i.ok);
+    let ok =
+        result.status == JobStatus::Completed && result.integrity.as_ref().is_some_and(|i| i.ok);
     Ok(if ok { 0 } else { 1 })
 }
 
 async fn last_status(hosts: &Hosts, host: &str) -> String {
-    let text = vm::console(hosts, "demo-vm", Some(host), 16 * 1024).await.unwrap_or_default();
+    let text = vm::console(hosts, "demo-vm", Some(host), 16 * 1024)
+        .await
+        .unwrap_or_default();
     text.lines()
         .rev()
         .find(|l| l.contains("\"kind\":\"status\""))

@@ -122,7 +122,9 @@ impl LiveBed {
     pub fn up_shaped(name: &str, rate: &str) -> Result<LiveBed> {
         let live = LiveBed::up(name, rate, false)?;
         if !live.bed.shaped {
-            bail!("the test bed's links are not shaped (run as root): link rates would mean nothing");
+            bail!(
+                "the test bed's links are not shaped (run as root): link rates would mean nothing"
+            );
         }
         Ok(live)
     }
@@ -260,7 +262,11 @@ impl GuestPlan {
             None => Want::Status,
             Some(_) => Want::Steady {
                 disk_rate: self.disk_rate(),
-                mem_rate: if self.workload.kind == "memwrite" { self.workload.rate_mbps } else { 0.0 },
+                mem_rate: if self.workload.kind == "memwrite" {
+                    self.workload.rate_mbps
+                } else {
+                    0.0
+                },
             },
         }
     }
@@ -319,9 +325,12 @@ pub async fn start_guest(
     if let Some(size) = g.disk_size {
         let img = bed.image_dir.join(format!("{}.qcow2", g.name));
         files.push(img.clone());
-        qemu_tool("qemu-img", &qcow2_create_args(&img, size, g.backing.as_deref()))
-            .await
-            .context("cannot make the disk image")?;
+        qemu_tool(
+            "qemu-img",
+            &qcow2_create_args(&img, size, g.backing.as_deref()),
+        )
+        .await
+        .context("cannot make the disk image")?;
         disk = Some(img);
     }
     let images_ms = t.elapsed().as_millis() as u64;
@@ -344,13 +353,33 @@ pub async fn start_guest(
         .map_err(|e| anyhow::anyhow!("cannot start the guest: {e}"))?;
     bed.accel.get_or_insert(info.accel.clone());
     let t = Instant::now();
-    let ready = wait_guest(&bed.hosts, &g.name, "h1", g.ready_when(), g.ready_timeout(), stop).await?;
+    let ready = wait_guest(
+        &bed.hosts,
+        &g.name,
+        "h1",
+        g.ready_when(),
+        g.ready_timeout(),
+        stop,
+    )
+    .await?;
     let fill = match (ready.fill_ms, ready.fill_mbps) {
-        (Some(ms), Some(r)) => format!(" (disk filled in {:.1} s, {r:.0} MB/s)", ms as f64 / 1000.0),
+        (Some(ms), Some(r)) => {
+            format!(" (disk filled in {:.1} s, {r:.0} MB/s)", ms as f64 / 1000.0)
+        }
         _ => String::new(),
     };
-    eprintln!("  {} ready after {:.1} s{fill}", g.name, t.elapsed().as_secs_f64());
-    Ok(Started { info, disk, images_ms, ready_ms: t.elapsed().as_millis() as u64, ready })
+    eprintln!(
+        "  {} ready after {:.1} s{fill}",
+        g.name,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Started {
+        info,
+        disk,
+        images_ms,
+        ready_ms: t.elapsed().as_millis() as u64,
+        ready,
+    })
 }
 
 /// What a guest is waited for.
@@ -400,13 +429,20 @@ pub async fn wait_guest(
         let status = last_of_kind(&lines, "status");
         let ready = match want {
             Want::Status => status.is_some(),
-            Want::Steady { disk_rate, mem_rate } => status.is_some_and(|s| is_steady(s, disk_rate, mem_rate)),
+            Want::Steady {
+                disk_rate,
+                mem_rate,
+            } => status.is_some_and(|s| is_steady(s, disk_rate, mem_rate)),
         };
         if ready {
             let filled = last_of_kind(&lines, "disk_filled");
             return Ok(Ready {
-                fill_ms: filled.and_then(|f| f.get("fill_ms")).and_then(Value::as_u64),
-                fill_mbps: filled.and_then(|f| f.get("fill_mbps")).and_then(Value::as_f64),
+                fill_ms: filled
+                    .and_then(|f| f.get("fill_ms"))
+                    .and_then(Value::as_u64),
+                fill_mbps: filled
+                    .and_then(|f| f.get("fill_mbps"))
+                    .and_then(Value::as_f64),
                 errors: lines
                     .iter()
                     .filter(|v| v.get("kind").and_then(Value::as_str) == Some("error"))
@@ -415,16 +451,30 @@ pub async fn wait_guest(
             });
         }
         if t0.elapsed() > timeout {
-            let tail: String = text.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(2000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             let what = match want {
                 Want::Status => "report",
                 Want::Steady { .. } => "reach its steady state",
             };
-            bail!("guest {name} did not {what} within {} s; console:\n{tail}", timeout.as_secs());
+            bail!(
+                "guest {name} did not {what} within {} s; console:\n{tail}",
+                timeout.as_secs()
+            );
         }
         if matches!(want, Want::Steady { .. }) && last_note.elapsed() >= PROGRESS_EVERY {
             last_note = Instant::now();
-            eprintln!("  {:.0} s: guest {}", t0.elapsed().as_secs_f64(), fill_progress(status));
+            eprintln!(
+                "  {:.0} s: guest {}",
+                t0.elapsed().as_secs_f64(),
+                fill_progress(status)
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -444,7 +494,13 @@ fn fill_progress(status: Option<&Value>) -> String {
             )
         })
     });
-    fill.unwrap_or_else(|| if status.is_some() { "running, not steady yet".into() } else { "booting".into() })
+    fill.unwrap_or_else(|| {
+        if status.is_some() {
+            "running, not steady yet".into()
+        } else {
+            "booting".into()
+        }
+    })
 }
 
 /// The guest program's JSON lines in a console text.
@@ -457,7 +513,10 @@ pub fn guest_lines(text: &str) -> Vec<Value> {
 
 /// The last line of a kind.
 pub fn last_of_kind<'a>(lines: &'a [Value], kind: &str) -> Option<&'a Value> {
-    lines.iter().rev().find(|v| v.get("kind").and_then(Value::as_str) == Some(kind))
+    lines
+        .iter()
+        .rev()
+        .find(|v| v.get("kind").and_then(Value::as_str) == Some(kind))
 }
 
 /// Whether a status line shows the steady state: the disk filled, the disk writer
@@ -482,7 +541,10 @@ pub async fn guest_rates(hosts: &Hosts, name: &str) -> (Option<f64>, Option<f64>
     let Some(s) = last_of_kind(&lines, "status") else {
         return (None, None);
     };
-    (s.get("write_mbps").and_then(Value::as_f64), s.get("disk_write_mbps").and_then(Value::as_f64))
+    (
+        s.get("write_mbps").and_then(Value::as_f64),
+        s.get("disk_write_mbps").and_then(Value::as_f64),
+    )
 }
 
 /// Errors unless `tool` runs (`tool --version`).
@@ -519,7 +581,11 @@ pub async fn qemu_tool(tool: &str, args: &[String]) -> Result<()> {
         .await
         .with_context(|| format!("cannot run {tool}"))?;
     if !out.status.success() {
-        bail!("{tool} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{tool} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -528,7 +594,12 @@ pub async fn qemu_tool(tool: &str, args: &[String]) -> Result<()> {
 pub fn qcow2_create_args(path: &Path, size: u64, backing: Option<&Path>) -> Vec<String> {
     let mut a: Vec<String> = ["create", "-q", "-f", "qcow2"].map(String::from).into();
     if let Some(b) = backing {
-        a.extend(["-b".into(), b.display().to_string(), "-F".into(), "qcow2".into()]);
+        a.extend([
+            "-b".into(),
+            b.display().to_string(),
+            "-F".into(),
+            "qcow2".into(),
+        ]);
     }
     a.push(path.display().to_string());
     a.push(size.to_string());
@@ -550,13 +621,23 @@ mod tests {
         assert_eq!(g.workload.kind, "memwrite");
         assert_eq!(g.disk_rate(), 10.0);
         assert!(g.workload.disk.as_ref().unwrap().fill);
-        assert_eq!(g.ready_when(), Want::Steady { disk_rate: 10.0, mem_rate: 15.0 });
+        assert_eq!(
+            g.ready_when(),
+            Want::Steady {
+                disk_rate: 10.0,
+                mem_rate: 15.0
+            }
+        );
         // 1 GiB at the slowest fill rate: ~268 s on top of the boot.
         assert_eq!(g.ready_timeout().as_secs(), 180 + 268);
         let top = GuestPlan::memory("v", 512, 128, 20.0)
             .with_disk_workload(2 << 30, uniform_disk_writer(10.0, false))
             .over(Path::new("/i/b.qcow2"));
-        assert_eq!(top.ready_timeout(), BOOT_TIMEOUT, "a top layer is not filled");
+        assert_eq!(
+            top.ready_timeout(),
+            BOOT_TIMEOUT,
+            "a top layer is not filled"
+        );
         assert_eq!(top.backing.as_deref(), Some(Path::new("/i/b.qcow2")));
     }
 
@@ -583,13 +664,23 @@ mod tests {
         assert_eq!(last_of_kind(&l, "disk_filled").unwrap()["fill_ms"], 30000);
         assert!(last_of_kind(&l, "verify").is_none());
         let filling = json!({"kind": "status", "disk_phase": "fill", "disk_fill_bytes": 1u64 << 30, "disk_fill_total": 2u64 << 30});
-        assert_eq!(fill_progress(Some(&filling)), "filling its disk: 1.00 GiB of 2.00 GiB (50%)");
+        assert_eq!(
+            fill_progress(Some(&filling)),
+            "filling its disk: 1.00 GiB of 2.00 GiB (50%)"
+        );
         assert_eq!(fill_progress(None), "booting");
     }
 
     #[test]
     fn image_commands() {
-        let a = qcow2_create_args(Path::new("/i/top.qcow2"), 2 << 30, Some(Path::new("/i/b.qcow2")));
-        assert_eq!(a.join(" "), "create -q -f qcow2 -b /i/b.qcow2 -F qcow2 /i/top.qcow2 2147483648");
+        let a = qcow2_create_args(
+            Path::new("/i/top.qcow2"),
+            2 << 30,
+            Some(Path::new("/i/b.qcow2")),
+        );
+        assert_eq!(
+            a.join(" "),
+            "create -q -f qcow2 -b /i/b.qcow2 -F qcow2 /i/top.qcow2 2147483648"
+        );
     }
 }

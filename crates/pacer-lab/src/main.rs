@@ -117,7 +117,12 @@ async fn run(cli: Cli) -> Result<i32> {
             opts.progress = true;
             let img = guest_image::ensure_guest_image(&opts)?;
             // `pacer vm start` reads the first two lines.
-            println!("kernel {}\ninitrd {}\nkernel version {}", img.kernel.display(), img.initrd.display(), img.kernel_version);
+            println!(
+                "kernel {}\ninitrd {}\nkernel version {}",
+                img.kernel.display(),
+                img.initrd.display(),
+                img.kernel_version
+            );
             Ok(0)
         }
         Cmd::Demo(opts) => demo::run(&opts).await,
@@ -128,7 +133,12 @@ async fn run(cli: Cli) -> Result<i32> {
 fn testbed_cmd(cmd: TestbedCmd) -> Result<i32> {
     let root = bed::default_root();
     match cmd {
-        TestbedCmd::Up { name, hosts, rate, memory_capacity } => {
+        TestbedCmd::Up {
+            name,
+            hosts,
+            rate,
+            memory_capacity,
+        } => {
             let b = bed::up(&bed::BedOptions {
                 name,
                 hosts,
@@ -142,9 +152,19 @@ fn testbed_cmd(cmd: TestbedCmd) -> Result<i32> {
                 eprintln!("warning: not root: agents run on loopback ports, links are NOT shaped");
             }
             for h in &b.hosts {
-                println!("{}: netns {}, address {}, agent pid {}", h.name, h.netns.as_deref().unwrap_or("-"), h.data_ip, h.pid);
+                println!(
+                    "{}: netns {}, address {}, agent pid {}",
+                    h.name,
+                    h.netns.as_deref().unwrap_or("-"),
+                    h.data_ip,
+                    h.pid
+                );
             }
-            println!("hosts file: {}\n(export PACER_HOSTS={} when several test beds are up)", b.hosts_file().display(), b.hosts_file().display());
+            println!(
+                "hosts file: {}\n(export PACER_HOSTS={} when several test beds are up)",
+                b.hosts_file().display(),
+                b.hosts_file().display()
+            );
         }
         TestbedCmd::Down { name } => {
             bed::down(&root, &name)?;
@@ -171,7 +191,10 @@ fn testbed_cmd(cmd: TestbedCmd) -> Result<i32> {
             let mut b = bed::Bed::load(&root, &name)?;
             b.kill_agent(&host)?;
             b.start_agent(&host)?;
-            println!("agent of {host} restarted (pid {})", b.host(&host).map(|h| h.pid).unwrap_or(0));
+            println!(
+                "agent of {host} restarted (pid {})",
+                b.host(&host).map(|h| h.pid).unwrap_or(0)
+            );
         }
     }
     Ok(0)

@@ -21,7 +21,7 @@ use super::harness::{follow_migration, migration_limit};
 use super::record::{status_word, MigrationRecord, Row};
 use super::{
     check_cell, check_word, fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_runs,
-    parse_write_rate, prepare_out, status_cell, stop_on_ctrl_c, unix_ms, write_results,
+    parse_write_rate, prepare_out, push_list, status_cell, stop_on_ctrl_c, unix_ms, write_results,
     KERNEL_RESERVE_MIB,
 };
 use crate::live::{start_guest, GuestPlan, LiveBed};
@@ -246,7 +246,11 @@ pub struct Summary {
 
 /// Summarises the runs of one pair.
 pub fn summarize(strategy: Strategy, driver: Driver, runs: &[BaselineRun]) -> Summary {
-    let row = Row::of(runs, |r| r.strategy == strategy && r.driver == driver, |r| &r.run);
+    let row = Row::of(
+        runs,
+        |r| r.strategy == strategy && r.driver == driver,
+        |r| &r.run,
+    );
     Summary {
         strategy,
         driver,
@@ -375,13 +379,7 @@ pub fn render_table(strategies: &[Strategy], runs: &[BaselineRun], repeats: u32)
                 .map(move |r| format!("  {} {} {r}", m.strategy.as_str(), m.driver.as_str()))
         })
         .collect();
-    if !failures.is_empty() {
-        out.push_str("\nfailed runs:\n");
-        for f in failures {
-            out.push_str(&f);
-            out.push('\n');
-        }
-    }
+    push_list(&mut out, "failed runs", &failures);
     out
 }
 

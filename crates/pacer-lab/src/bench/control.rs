@@ -22,7 +22,7 @@ use super::harness::{
 use super::plot::{Band, Chart, Line, Rule, PALETTE};
 use super::record::MigrationRecord;
 use super::{
-    fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_write_rate, prepare_out,
+    fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_write_rate, prepare_out, push_list,
     stop_on_ctrl_c, unix_ms, write_results, KERNEL_RESERVE_MIB,
 };
 use crate::live::{guest_rates, start_guest, GuestPlan, LiveBed};
@@ -244,7 +244,8 @@ impl ControlRun {
     /// its bytes and mean rate); the shared record already took the result.
     fn measure(&mut self, r: &MigrationResult, flat: Option<(f64, f64)>) {
         self.final_target = r.target;
-        let (Some(total), Some(bytes)) = (self.run.total_time_ms, self.run.bytes_transferred) else {
+        let (Some(total), Some(bytes)) = (self.run.total_time_ms, self.run.bytes_transferred)
+        else {
             return;
         };
         if total > 0 {
@@ -480,11 +481,10 @@ pub fn render_table(runs: &[ControlRun], opts: &ControlOpts) -> String {
     if !with_events.is_empty() {
         out.push_str("\nwhat the agent did (job events):\n");
         for r in with_events {
-            for e in r
-                .run
-                .events
-                .iter()
-                .filter(|e| !e.starts_with("destination ready") && !e.starts_with("guest running"))
+            for e in
+                r.run.events.iter().filter(|e| {
+                    !e.starts_with("destination ready") && !e.starts_with("guest running")
+                })
             {
                 out.push_str(&format!("  {:<9}{e}\n", r.kind.label()));
             }
@@ -494,13 +494,7 @@ pub fn render_table(runs: &[ControlRun], opts: &ControlOpts) -> String {
         .iter()
         .filter_map(|r| Some(format!("  {}: {}", r.kind.label(), r.run.failure()?)))
         .collect();
-    if !failures.is_empty() {
-        out.push_str("\nfailed runs:\n");
-        for f in failures {
-            out.push_str(&f);
-            out.push('\n');
-        }
-    }
+    push_list(&mut out, "failed runs", &failures);
     out
 }
 
@@ -609,9 +603,11 @@ pub async fn run(opts: &ControlOpts) -> Result<i32> {
         bed.cleanup(&name, &[]).await;
         rec.wall_ms = t.elapsed().as_millis() as u64;
         if kind == Kind::Flat && rec.completed() {
-            if let (Some(ms), Some(b), Some(r)) =
-                (rec.run.total_time_ms, rec.run.bytes_transferred, rec.mean_rate_bps)
-            {
+            if let (Some(ms), Some(b), Some(r)) = (
+                rec.run.total_time_ms,
+                rec.run.bytes_transferred,
+                rec.mean_rate_bps,
+            ) {
                 flat = Some((ms, b as f64, r));
                 rec.bytes_vs_flat = Some(1.0);
                 rec.rate_vs_flat = Some(1.0);

@@ -18,7 +18,10 @@ use tokio::sync::watch;
 use super::harness::{parse_prior_wait, plot_path, wait_prior, write_svg};
 use super::plot::{Chart, Line, Rule, PALETTE};
 use super::record::MigrationRecord;
-use super::{fmt_sent, fmt_total, parse_link_rate, prepare_out, stop_on_ctrl_c, unix_ms, write_results};
+use super::{
+    fmt_sent, fmt_total, parse_link_rate, prepare_out, push_list, stop_on_ctrl_c, unix_ms,
+    write_results,
+};
 use crate::live::{start_guest, GuestPlan, LiveBed};
 use pacer_cli::group::{migrate_group, GroupResult};
 use pacer_cli::migrate::MigrateOpts;
@@ -191,7 +194,13 @@ impl GroupRun {
                 self.members
                     .iter()
                     .filter(|m| !m.run.completed())
-                    .map(|m| format!("{}: {}", m.name, m.run.reason.as_deref().unwrap_or(&m.run.status)))
+                    .map(|m| {
+                        format!(
+                            "{}: {}",
+                            m.name,
+                            m.run.reason.as_deref().unwrap_or(&m.run.status)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; "),
             );
@@ -336,13 +345,7 @@ pub fn render_table(runs: &[GroupRun], opts: &GroupOpts) -> String {
         })
         .chain(checks)
         .collect();
-    if !failures.is_empty() {
-        out.push_str("\nfailed runs:\n");
-        for f in failures {
-            out.push_str(&f);
-            out.push('\n');
-        }
-    }
+    push_list(&mut out, "failed runs", &failures);
     out
 }
 

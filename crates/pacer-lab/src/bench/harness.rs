@@ -211,7 +211,12 @@ pub async fn follow_migration(
 /// A progress line of a running migration.
 pub fn progress_line(j: &JobInfo) -> String {
     let p = &j.progress;
-    let mut s = format!("{:.0} s: {} {:.0}%", p.elapsed_ms as f64 / 1000.0, p.phase, p.percent);
+    let mut s = format!(
+        "{:.0} s: {} {:.0}%",
+        p.elapsed_ms as f64 / 1000.0,
+        p.phase,
+        p.percent
+    );
     if let Some(d) = &p.disk {
         s.push_str(&format!(
             ", disk {} of {}{}",
@@ -308,7 +313,12 @@ pub fn serial_socket(qmp: &Path) -> PathBuf {
 
 /// A migration's time limit: `base` plus four times what the link needs for
 /// memory and disk at `link_bps`.
-pub fn migration_limit(base: Duration, memory_mib: u64, disk_bytes: u64, link_bps: u64) -> Duration {
+pub fn migration_limit(
+    base: Duration,
+    memory_mib: u64,
+    disk_bytes: u64,
+    link_bps: u64,
+) -> Duration {
     let bytes = (memory_mib << 20) + disk_bytes;
     let link_s = if link_bps == 0 {
         0.0
@@ -373,7 +383,10 @@ mod tests {
         assert_eq!(migration_limit(base, 1024, 0, 1_000_000_000).as_secs(), 154);
         assert_eq!(migration_limit(base, 1024, 0, 0).as_secs(), 120);
         // 2.5 GiB over 1 Gbit/s is ~21.5 s; four times that on top of the base.
-        assert_eq!(migration_limit(Duration::from_secs(600), 512, 2 << 30, 1_000_000_000).as_secs(), 685);
+        assert_eq!(
+            migration_limit(Duration::from_secs(600), 512, 2 << 30, 1_000_000_000).as_secs(),
+            685
+        );
         assert_eq!(parse_prior_wait("20s"), Ok(20.0));
         assert_eq!(parse_prior_wait("0s"), Ok(0.0));
         assert!(parse_prior_wait("11m").is_err());

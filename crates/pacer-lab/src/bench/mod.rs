@@ -170,6 +170,18 @@ fn status_cell(runs: usize, completed: usize) -> String {
     }
 }
 
+/// Appends a titled list to a table's notes (`title:` and the lines), if any.
+fn push_list(out: &mut String, title: &str, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    out.push_str(&format!("\n{title}:\n"));
+    for l in lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+}
+
 /// Creates the results file's directory and makes sure the file can be written
 /// there, so that a bad `--out` shows before the runs, not after.
 fn prepare_out(out: &Path) -> Result<()> {
@@ -194,7 +206,13 @@ fn write_json(out: &Path, doc: &Value) -> Result<()> {
 
 /// Writes the results file of `benchmark`: what it ran on (`config`, to which the
 /// bed's accelerator and kernel are added) and `body` (its runs, summaries, goals).
-fn write_results(out: &Path, benchmark: &str, bed: &LiveBed, mut config: Value, body: Value) -> Result<()> {
+fn write_results(
+    out: &Path,
+    benchmark: &str,
+    bed: &LiveBed,
+    mut config: Value,
+    body: Value,
+) -> Result<()> {
     config["accel"] = json!(bed.accel);
     config["kernel_version"] = json!(bed.kernel_version);
     let mut doc = json!({

@@ -33,15 +33,15 @@ use super::harness::{
     follow_migration, migration_limit, parse_prior_wait, plot_path, precopy_request,
     predict_before, wait_prior, write_svg, Followed, Sample, WriterPause, LIMIT_BASE,
 };
-use super::record::{MigrationRecord, Row};
 use super::plot::{Band, Chart, Line, Rule, PALETTE};
+use super::record::{MigrationRecord, Row};
 use super::score::{
     errors_at_fractions, naive_errors, pacer_estimates, pct, rel_error, Estimate, Verdict,
     FRACTIONS, GOAL_MAX_ERROR,
 };
 use super::{
-    fmt_total, median, parse_runs, parse_write_rate, prepare_out, stop_on_ctrl_c, unix_ms,
-    write_results, KERNEL_RESERVE_MIB,
+    fmt_total, median, parse_runs, parse_write_rate, prepare_out, push_list, stop_on_ctrl_c,
+    unix_ms, write_results, KERNEL_RESERVE_MIB,
 };
 use crate::live::{guest_rates, room_for_disk, start_guest, GuestPlan, LiveBed};
 
@@ -485,7 +485,9 @@ impl PredictRun {
     /// Scores a completed run's predictions, the naive estimate's and the one
     /// before the start against the actual total.
     fn score(&mut self, memory_mib: u64) {
-        let Some(actual) = self.run.total_time_ms.filter(|_| self.completed()) else { return };
+        let Some(actual) = self.run.total_time_ms.filter(|_| self.completed()) else {
+            return;
+        };
         let predictions = &self.run.predictions;
         self.pacer_errors = errors_at_fractions(&pacer_estimates(predictions), actual);
         let fallback = bench_naive(&self.samples, memory_mib << 20);
@@ -852,13 +854,7 @@ pub fn render_table(order: &[(Wl, Link)], runs: &[PredictRun], opts: &PredictOpt
             )
         })
         .collect();
-    if !notes.is_empty() {
-        out.push_str("\nfailed runs:\n");
-        for n in notes {
-            out.push_str(&n);
-            out.push('\n');
-        }
-    }
+    push_list(&mut out, "failed runs", &notes);
     out
 }
 
@@ -1181,7 +1177,12 @@ async fn one_run(
             .map(|b| format!("; Pacer predicts {:.1} s", b.total_ms as f64 / 1000.0))
             .unwrap_or_default()
     );
-    let limit = migration_limit(LIMIT_BASE, opts.memory, g.disk_size.unwrap_or(0), l.slowest_bps());
+    let limit = migration_limit(
+        LIMIT_BASE,
+        opts.memory,
+        g.disk_size.unwrap_or(0),
+        l.slowest_bps(),
+    );
     let changed_bps = crate::net::parse_rate(CHANGED).unwrap_or(300_000_000);
     let mut change = rec.change.clone();
     let mut link_error = None;

@@ -162,15 +162,30 @@ pub struct Row<'a, T> {
 
 impl<'a, T> Row<'a, T> {
     /// The runs `mine` picks, split by `record`'s completion.
-    pub fn of(runs: &'a [T], mine: impl Fn(&T) -> bool, record: impl Fn(&T) -> &MigrationRecord) -> Self {
+    pub fn of(
+        runs: &'a [T],
+        mine: impl Fn(&T) -> bool,
+        record: impl Fn(&T) -> &MigrationRecord,
+    ) -> Self {
         let all: Vec<&T> = runs.iter().filter(|r| mine(r)).collect();
-        let done = all.iter().copied().filter(|r| record(r).completed()).collect();
+        let done = all
+            .iter()
+            .copied()
+            .filter(|r| record(r).completed())
+            .collect();
         Row { all, done }
     }
 
     /// The median of a figure over the completed runs.
     pub fn median(&self, f: impl Fn(&T) -> Option<u64>) -> Option<f64> {
-        super::median(&self.done.iter().filter_map(|r| f(r)).map(|v| v as f64).collect::<Vec<_>>())
+        super::median(
+            &self
+                .done
+                .iter()
+                .filter_map(|r| f(r))
+                .map(|v| v as f64)
+                .collect::<Vec<_>>(),
+        )
     }
 
     /// How many completed runs' `check` said `want`.
@@ -202,7 +217,10 @@ mod tests {
         assert_eq!(r.failure().as_deref(), Some("error: no reason given"));
         r.fill(&result("completed", None));
         assert!(r.completed());
-        assert_eq!((r.total_time_ms, r.rounds, r.integrity_ok), (Some(9000), Some(9), Some(true)));
+        assert_eq!(
+            (r.total_time_ms, r.rounds, r.integrity_ok),
+            (Some(9000), Some(9), Some(true))
+        );
         assert_eq!(r.figures(), "total 9.00 s, downtime 280 ms, sent 953.7 MiB");
         assert_eq!(r.failure(), None);
         let mut r = MigrationRecord::default();
@@ -227,15 +245,31 @@ mod tests {
         assert_eq!(r.why(), "not done after 154 s (cancelled by request)");
         assert_eq!(r.events, ["destination ready"]);
         // Interrupted: cancelled; a reason set before stays.
-        let f = Followed { result: Some(result("cancelled", None)), reason: Some("interrupted".into()), ..Followed::default() };
-        let mut r = MigrationRecord { reason: Some("cannot change the link rate".into()), ..Default::default() };
+        let f = Followed {
+            result: Some(result("cancelled", None)),
+            reason: Some("interrupted".into()),
+            ..Followed::default()
+        };
+        let mut r = MigrationRecord {
+            reason: Some("cannot change the link rate".into()),
+            ..Default::default()
+        };
         r.take(&f);
-        assert_eq!((r.status.as_str(), r.why()), ("cancelled", "cannot change the link rate"));
+        assert_eq!(
+            (r.status.as_str(), r.why()),
+            ("cancelled", "cannot change the link rate")
+        );
         // No result at all.
-        let f = Followed { reason: Some("the migration was refused: no".into()), ..Followed::default() };
+        let f = Followed {
+            reason: Some("the migration was refused: no".into()),
+            ..Followed::default()
+        };
         let mut r = MigrationRecord::default();
         r.take(&f);
-        assert_eq!((r.status.as_str(), r.why()), ("error", "the migration was refused: no"));
+        assert_eq!(
+            (r.status.as_str(), r.why()),
+            ("error", "the migration was refused: no")
+        );
         let (tx, rx) = watch::channel(true);
         r.mark_interrupted(&rx);
         assert_eq!((r.status.as_str(), r.why()), ("cancelled", "interrupted"));

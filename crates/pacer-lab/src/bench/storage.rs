@@ -29,7 +29,7 @@ use super::harness::{follow_migration, migration_limit};
 use super::record::{MigrationRecord, Row};
 use super::{
     check_cell, check_word, fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_runs,
-    parse_write_rate, prepare_out, status_cell, stop_on_ctrl_c, unix_ms, write_results,
+    parse_write_rate, prepare_out, push_list, status_cell, stop_on_ctrl_c, unix_ms, write_results,
     KERNEL_RESERVE_MIB,
 };
 use crate::live::{
@@ -519,13 +519,7 @@ pub fn render_table(scenarios: &[Scenario], runs: &[StorageRun], opts: &StorageO
                 .map(move |r| format!("  {} {r}", m.scenario.as_str()))
         })
         .collect();
-    if !failures.is_empty() {
-        out.push_str("\nfailed runs and notes:\n");
-        for f in failures {
-            out.push_str(&f);
-            out.push('\n');
-        }
-    }
+    push_list(&mut out, "failed runs and notes", &failures);
     out
 }
 
@@ -545,7 +539,8 @@ pub async fn run(opts: &StorageOpts) -> Result<i32> {
         tool_present("qemu-io").await?;
     }
     let mut bed = LiveBed::up_shaped(BED, &opts.rate)?;
-    bed.check_room(space_needed(&scenarios, opts.disk_size)).await?;
+    bed.check_room(space_needed(&scenarios, opts.disk_size))
+        .await?;
     let stop = stop_on_ctrl_c();
     let order = plan(&scenarios, opts.runs);
     let mut runs: Vec<StorageRun> = Vec::new();
@@ -582,7 +577,12 @@ pub async fn run(opts: &StorageOpts) -> Result<i32> {
     Ok(if all_ok { 0 } else { 1 })
 }
 
-fn save(opts: &StorageOpts, scenarios: &[Scenario], bed: &LiveBed, runs: &[StorageRun]) -> Result<()> {
+fn save(
+    opts: &StorageOpts,
+    scenarios: &[Scenario],
+    bed: &LiveBed,
+    runs: &[StorageRun],
+) -> Result<()> {
     let summaries: Vec<StorageSummary> = scenarios.iter().map(|&s| summarize(s, runs)).collect();
     let config = json!({
         "runs": opts.runs,
@@ -599,7 +599,13 @@ fn save(opts: &StorageOpts, scenarios: &[Scenario], bed: &LiveBed, runs: &[Stora
         "disk_pattern": "uniform",
         "settle_ms": SETTLE.as_millis() as u64,
     });
-    write_results(&opts.out, "storage", bed, config, json!({"runs": runs, "summary": summaries}))
+    write_results(
+        &opts.out,
+        "storage",
+        bed,
+        config,
+        json!({"runs": runs, "summary": summaries}),
+    )
 }
 
 /// `qemu-io` arguments that write the pattern 0x5a over the whole image, in
@@ -632,7 +638,12 @@ async fn allocated_bytes(path: &Path) -> Option<u64> {
 
 /// The incremental scenario's base: a qcow2 image full of data that both hosts
 /// have (pushed to `files` before it is written).
-async fn make_base(bed: &LiveBed, opts: &StorageOpts, name: &str, files: &mut Vec<PathBuf>) -> Result<PathBuf> {
+async fn make_base(
+    bed: &LiveBed,
+    opts: &StorageOpts,
+    name: &str,
+    files: &mut Vec<PathBuf>,
+) -> Result<PathBuf> {
     let base = bed.image_dir.join(format!("{name}-base.qcow2"));
     files.push(base.clone());
     qemu_tool("qemu-img", &qcow2_create_args(&base, opts.disk_size, None)).await?;
@@ -666,7 +677,10 @@ async fn one_run(
     if *stop.borrow() {
         return;
     }
-    eprintln!("  starting a {} guest on h1", format_bytes(opts.memory << 20));
+    eprintln!(
+        "  starting a {} guest on h1",
+        format_bytes(opts.memory << 20)
+    );
     let started = match start_guest(bed, &guest, files, stop).await {
         Ok(s) => s,
         Err(e) => {
@@ -708,7 +722,12 @@ async fn one_run(
         }
     };
     req.copy_storage = scenario.copy_storage();
-    let limit = migration_limit(MIGRATION_TIMEOUT_BASE, opts.memory, opts.disk_size, bed.rate_bps);
+    let limit = migration_limit(
+        MIGRATION_TIMEOUT_BASE,
+        opts.memory,
+        opts.disk_size,
+        bed.rate_bps,
+    );
     let f = follow_migration(bed, name, &req, limit, stop, |_, _| {}).await;
     rec.run.take(&f);
     if let Some(r) = &f.result {
@@ -787,7 +806,10 @@ mod tests {
         let a = Scenario::NoWrites.disk_workload(&o);
         assert_eq!((a.rate_mbps, a.fill), (0.0, true));
         let b = Scenario::DiskWrites.disk_workload(&o);
-        assert_eq!((b.rate_mbps, b.fill, b.bs_kib), (10.0, true, DISK_BLOCK_KIB));
+        assert_eq!(
+            (b.rate_mbps, b.fill, b.bs_kib),
+            (10.0, true, DISK_BLOCK_KIB)
+        );
         let c = Scenario::Incremental.disk_workload(&o);
         assert_eq!((c.rate_mbps, c.fill), (10.0, false));
         assert_eq!(
