@@ -16,14 +16,14 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::harness::{
-    follow_migration, migration_limit, parse_prior_wait, plot_path, precopy_request, wait_prior,
-    write_svg, Sample, LIMIT_BASE,
+    follow_migration, migration_limit, parse_prior_wait, plot_path, precopy_request,
+    prediction_chart, wait_prior, write_svg, Sample, LIMIT_BASE,
 };
-use super::plot::{Band, Chart, Line, Rule, PALETTE};
+use super::plot::{Chart, Rule, PALETTE};
 use super::record::MigrationRecord;
 use super::{
-    fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_write_rate, prepare_out, push_list,
-    stop_on_ctrl_c, unix_ms, write_results, KERNEL_RESERVE_MIB,
+    check_fits, fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_mib, parse_write_rate,
+    prepare_out, push_list, stop_on_ctrl_c, unix_ms, write_results,
 };
 use crate::live::{guest_rates, start_guest, GuestPlan, LiveBed};
 
@@ -33,15 +33,6 @@ const BED: &str = "bctl";
 const TOLERANCE_SHARE: f64 = 0.02;
 /// ...or this many ms, whichever is larger.
 const TOLERANCE_MIN_MS: f64 = 1000.0;
-
-fn parse_mib(s: &str) -> Result<u64, String> {
-    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
-    let mib = b >> 20;
-    if mib == 0 || mib > 64 * 1024 {
-        return Err(format!("{s:?} is out of range: give 1M to 64G"));
-    }
-    Ok(mib)
-}
 
 fn parse_factor(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
@@ -98,14 +89,7 @@ impl ControlOpts {
         if self.factors.is_empty() && self.infeasible_factor == 0.0 {
             bail!("nothing to run: give --factors or an --infeasible-factor");
         }
-        if self.wss + KERNEL_RESERVE_MIB > self.memory {
-            bail!(
-                "--wss {} MiB does not fit in --memory {} MiB: the guest kernel needs {} MiB more",
-                self.wss,
-                self.memory,
-                KERNEL_RESERVE_MIB
-            );
-        }
+        check_fits(self.wss, self.memory)?;
         let link = crate::net::parse_rate(&self.rate)? as f64 / 8e6;
         if link > 0.0 && self.write_rate >= 0.8 * link {
             bail!(
@@ -500,35 +484,6 @@ pub fn render_table(runs: &[ControlRun], opts: &ControlOpts) -> String {
 
 /// The plot of one run.
 pub fn chart(r: &ControlRun) -> Option<Chart> {
-    let actual = r.run.total_time_ms? as f64 / 1000.0;
-    let s = |ms: u64| ms as f64 / 1000.0;
-    let pacer: Vec<(f64, f64)> = r
-        .run
-        .predictions
-        .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.total_ms)))
-        .collect();
-    let band = r
-        .run
-        .predictions
-        .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.low_ms), s(p.high_ms)))
-        .collect();
-    let naive: Vec<(f64, f64)> = r
-        .run
-        .predictions
-        .iter()
-        .filter_map(|p| p.naive_total_ms.map(|n| (s(p.elapsed_ms), s(n))))
-        .collect();
-    let mut hrules = vec![Rule::new(
-        &format!("actual total {actual:.2} s"),
-        "#000000",
-        false,
-        actual,
-    )];
-    if let Some(t) = r.target_s {
-        hrules.push(Rule::new(&format!("target {t:.2} s"), PALETTE[2], true, t));
-    }
     let title = match r.target_s {
         Some(t) => format!(
             "control: target {} of flat out ({t:.2} s): predicted vs actual",
@@ -536,24 +491,19 @@ pub fn chart(r: &ControlRun) -> Option<Chart> {
         ),
         None => "control: flat out: predicted vs actual".into(),
     };
-    Some(Chart {
+    let actual_ms = r.run.total_time_ms?;
+    let mut c = prediction_chart(
         title,
-        x_label: "elapsed since the request (s)".into(),
-        y_label: "total migration time (s)".into(),
-        lines: vec![
-            Line::new("Pacer: predicted total", PALETTE[0], pacer),
-            Line::new("naive: elapsed + left / rate", PALETTE[1], naive).dashed(),
-        ],
-        bands: vec![Band {
-            label: "Pacer's band".into(),
-            color: PALETTE[0].into(),
-            points: band,
-        }],
-        hrules,
-        vrules: vec![],
-        y_max: Some(actual.max(r.target_s.unwrap_or(0.0)) * 3.0),
-        notes: vec![],
-    })
+        &r.run.predictions,
+        actual_ms,
+        "naive: elapsed + left / rate",
+    );
+    if let Some(t) = r.target_s {
+        c.hrules
+            .push(Rule::new(&format!("target {t:.2} s"), PALETTE[2], true, t));
+        c.y_max = Some((actual_ms as f64 / 1000.0).max(t) * 3.0);
+    }
+    Some(c)
 }
 
 /// Runs `pacer bench control`.

@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
+use super::plot::{Band, Chart, Line, Rule, PALETTE};
 use crate::live::LiveBed;
 
 /// Every how often the job is polled.
@@ -341,6 +342,54 @@ pub fn plot_path(out: &Path, scenario: &str) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bench".into());
     dir.join(format!("{stem}-{scenario}.svg"))
+}
+
+/// The chart of one migration: Pacer's predicted total with its band and the
+/// naive estimate (labelled `naive_label`) over the time since the request,
+/// against the actual total.
+pub fn prediction_chart(
+    title: String,
+    predictions: &[PredictionPoint],
+    actual_ms: u64,
+    naive_label: &str,
+) -> Chart {
+    let s = |ms: u64| ms as f64 / 1000.0;
+    let actual = s(actual_ms);
+    let pacer = predictions
+        .iter()
+        .map(|p| (s(p.elapsed_ms), s(p.total_ms)))
+        .collect();
+    let band = predictions
+        .iter()
+        .map(|p| (s(p.elapsed_ms), s(p.low_ms), s(p.high_ms)))
+        .collect();
+    let naive = predictions
+        .iter()
+        .filter_map(|p| p.naive_total_ms.map(|n| (s(p.elapsed_ms), s(n))))
+        .collect();
+    Chart {
+        title,
+        x_label: "elapsed since the request (s)".into(),
+        y_label: "total migration time (s)".into(),
+        lines: vec![
+            Line::new("Pacer: predicted total", PALETTE[0], pacer),
+            Line::new(naive_label, PALETTE[1], naive).dashed(),
+        ],
+        bands: vec![Band {
+            label: "Pacer's band".into(),
+            color: PALETTE[0].into(),
+            points: band,
+        }],
+        hrules: vec![Rule::new(
+            &format!("actual total {actual:.2} s"),
+            "#000000",
+            false,
+            actual,
+        )],
+        vrules: vec![],
+        y_max: Some(actual * 3.0),
+        notes: vec![],
+    }
 }
 
 /// Writes an SVG file; a failure is reported, not fatal.

@@ -80,6 +80,45 @@ fn parse_link_rate(s: &str) -> Result<String, String> {
     Ok(s.trim().to_string())
 }
 
+/// A size in whole MiB, 1M to 64G.
+fn parse_mib(s: &str) -> Result<u64, String> {
+    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
+    let mib = b >> 20;
+    if mib == 0 || mib > 64 * 1024 {
+        return Err(format!("{s:?} is out of range: give 1M to 64G"));
+    }
+    Ok(mib)
+}
+
+/// Guest memory in MiB for a benchmark whose guest writes a `wss_mib` working
+/// set: room for it and the kernel, at most 64G (`example` goes in the error).
+fn parse_guest_memory(s: &str, wss_mib: u64, example: &str) -> Result<u64, String> {
+    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
+    let mib = b >> 20;
+    let min = wss_mib + KERNEL_RESERVE_MIB;
+    if mib < min {
+        return Err(format!(
+            "{s:?} is too small: the guest writes a {wss_mib} MiB working set and its kernel \
+             needs {KERNEL_RESERVE_MIB} MiB more, give at least {min}M (e.g. {example})"
+        ));
+    }
+    if mib > 64 * 1024 {
+        return Err(format!("{s:?} is more than this benchmark's 64G limit"));
+    }
+    Ok(mib)
+}
+
+/// The `--wss` working set fits in `--memory` beside the guest kernel.
+fn check_fits(wss_mib: u64, memory_mib: u64) -> Result<()> {
+    if wss_mib + KERNEL_RESERVE_MIB > memory_mib {
+        anyhow::bail!(
+            "--wss {wss_mib} MiB does not fit in --memory {memory_mib} MiB: the guest kernel \
+             needs {KERNEL_RESERVE_MIB} MiB more"
+        );
+    }
+    Ok(())
+}
+
 /// A guest memory write rate in MB/s (`0` = idle).
 fn parse_write_rate(s: &str) -> Result<f64, String> {
     if s.trim() == "0" {

@@ -31,17 +31,18 @@ use tokio::sync::watch;
 
 use super::harness::{
     follow_migration, migration_limit, parse_prior_wait, plot_path, precopy_request,
-    predict_before, wait_prior, write_svg, Followed, Sample, WriterPause, LIMIT_BASE,
+    predict_before, prediction_chart, wait_prior, write_svg, Followed, Sample, WriterPause,
+    LIMIT_BASE,
 };
-use super::plot::{Band, Chart, Line, Rule, PALETTE};
+use super::plot::{Chart, Line, Rule, PALETTE};
 use super::record::{MigrationRecord, Row};
 use super::score::{
     errors_at_fractions, naive_errors, pacer_estimates, pct, rel_error, Estimate, Verdict,
     FRACTIONS, GOAL_MAX_ERROR,
 };
 use super::{
-    fmt_total, median, parse_runs, parse_write_rate, prepare_out, push_list, stop_on_ctrl_c,
-    unix_ms, write_results, KERNEL_RESERVE_MIB,
+    check_fits, fmt_total, median, parse_mib, parse_runs, parse_write_rate, prepare_out, push_list,
+    stop_on_ctrl_c, unix_ms, write_results,
 };
 use crate::live::{guest_rates, room_for_disk, start_guest, GuestPlan, LiveBed};
 
@@ -209,15 +210,6 @@ fn parse_link(s: &str) -> Result<Link, String> {
     }
 }
 
-fn parse_mib(s: &str) -> Result<u64, String> {
-    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
-    let mib = b >> 20;
-    if mib == 0 || mib > 64 * 1024 {
-        return Err(format!("{s:?} is out of range: give 1M to 64G"));
-    }
-    Ok(mib)
-}
-
 fn parse_disk_size(s: &str) -> Result<u64, String> {
     let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
     if b % (1 << 20) != 0 || !(64 << 20..=64 << 30).contains(&b) {
@@ -321,14 +313,7 @@ impl PredictOpts {
         if self.links().is_empty() {
             bail!("--links is empty: give 1gbit, 200mbit or changing");
         }
-        if self.wss + KERNEL_RESERVE_MIB > self.memory {
-            bail!(
-                "--wss {} MiB does not fit in --memory {} MiB: the guest kernel needs {} MiB more",
-                self.wss,
-                self.memory,
-                KERNEL_RESERVE_MIB
-            );
-        }
+        check_fits(self.wss, self.memory)?;
         let writes = self
             .workloads()
             .iter()
@@ -861,28 +846,22 @@ pub fn render_table(order: &[(Wl, Link)], runs: &[PredictRun], opts: &PredictOpt
 /// The plot of one run: predicted total with its band, the naive estimate and
 /// the actual total, against elapsed time.
 pub fn chart(r: &PredictRun, ram_bytes: u64) -> Option<Chart> {
-    let actual = r.run.total_time_ms? as f64 / 1000.0;
+    let actual_ms = r.run.total_time_ms?;
+    let actual = actual_ms as f64 / 1000.0;
     let s = |ms: u64| ms as f64 / 1000.0;
-    let pacer: Vec<(f64, f64)> = r
-        .run
-        .predictions
-        .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.total_ms)))
-        .collect();
-    let band: Vec<(f64, f64, f64)> = r
-        .run
-        .predictions
-        .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.low_ms), s(p.high_ms)))
-        .collect();
-    let naive: Vec<(f64, f64)> = r
-        .run
-        .predictions
-        .iter()
-        .filter_map(|p| p.naive_total_ms.map(|n| (s(p.elapsed_ms), s(n))))
-        .collect();
-    let mut lines = vec![Line::new("Pacer: predicted total", PALETTE[0], pacer)];
-    lines.push(Line::new("naive: elapsed + left / rate (agent)", PALETTE[1], naive).dashed());
+    let title = format!(
+        "{} over {} (run {}): predicted vs actual total",
+        r.workload.as_str(),
+        r.link.as_str(),
+        r.repeat
+    );
+    let mut c = prediction_chart(
+        title,
+        &r.run.predictions,
+        actual_ms,
+        "naive: elapsed + left / rate (agent)",
+    );
+    let lines = &mut c.lines;
     if r.naive_from_bench.iter().any(|f| *f) {
         let own: Vec<(f64, f64)> = bench_naive(&r.samples, ram_bytes)
             .iter()
@@ -918,31 +897,8 @@ pub fn chart(r: &PredictRun, ram_bytes: u64) -> Option<Chart> {
         };
         vrules.push(Rule::new(label, "#aaaaaa", true, f * actual));
     }
-    Some(Chart {
-        title: format!(
-            "{} over {} (run {}): predicted vs actual total",
-            r.workload.as_str(),
-            r.link.as_str(),
-            r.repeat
-        ),
-        x_label: "elapsed since the request (s)".into(),
-        y_label: "total migration time (s)".into(),
-        lines,
-        bands: vec![Band {
-            label: "Pacer's band".into(),
-            color: PALETTE[0].into(),
-            points: band,
-        }],
-        hrules: vec![Rule::new(
-            &format!("actual total {actual:.2} s"),
-            "#000000",
-            false,
-            actual,
-        )],
-        vrules,
-        y_max: Some(actual * 3.0),
-        notes: vec![],
-    })
+    c.vrules = vrules;
+    Some(c)
 }
 
 /// The order of runs: repeats outermost, then workloads, then links.

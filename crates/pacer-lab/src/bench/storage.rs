@@ -28,9 +28,9 @@ use tokio::sync::watch;
 use super::harness::{follow_migration, migration_limit};
 use super::record::{MigrationRecord, Row};
 use super::{
-    check_cell, check_word, fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_runs,
-    parse_write_rate, prepare_out, push_list, status_cell, stop_on_ctrl_c, unix_ms, write_results,
-    KERNEL_RESERVE_MIB,
+    check_cell, check_word, fmt_downtime, fmt_sent, fmt_total, parse_guest_memory, parse_link_rate,
+    parse_runs, parse_write_rate, prepare_out, push_list, status_cell, stop_on_ctrl_c, unix_ms,
+    write_results,
 };
 use crate::live::{
     guest_rates, qcow2_create_args, qemu_tool, room_for_disk, start_guest, tool_present,
@@ -177,19 +177,7 @@ pub struct StorageOpts {
 }
 
 fn parse_memory_mib(s: &str) -> Result<u64, String> {
-    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
-    let mib = b >> 20;
-    let min = WSS_MIB + KERNEL_RESERVE_MIB;
-    if mib < min {
-        return Err(format!(
-            "{s:?} is too small: the guest writes a {WSS_MIB} MiB working set and its kernel \
-             needs {KERNEL_RESERVE_MIB} MiB more, give at least {min}M (e.g. 512M)"
-        ));
-    }
-    if mib > 64 * 1024 {
-        return Err(format!("{s:?} is more than this benchmark's 64G limit"));
-    }
-    Ok(mib)
+    parse_guest_memory(s, WSS_MIB, "512M")
 }
 
 /// A disk size in bytes: whole MiB, 64 MiB to 1 TiB.
