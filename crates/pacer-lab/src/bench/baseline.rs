@@ -1,4 +1,4 @@
-//! `pacer bench baseline` answers "does Pacer add anything to a migration?": on one
+//! `pacer-lab bench baseline` answers "does Pacer add anything to a migration?": on one
 //! test bed it migrates the same guest with every strategy twice over, once through
 //! Pacer (agents, HTTP API, job monitor) and once as a plain QEMU-to-QEMU migration
 //! driven by a minimal Python script (`bench/plain_migrate.py`, built into this
@@ -48,7 +48,7 @@ const ALL_STRATEGIES: [Strategy; 4] = [
     Strategy::StopAndCopy,
 ];
 
-/// Options of `pacer bench baseline`.
+/// Options of `pacer-lab bench baseline`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BaselineOpts {
     /// Runs of every strategy with each driver; the table shows medians.

@@ -1,4 +1,4 @@
-//! `pacer bench control` answers "does a migration finish when it is told to, and
+//! `pacer-lab bench control` answers "does a migration finish when it is told to, and
 //! how gently?": it migrates a fresh guest flat out (no target) to learn the
 //! fastest time, then with finish targets at multiples of it (1.2x, 1.5x, 2x by
 //! default), and once with a target it cannot meet (0.5x). For each target: how
@@ -55,7 +55,7 @@ fn parse_infeasible(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Options of `pacer bench control`.
+/// Options of `pacer-lab bench control`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControlOpts {
     /// Where to write every run as JSON (plots go beside it).
@@ -506,7 +506,7 @@ pub fn chart(r: &ControlRun) -> Option<Chart> {
     Some(c)
 }
 
-/// Runs `pacer bench control`.
+/// Runs `pacer-lab bench control`.
 pub async fn run(opts: &ControlOpts) -> Result<i32> {
     opts.validate()?;
     prepare_out(&opts.out)?;

@@ -1,4 +1,4 @@
-//! `pacer bench group` answers "do coordinated migrations finish together?": two
+//! `pacer-lab bench group` answers "do coordinated migrations finish together?": two
 //! (or three) guests of different sizes and write rates on h1 are migrated to h2
 //! together, once started together flat out (uncoordinated) and once through
 //! `migrate-group`'s coordination (a common finish target every migration is
@@ -77,7 +77,7 @@ fn parse_vms(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Options of `pacer bench group`.
+/// Options of `pacer-lab bench group`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GroupOpts {
     /// Where to write the results as JSON (plots go beside it).
@@ -409,7 +409,7 @@ pub fn chart(g: &GroupRun) -> Option<Chart> {
     })
 }
 
-/// Runs `pacer bench group`.
+/// Runs `pacer-lab bench group`.
 pub async fn run(opts: &GroupOpts) -> Result<i32> {
     if opts.modes.is_empty() {
         anyhow::bail!("--modes is empty: give coordinated, uncoordinated or both");

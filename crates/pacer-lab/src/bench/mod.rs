@@ -1,15 +1,15 @@
 //! Benchmarks that print tables and write JSON.
 //!
-//! - `pacer bench baseline` ([`baseline`]): every strategy through Pacer and as a
+//! - `pacer-lab bench baseline` ([`baseline`]): every strategy through Pacer and as a
 //!   plain QEMU-to-QEMU migration, with the pacer/plain ratios.
-//! - `pacer bench storage` ([`storage`]): a VM with a disk, migrated with and
+//! - `pacer-lab bench storage` ([`storage`]): a VM with a disk, migrated with and
 //!   without a disk write load (and incrementally over a shared base image): total
 //!   time, downtime, disk bytes, memory bytes.
-//! - `pacer bench predict` ([`predict`]): Pacer's finish-time prediction against
+//! - `pacer-lab bench predict` ([`predict`]): Pacer's finish-time prediction against
 //!   the actual finish, beside the naive estimate, over workloads and links.
-//! - `pacer bench control` ([`control`]): finishing at a target: deviation and
+//! - `pacer-lab bench control` ([`control`]): finishing at a target: deviation and
 //!   the bandwidth used, against running flat out.
-//! - `pacer bench group` ([`group`]): several VMs migrated together, coordinated
+//! - `pacer-lab bench group` ([`group`]): several VMs migrated together, coordinated
 //!   or not: how far apart they finish.
 //!
 //! They share one test bed setup ([`crate::live::LiveBed`]: the guest image, two

@@ -1,4 +1,4 @@
-//! `pacer bench predict` answers "how good is Pacer's finish-time prediction?":
+//! `pacer-lab bench predict` answers "how good is Pacer's finish-time prediction?":
 //! it migrates guests with different workloads over different links (one of
 //! which changes its rate mid-migration) and scores the total time Pacer
 //! predicted, once a second, against the actual one, beside the naive estimate
@@ -237,7 +237,7 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Options of `pacer bench predict`.
+/// Options of `pacer-lab bench predict`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PredictOpts {
     /// Runs of every scenario and link; the table shows medians.
@@ -925,7 +925,7 @@ pub fn reference_of(w: Wl, l: Link) -> Option<(Wl, Link)> {
     })
 }
 
-/// Runs `pacer bench predict`.
+/// Runs `pacer-lab bench predict`.
 pub async fn run(opts: &PredictOpts) -> Result<i32> {
     opts.validate()?;
     prepare_out(&opts.out)?;

@@ -1,4 +1,4 @@
-//! `pacer bench storage` answers "what does moving a VM's disk cost?": on one test
+//! `pacer-lab bench storage` answers "what does moving a VM's disk cost?": on one test
 //! bed it migrates (pre-copy, disks copied over NBD) a guest with a 2 GiB qcow2
 //! disk and 512 MiB of memory whose memory writer runs at a modest rate, in up to
 //! three scenarios:
@@ -142,7 +142,7 @@ fn parse_scenario(s: &str) -> Result<Scenario, String> {
     }
 }
 
-/// Options of `pacer bench storage`.
+/// Options of `pacer-lab bench storage`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StorageOpts {
     /// Runs of every scenario; the table shows medians.
