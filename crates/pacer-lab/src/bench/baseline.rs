@@ -74,7 +74,7 @@ pub struct BaselineOpts {
     /// Guest memory write rate, uniform over the working set, e.g. 60MB/s (0 = idle).
     #[arg(long, default_value = "60MB/s", value_parser = parse_write_rate)]
     pub write_rate: f64,
-    /// Use this copy of plain_migrate.py instead of the one built into pacer.
+    /// Use this copy of plain_migrate.py instead of the one built into pacer-lab.
     #[arg(long)]
     pub script: Option<PathBuf>,
 }
