@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Plain QEMU-to-QEMU live migration driven over QMP by nothing but this script:
-the baseline `pacer bench baseline` compares Pacer against. Python 3 stdlib only.
+the baseline `pacer-lab bench baseline` compares Pacer against. Python 3 stdlib only.
 
 Starts a source QEMU (in the source network namespace, if given) with the same
 machine options Pacer uses, waits for the Pacer guest program's first status line

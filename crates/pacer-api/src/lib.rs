@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod error;
+pub mod hosts;
 pub mod phase;
 pub mod routes;
 pub mod types;

@@ -13,33 +13,15 @@ pub struct Hosts {
     pub file: HostsFile,
 }
 
-/// Where the CLI looks for its hosts file, in order.
-pub fn default_hosts_path() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PACER_HOSTS") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let user = PathBuf::from(home).join(".config/pacer/hosts.json");
-    if user.exists() {
-        return Some(user);
-    }
-    // A single running test bed is the obvious choice.
-    let beds = pacer_testbed::bed::list_hosts_files();
-    if beds.len() == 1 {
-        return Some(beds[0].clone());
-    }
-    None
-}
-
 impl Hosts {
-    /// Loads the hosts file (`--hosts-file`, $PACER_HOSTS, ~/.config/pacer/hosts.json, or
-    /// the one test bed that is up).
+    /// Loads the hosts file (`--hosts-file`, else [`pacer_api::hosts::default_hosts_path`]:
+    /// $PACER_HOSTS, ~/.config/pacer/hosts.json, or the one test bed that is up).
     pub fn load(explicit: Option<PathBuf>) -> Result<Self> {
-        let path = match explicit.or_else(default_hosts_path) {
+        let path = match explicit.or_else(pacer_api::hosts::default_hosts_path) {
             Some(p) => p,
             None => bail!(
                 "no hosts file: pass --hosts-file FILE, set PACER_HOSTS, write \
-                 ~/.config/pacer/hosts.json, or start a test bed with `pacer testbed up`"
+                 ~/.config/pacer/hosts.json, or start a test bed with `pacer-lab testbed up`"
             ),
         };
         let text = std::fs::read_to_string(&path)

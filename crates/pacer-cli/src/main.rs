@@ -1,28 +1,20 @@
-//! `pacer`: the command-line client of Pacer agents, plus the test bed, demo and
-//! benchmark commands.
-
-mod bench;
-mod demo;
-mod group;
-mod hosts;
-mod migrate;
-mod vm;
-mod when;
+//! `pacer`: the operator's command-line client of Pacer agents (VMs, migrations,
+//! groups, predictions, jobs, hosts). Test beds, the guest image, the demo and the
+//! benchmarks are `pacer-lab`'s.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use pacer_api::{AdoptRequest, JobInfo};
-use pacer_testbed::bed;
-
-use hosts::Hosts;
+use pacer_cli::hosts::Hosts;
+use pacer_cli::{group, migrate, vm};
 
 /// Live migration of QEMU/KVM VMs with progress management.
 #[derive(Parser, Debug)]
 #[command(name = "pacer", version, about)]
 struct Cli {
-    /// Hosts file [default: $PACER_HOSTS, ~/.config/pacer/hosts.json, or the test bed that is up].
+    /// Hosts file [default: $PACER_HOSTS, ~/.config/pacer/hosts.json, or the one test bed that is up].
     #[arg(long, global = true)]
     hosts_file: Option<PathBuf>,
     #[command(subcommand)]
@@ -89,16 +81,6 @@ enum Cmd {
     Job(JobCmd),
     /// List the hosts of the hosts file and what their agents say.
     Hosts,
-    /// Test hosts on this machine (network namespaces, shaped links, agents).
-    #[command(subcommand)]
-    Testbed(TestbedCmd),
-    /// Build (or find cached) the Pacer guest image.
-    Image,
-    /// The demo: two test hosts, a 1 GiB guest writing memory, migrated live.
-    Demo(demo::DemoOpts),
-    /// Benchmarks that print tables and write JSON.
-    #[command(subcommand)]
-    Bench(bench::BenchCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -216,90 +198,6 @@ enum JobCmd {
     },
 }
 
-#[derive(Subcommand, Debug)]
-enum TestbedCmd {
-    /// Create test hosts joined by shaped links and start an agent on each.
-    Up {
-        /// Test-bed name (1-6 of a-z, 0-9).
-        #[arg(long, default_value = "pacer")]
-        name: String,
-        /// Number of hosts.
-        #[arg(long, default_value_t = 2)]
-        hosts: usize,
-        /// Link rate, tc style: 1gbit, 200mbit (0 = unshaped).
-        #[arg(long, default_value = "1gbit", value_parser = parse_link_rate)]
-        rate: u64,
-        /// Memory each agent may give to VMs, e.g. 4G.
-        #[arg(long)]
-        memory_capacity: Option<String>,
-    },
-    /// Remove a test bed and everything it runs.
-    Down {
-        /// Test-bed name.
-        #[arg(long, default_value = "pacer")]
-        name: String,
-    },
-    /// List test beds.
-    List,
-    /// Change the link rate of one host or all.
-    SetRate {
-        /// Test-bed name.
-        #[arg(long, default_value = "pacer")]
-        name: String,
-        /// Only this host.
-        #[arg(long)]
-        host: Option<String>,
-        /// New rate, e.g. 200mbit.
-        #[arg(long, value_parser = parse_link_rate)]
-        rate: u64,
-    },
-    /// Cut a host's link.
-    Cut {
-        /// Test-bed name.
-        #[arg(long, default_value = "pacer")]
-        name: String,
-        /// Host.
-        #[arg(long)]
-        host: String,
-    },
-    /// Restore a host's link.
-    Restore {
-        /// Test-bed name.
-        #[arg(long, default_value = "pacer")]
-        name: String,
-        /// Host.
-        #[arg(long)]
-        host: String,
-    },
-    /// Restart a host's agent (its VMs keep running and are re-adopted).
-    RestartAgent {
-        /// Test-bed name.
-        #[arg(long, default_value = "pacer")]
-        name: String,
-        /// Host.
-        #[arg(long)]
-        host: String,
-    },
-}
-
-fn parse_link_rate(s: &str) -> Result<u64, String> {
-    pacer_testbed::net::parse_rate(s).map_err(|e| e.to_string())
-}
-
-/// The pacerd binary: $PACER_PACERD, beside this executable, or on PATH.
-pub fn find_pacerd() -> PathBuf {
-    if let Ok(p) = std::env::var("PACER_PACERD") {
-        return PathBuf::from(p);
-    }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)) {
-        let p = dir.join("pacerd");
-        if p.exists() {
-            return p;
-        }
-    }
-    PathBuf::from("pacerd")
-}
-
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -403,16 +301,6 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Testbed(cmd) => testbed_cmd(cmd),
-        Cmd::Image => {
-            let mut opts = pacer_testbed::guest_image::ImageOptions::from_env();
-            opts.progress = true;
-            let img = pacer_testbed::guest_image::ensure_guest_image(&opts)?;
-            println!("kernel {}\ninitrd {}\nkernel version {}", img.kernel.display(), img.initrd.display(), img.kernel_version);
-            Ok(0)
-        }
-        Cmd::Demo(opts) => demo::run(&opts).await,
-        Cmd::Bench(cmd) => bench::run(cmd).await,
     }
 }
 
@@ -506,13 +394,6 @@ async fn group_cmd(hosts: &Hosts, cmd: GroupCmd) -> Result<i32> {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 async fn job_cmd(hosts: &Hosts, cmd: JobCmd) -> Result<i32> {
     let all = async {
@@ -555,58 +436,6 @@ async fn job_cmd(hosts: &Hosts, cmd: JobCmd) -> Result<i32> {
             let (h, _) = all.await?.into_iter().find(|(_, j)| j.id == id).ok_or_else(|| anyhow::anyhow!("no job {id:?} on any host"))?;
             hosts.client(&h)?.cancel_job(&id).await?;
             println!("cancelling {id}");
-        }
-    }
-    Ok(0)
-}
-
-fn testbed_cmd(cmd: TestbedCmd) -> Result<i32> {
-    let root = bed::default_root();
-    match cmd {
-        TestbedCmd::Up { name, hosts, rate, memory_capacity } => {
-            let b = bed::up(&bed::BedOptions {
-                name,
-                hosts,
-                rate_bps: rate,
-                pacerd: find_pacerd(),
-                root,
-                memory_capacity,
-                incoming_lease_s: None,
-            })?;
-            if !b.shaped {
-                eprintln!("warning: not root: agents run on loopback ports, links are NOT shaped");
-            }
-            for h in &b.hosts {
-                println!("{}: netns {}, address {}, agent pid {}", h.name, h.netns.as_deref().unwrap_or("-"), h.data_ip, h.pid);
-            }
-            println!("hosts file: {}\n(export PACER_HOSTS={} when several test beds are up)", b.hosts_file().display(), b.hosts_file().display());
-        }
-        TestbedCmd::Down { name } => {
-            bed::down(&root, &name)?;
-            println!("test bed {name} removed");
-        }
-        TestbedCmd::List => {
-            for n in bed::list(&root) {
-                println!("{n}");
-            }
-        }
-        TestbedCmd::SetRate { name, host, rate } => {
-            bed::Bed::load(&root, &name)?.set_rate(host.as_deref(), rate)?;
-            println!("rate set to {}", pacer_testbed::net::format_rate(rate));
-        }
-        TestbedCmd::Cut { name, host } => {
-            bed::Bed::load(&root, &name)?.set_link_up(&host, false)?;
-            println!("link of {host} cut");
-        }
-        TestbedCmd::Restore { name, host } => {
-            bed::Bed::load(&root, &name)?.set_link_up(&host, true)?;
-            println!("link of {host} restored");
-        }
-        TestbedCmd::RestartAgent { name, host } => {
-            let mut b = bed::Bed::load(&root, &name)?;
-            b.kill_agent(&host)?;
-            b.start_agent(&host)?;
-            println!("agent of {host} restarted (pid {})", b.host(&host).map(|h| h.pid).unwrap_or(0));
         }
     }
     Ok(0)

@@ -116,10 +116,8 @@ fn parse_accel(s: &str) -> Result<AccelChoice, String> {
 pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
     let (kernel, initrd) = match (&opts.kernel, &opts.initrd) {
         (None, None) => {
-            let img = pacer_testbed::guest_image::ensure_guest_image(
-                &pacer_testbed::guest_image::ImageOptions::from_env(),
-            )?;
-            (Some(img.kernel.display().to_string()), Some(img.initrd.display().to_string()))
+            let (kernel, initrd) = pacer_guest_image()?;
+            (Some(kernel), Some(initrd))
         }
         (k, i) => (k.clone(), i.clone()),
     };
@@ -153,6 +151,46 @@ pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
         workload: Some(workload),
         accel: opts.accel,
     })
+}
+
+/// The Pacer guest's kernel and initramfs, as `pacer-lab image` (beside this
+/// executable, else on PATH) builds or finds them: the CLI runs it rather than
+/// link the image builder, which belongs to the lab.
+fn pacer_guest_image() -> Result<(String, String)> {
+    let lab = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("pacer-lab")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| "pacer-lab".into());
+    let what = "no --kernel given, and the Pacer guest image";
+    let out = std::process::Command::new(&lab)
+        .arg("image")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{what} needs `pacer-lab image` ({}: {e}): build it (cargo build -p pacer-lab) or \
+                 give --kernel and --initrd",
+                lab.display()
+            )
+        })?;
+    if !out.status.success() {
+        bail!("{what} could not be built: `{} image` failed ({})", lab.display(), out.status);
+    }
+    image_paths(&String::from_utf8_lossy(&out.stdout))
+        .ok_or_else(|| anyhow::anyhow!("{what}: `{} image` printed no kernel and initrd", lab.display()))
+}
+
+/// The `kernel PATH` and `initrd PATH` lines of `pacer-lab image`.
+fn image_paths(text: &str) -> Option<(String, String)> {
+    let field = |key: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with("kernel version "))
+            .find_map(|l| l.strip_prefix(key).map(|p| p.trim().to_string()))
+            .filter(|p| !p.is_empty())
+    };
+    Some((field("kernel ")?, field("initrd ")?))
 }
 
 /// Starts a VM.
@@ -242,4 +280,18 @@ pub async fn adopt(hosts: &Hosts, host: &str, req: &AdoptRequest) -> Result<VmIn
         bail!("QMP socket {:?} does not exist", req.qmp_socket);
     }
     Ok(hosts.client(host)?.adopt_vm(req).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_paths_from_lab_output() {
+        let out = "kernel /c/images/ab/vmlinuz\ninitrd /c/images/ab/initrd.img\nkernel version 6.1.0-56-cloud-amd64\n";
+        assert_eq!(image_paths(out), Some(("/c/images/ab/vmlinuz".into(), "/c/images/ab/initrd.img".into())));
+        let reordered = "kernel version 6.1\ninitrd /i\nkernel /k\n";
+        assert_eq!(image_paths(reordered), Some(("/k".into(), "/i".into())));
+        assert_eq!(image_paths("kernel /k\n"), None);
+    }
 }

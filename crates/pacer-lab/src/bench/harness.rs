@@ -1,274 +1,32 @@
-//! What the prediction, control and group benchmarks share on a live test bed:
-//! the bed itself, guests (with a disk when asked), the wait for the agent's
-//! background prior, following a migration job while something happens to it
-//! (a link rate change, the guest's writer pausing), and the cleanup.
+//! What the benchmarks share while a migration runs: the wait for the agent's
+//! background measurements, Pacer's prediction before the start, the one
+//! follower of a migration job (polled, with something done to it on the way: a
+//! link rate change, the guest's writer released; cancelled on Ctrl-C or when it
+//! takes too long), the guest writer's pause, and where plots go.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use pacer_api::{
-    AccelChoice, DiskWorkload, JobInfo, MigrateRequest, MigrationResult, PeerRef, PredictRequest,
-    PredictResponse, PredictionPoint, Strategy, TargetStatus, VmInfo, VmSpec, Workload,
+    JobInfo, MigrateRequest, MigrationResult, PredictRequest, PredictResponse, PredictionPoint,
+    Strategy, TargetStatus, VmInfo,
 };
+use pacer_model::format_bytes;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
-use super::note;
-use super::storage::{
-    cleanup, free_bytes, guest_lines, last_of_kind, progress_line, qcow2_create_args, qemu_tool,
-    tool_present, wait_steady,
-};
-use crate::demo::BedGuard;
-use crate::hosts::Hosts;
+use super::plot::{Band, Chart, Line, Rule, PALETTE};
+use crate::live::LiveBed;
 
-/// Longest wait for a guest to boot and report (a disk fill adds to it).
-const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-/// Slowest guest disk fill allowed for, bytes/s.
-const SLOWEST_FILL_BPS: f64 = 4e6;
 /// Every how often the job is polled.
 const POLL: Duration = Duration::from_millis(250);
 /// Every how often a progress line is printed while a migration runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-/// Free space kept beside disk images.
-const SPACE_MARGIN: u64 = 1 << 30;
-
-/// A test bed with two hosts and the guest image, removed on drop.
-pub struct LiveBed {
-    /// Removes the bed when dropped.
-    pub guard: BedGuard,
-    /// Its agents.
-    pub hosts: Hosts,
-    /// Guest kernel.
-    pub kernel: String,
-    /// Guest initramfs.
-    pub initrd: String,
-    /// Its version.
-    pub kernel_version: String,
-    /// Where disk images are made.
-    pub image_dir: PathBuf,
-    /// Where the destination agent makes its disk copies.
-    pub dest_disk_dir: PathBuf,
-    /// The accelerator the agent chose (learnt from the first guest).
-    pub accel: Option<String>,
-    /// The link rate now, bits/s.
-    pub rate_bps: u64,
-}
-
-impl LiveBed {
-    /// Builds the guest image (cached) and a two-host bed joined by `rate`.
-    pub fn up(name: &str, rate: &str) -> Result<LiveBed> {
-        note("building the guest image (cached after the first run)");
-        let mut img_opts = pacer_testbed::guest_image::ImageOptions::from_env();
-        img_opts.progress = true;
-        let img = pacer_testbed::guest_image::ensure_guest_image(&img_opts)?;
-        note(&format!("creating two test hosts joined by a {rate} link"));
-        let guard = BedGuard::up(name, 2, rate, false)?;
-        if !guard.bed.shaped {
-            bail!(
-                "the test bed's links are not shaped (run as root): link rates would mean nothing"
-            );
-        }
-        let image_dir = guard.bed.dir.join("bench-images");
-        std::fs::create_dir_all(&image_dir)
-            .with_context(|| format!("cannot create {}", image_dir.display()))?;
-        Ok(LiveBed {
-            hosts: guard.hosts()?,
-            kernel: img.kernel.display().to_string(),
-            initrd: img.initrd.display().to_string(),
-            kernel_version: img.kernel_version.clone(),
-            image_dir,
-            dest_disk_dir: guard.bed.hosts[1].state_dir.join("vms"),
-            accel: None,
-            rate_bps: pacer_testbed::net::parse_rate(rate)?,
-            guard,
-        })
-    }
-
-    /// Changes the rate of every link of the bed (no-op if it is already that).
-    pub fn set_rate(&mut self, bps: u64) -> Result<()> {
-        if bps != self.rate_bps {
-            self.guard.bed.set_rate(None, bps)?;
-            self.rate_bps = bps;
-        }
-        Ok(())
-    }
-
-    /// Checks there is room for the disk images: one image and its copy.
-    pub async fn check_disk_room(&self, disk_size: u64) -> Result<()> {
-        tool_present("qemu-img").await?;
-        let need = 2 * disk_size + disk_size / 16 + SPACE_MARGIN;
-        if let Some(free) = free_bytes(&self.image_dir) {
-            if free < need {
-                bail!(
-                    "{} has {} free but the disk images need about {}: free space there or give a \
-                     smaller --disk-size",
-                    self.image_dir.display(),
-                    pacer_model::format_bytes(free),
-                    pacer_model::format_bytes(need)
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Stops a guest wherever it is and deletes its images (the copy included).
-    pub async fn cleanup(&self, name: &str, files: &[PathBuf]) {
-        cleanup(&self.hosts, &self.dest_disk_dir, name, files).await;
-    }
-
-    /// How the source agent reaches h2.
-    pub fn peer(&self, host: &str) -> Result<PeerRef> {
-        let d = self.hosts.get(host)?;
-        Ok(PeerRef {
-            name: d.name.clone(),
-            url: d.peer_url().to_string(),
-            token: d.token.clone(),
-        })
-    }
-}
-
-/// A guest to start on h1.
-#[derive(Debug, Clone, Serialize)]
-pub struct GuestPlan {
-    /// VM name.
-    pub name: String,
-    /// Memory, MiB.
-    pub memory_mib: u64,
-    /// The guest program's workload (its disk writer included).
-    pub workload: Workload,
-    /// Size of a fresh qcow2 disk to attach, bytes (the disk writer fills it at boot).
-    pub disk_size: Option<u64>,
-}
-
-impl GuestPlan {
-    /// A memory-writing guest (`rate_mbps` 0 = idle) without a disk.
-    pub fn memory(name: &str, memory_mib: u64, wss_mib: u64, rate_mbps: f64) -> GuestPlan {
-        GuestPlan {
-            name: name.into(),
-            memory_mib,
-            workload: Workload {
-                kind: if rate_mbps > 0.0 { "memwrite" } else { "idle" }.into(),
-                wss_mib,
-                rate_mbps,
-                hot_fraction: 0.0,
-                hot_share: 0.0,
-                disk: None,
-            },
-            disk_size: None,
-        }
-    }
-
-    /// Adds a disk of `size` bytes the guest fills at boot and then writes at
-    /// `rate_mbps` (uniform 64 KiB writes).
-    pub fn with_disk(mut self, size: u64, rate_mbps: f64) -> GuestPlan {
-        self.disk_size = Some(size);
-        self.workload.disk = Some(DiskWorkload {
-            device: "/dev/vda".into(),
-            rate_mbps,
-            bs_kib: 64,
-            pattern: "uniform".into(),
-            hot_fraction: 0.1,
-            span_mib: None,
-            fill: true,
-        });
-        self
-    }
-
-    fn disk_rate(&self) -> f64 {
-        self.workload.disk.as_ref().map_or(0.0, |d| d.rate_mbps)
-    }
-}
-
-/// Starts a guest on h1 and waits until its program runs (disk filled and
-/// writers writing, when it has a disk). Every file made is pushed to `files`.
-pub async fn start_guest(
-    bed: &mut LiveBed,
-    g: &GuestPlan,
-    files: &mut Vec<PathBuf>,
-    stop: &watch::Receiver<bool>,
-) -> Result<VmInfo> {
-    let mut disks = Vec::new();
-    if let Some(size) = g.disk_size {
-        let img = bed.image_dir.join(format!("{}.qcow2", g.name));
-        files.push(img.clone());
-        qemu_tool("qemu-img", &qcow2_create_args(&img, size, None)).await?;
-        disks.push(img.display().to_string());
-    }
-    let spec = VmSpec {
-        name: g.name.clone(),
-        memory_mib: g.memory_mib,
-        vcpus: 1,
-        kernel: Some(bed.kernel.clone()),
-        initrd: Some(bed.initrd.clone()),
-        append: None,
-        disks,
-        workload: Some(g.workload.clone()),
-        accel: AccelChoice::Auto,
-    };
-    let info: VmInfo = bed
-        .hosts
-        .client("h1")?
-        .post("/v1/vms", &spec)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the guest: {e}"))?;
-    bed.accel.get_or_insert(info.accel.clone());
-    let t = Instant::now();
-    match g.disk_size {
-        Some(size) => {
-            let timeout = BOOT_TIMEOUT + Duration::from_secs_f64(size as f64 / SLOWEST_FILL_BPS);
-            let mem_rate = if g.workload.kind == "memwrite" {
-                g.workload.rate_mbps
-            } else {
-                0.0
-            };
-            wait_steady(&bed.hosts, &g.name, g.disk_rate(), mem_rate, timeout, stop).await?;
-        }
-        None => wait_status(&bed.hosts, &g.name, BOOT_TIMEOUT, stop).await?,
-    }
-    eprintln!(
-        "  {} ready after {:.1} s",
-        g.name,
-        t.elapsed().as_secs_f64()
-    );
-    Ok(info)
-}
-
-/// Waits until the guest program reports status (its working set is filled).
-async fn wait_status(
-    hosts: &Hosts,
-    name: &str,
-    timeout: Duration,
-    stop: &watch::Receiver<bool>,
-) -> Result<()> {
-    let t0 = Instant::now();
-    loop {
-        if *stop.borrow() {
-            bail!("interrupted");
-        }
-        let text = crate::vm::console(hosts, name, Some("h1"), 64 * 1024).await?;
-        if last_of_kind(&guest_lines(&text), "status").is_some() {
-            return Ok(());
-        }
-        if t0.elapsed() > timeout {
-            let tail: String = text
-                .chars()
-                .rev()
-                .take(1500)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            bail!(
-                "guest {name} did not report within {} s; console:\n{tail}",
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
+/// The usual base of a migration's time limit, see [`migration_limit`].
+pub const LIMIT_BASE: Duration = Duration::from_secs(120);
 
 /// Sleeps `d` (the agent measures the guest in the background meanwhile); false if
 /// interrupted.
@@ -281,21 +39,6 @@ pub async fn wait_prior(d: Duration, stop: &watch::Receiver<bool>) -> bool {
         _ = tokio::time::sleep(d) => true,
         _ = stop.wait_for(|s| *s) => false,
     }
-}
-
-/// The guest's own memory and disk write rates (MB/s) from its last status line.
-pub async fn guest_rates(hosts: &Hosts, name: &str) -> (Option<f64>, Option<f64>) {
-    let Ok(text) = crate::vm::console(hosts, name, Some("h1"), 16 * 1024).await else {
-        return (None, None);
-    };
-    let lines = guest_lines(&text);
-    let Some(s) = last_of_kind(&lines, "status") else {
-        return (None, None);
-    };
-    (
-        s.get("write_mbps").and_then(Value::as_f64),
-        s.get("disk_write_mbps").and_then(Value::as_f64),
-    )
 }
 
 /// Pacer's prediction before the start (`POST /v1/vms/NAME/predict`).
@@ -371,6 +114,8 @@ pub struct Followed {
     pub samples: Vec<Sample>,
     /// Why there is no result, or why it was cancelled.
     pub reason: Option<String>,
+    /// It was cancelled for taking longer than its limit.
+    pub timed_out: bool,
 }
 
 /// Starts a migration of `name` from h1 and follows it until it ends; `on_poll`
@@ -444,6 +189,7 @@ pub async fn follow_migration(
             let why = if *stop.borrow() {
                 Some("interrupted".to_string())
             } else if at > limit {
+                out.timed_out = true;
                 Some(format!("not done after {} s", limit.as_secs()))
             } else {
                 None
@@ -461,6 +207,29 @@ pub async fn follow_migration(
             _ = stop.changed(), if cancelled.is_none() => {}
         }
     }
+}
+
+/// A progress line of a running migration.
+pub fn progress_line(j: &JobInfo) -> String {
+    let p = &j.progress;
+    let mut s = format!(
+        "{:.0} s: {} {:.0}%",
+        p.elapsed_ms as f64 / 1000.0,
+        p.phase,
+        p.percent
+    );
+    if let Some(d) = &p.disk {
+        s.push_str(&format!(
+            ", disk {} of {}{}",
+            format_bytes(d.transferred),
+            format_bytes(d.total),
+            if d.ready { " (in sync)" } else { "" }
+        ));
+    }
+    if p.phase.memory_started() {
+        s.push_str(&format!(", memory {}", format_bytes(p.transferred)));
+    }
+    s
 }
 
 /// The usual request: pre-copy to h2 with the CLI's defaults.
@@ -543,34 +312,21 @@ pub fn serial_socket(qmp: &Path) -> PathBuf {
     qmp.with_file_name("serial.sock")
 }
 
-/// The migration timeout: a base plus four times what the link needs for memory
-/// and disk at `link_bps`.
-pub fn migration_limit(memory_mib: u64, disk_bytes: u64, link_bps: u64) -> Duration {
+/// A migration's time limit: `base` plus four times what the link needs for
+/// memory and disk at `link_bps`.
+pub fn migration_limit(
+    base: Duration,
+    memory_mib: u64,
+    disk_bytes: u64,
+    link_bps: u64,
+) -> Duration {
     let bytes = (memory_mib << 20) + disk_bytes;
     let link_s = if link_bps == 0 {
         0.0
     } else {
         bytes as f64 * 8.0 / link_bps as f64
     };
-    Duration::from_secs(120) + Duration::from_secs_f64(4.0 * link_s)
-}
-
-/// `completed`, `failed`, `cancelled` (or `error` without a result).
-pub fn status_word(f: &Followed) -> String {
-    match &f.result {
-        Some(r) => match r.status {
-            pacer_api::JobStatus::Completed => "completed",
-            pacer_api::JobStatus::Cancelled => "cancelled",
-            _ => "failed",
-        }
-        .into(),
-        None => "error".into(),
-    }
-}
-
-/// Whether the guest's checks passed after the migration (None: not run).
-pub fn integrity_ok(r: &MigrationResult) -> Option<bool> {
-    r.integrity.as_ref().map(|i| i.ok && i.disk_ok)
+    base + Duration::from_secs_f64(4.0 * link_s)
 }
 
 /// Where the plot of `scenario` goes: beside the results file, named after it
@@ -586,6 +342,54 @@ pub fn plot_path(out: &Path, scenario: &str) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bench".into());
     dir.join(format!("{stem}-{scenario}.svg"))
+}
+
+/// The chart of one migration: Pacer's predicted total with its band and the
+/// naive estimate (labelled `naive_label`) over the time since the request,
+/// against the actual total.
+pub fn prediction_chart(
+    title: String,
+    predictions: &[PredictionPoint],
+    actual_ms: u64,
+    naive_label: &str,
+) -> Chart {
+    let s = |ms: u64| ms as f64 / 1000.0;
+    let actual = s(actual_ms);
+    let pacer = predictions
+        .iter()
+        .map(|p| (s(p.elapsed_ms), s(p.total_ms)))
+        .collect();
+    let band = predictions
+        .iter()
+        .map(|p| (s(p.elapsed_ms), s(p.low_ms), s(p.high_ms)))
+        .collect();
+    let naive = predictions
+        .iter()
+        .filter_map(|p| p.naive_total_ms.map(|n| (s(p.elapsed_ms), s(n))))
+        .collect();
+    Chart {
+        title,
+        x_label: "elapsed since the request (s)".into(),
+        y_label: "total migration time (s)".into(),
+        lines: vec![
+            Line::new("Pacer: predicted total", PALETTE[0], pacer),
+            Line::new(naive_label, PALETTE[1], naive).dashed(),
+        ],
+        bands: vec![Band {
+            label: "Pacer's band".into(),
+            color: PALETTE[0].into(),
+            points: band,
+        }],
+        hrules: vec![Rule::new(
+            &format!("actual total {actual:.2} s"),
+            "#000000",
+            false,
+            actual,
+        )],
+        vrules: vec![],
+        y_max: Some(actual * 3.0),
+        notes: vec![],
+    }
 }
 
 /// Writes an SVG file; a failure is reported, not fatal.
@@ -624,8 +428,14 @@ mod tests {
     #[test]
     fn limits_and_parsers() {
         // 1 GiB over 1 Gbit/s is ~8.6 s: four times that on top of 120 s.
-        assert_eq!(migration_limit(1024, 0, 1_000_000_000).as_secs(), 154);
-        assert_eq!(migration_limit(1024, 0, 0).as_secs(), 120);
+        let base = Duration::from_secs(120);
+        assert_eq!(migration_limit(base, 1024, 0, 1_000_000_000).as_secs(), 154);
+        assert_eq!(migration_limit(base, 1024, 0, 0).as_secs(), 120);
+        // 2.5 GiB over 1 Gbit/s is ~21.5 s; four times that on top of the base.
+        assert_eq!(
+            migration_limit(Duration::from_secs(600), 512, 2 << 30, 1_000_000_000).as_secs(),
+            685
+        );
         assert_eq!(parse_prior_wait("20s"), Ok(20.0));
         assert_eq!(parse_prior_wait("0s"), Ok(0.0));
         assert!(parse_prior_wait("11m").is_err());
@@ -638,15 +448,5 @@ mod tests {
             plot_path(Path::new("a/control.json"), "1_5x"),
             PathBuf::from("a/control-1_5x.svg")
         );
-    }
-
-    #[test]
-    fn guest_plans() {
-        let g = GuestPlan::memory("v", 1024, 256, 0.0);
-        assert_eq!(g.workload.kind, "idle");
-        let g = GuestPlan::memory("v", 1024, 256, 15.0).with_disk(1 << 30, 10.0);
-        assert_eq!(g.workload.kind, "memwrite");
-        assert_eq!(g.disk_rate(), 10.0);
-        assert!(g.workload.disk.as_ref().unwrap().fill);
     }
 }

@@ -1,4 +1,4 @@
-//! `pacer bench control` answers "does a migration finish when it is told to, and
+//! `pacer-lab bench control` answers "does a migration finish when it is told to, and
 //! how gently?": it migrates a fresh guest flat out (no target) to learn the
 //! fastest time, then with finish targets at multiples of it (1.2x, 1.5x, 2x by
 //! default), and once with a target it cannot meet (0.5x). For each target: how
@@ -10,20 +10,22 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use pacer_api::{MigrationResult, PredictionPoint};
+use pacer_api::MigrationResult;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::watch;
 
 use super::harness::{
-    follow_migration, guest_rates, integrity_ok, migration_limit, parse_prior_wait, plot_path,
-    precopy_request, start_guest, status_word, wait_prior, write_svg, GuestPlan, LiveBed, Sample,
+    follow_migration, migration_limit, parse_prior_wait, plot_path, precopy_request,
+    prediction_chart, wait_prior, write_svg, Sample, LIMIT_BASE,
 };
-use super::plot::{Band, Chart, Line, Rule, PALETTE};
+use super::plot::{Chart, Rule, PALETTE};
+use super::record::MigrationRecord;
 use super::{
-    fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_write_rate, prepare_out,
-    stop_on_ctrl_c, unix_ms, write_json, KERNEL_RESERVE_MIB,
+    check_fits, fmt_downtime, fmt_sent, fmt_total, parse_link_rate, parse_mib, parse_write_rate,
+    prepare_out, push_list, stop_on_ctrl_c, unix_ms, write_results,
 };
+use crate::live::{guest_rates, start_guest, GuestPlan, LiveBed};
 
 /// Test bed name.
 const BED: &str = "bctl";
@@ -31,15 +33,6 @@ const BED: &str = "bctl";
 const TOLERANCE_SHARE: f64 = 0.02;
 /// ...or this many ms, whichever is larger.
 const TOLERANCE_MIN_MS: f64 = 1000.0;
-
-fn parse_mib(s: &str) -> Result<u64, String> {
-    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
-    let mib = b >> 20;
-    if mib == 0 || mib > 64 * 1024 {
-        return Err(format!("{s:?} is out of range: give 1M to 64G"));
-    }
-    Ok(mib)
-}
 
 fn parse_factor(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
@@ -62,7 +55,7 @@ fn parse_infeasible(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Options of `pacer bench control`.
+/// Options of `pacer-lab bench control`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControlOpts {
     /// Where to write every run as JSON (plots go beside it).
@@ -96,15 +89,8 @@ impl ControlOpts {
         if self.factors.is_empty() && self.infeasible_factor == 0.0 {
             bail!("nothing to run: give --factors or an --infeasible-factor");
         }
-        if self.wss + KERNEL_RESERVE_MIB > self.memory {
-            bail!(
-                "--wss {} MiB does not fit in --memory {} MiB: the guest kernel needs {} MiB more",
-                self.wss,
-                self.memory,
-                KERNEL_RESERVE_MIB
-            );
-        }
-        let link = pacer_testbed::net::parse_rate(&self.rate)? as f64 / 8e6;
+        check_fits(self.wss, self.memory)?;
+        let link = crate::net::parse_rate(&self.rate)? as f64 / 8e6;
         if link > 0.0 && self.write_rate >= 0.8 * link {
             bail!(
                 "--write-rate {} MB/s is too close to the link ({link:.1} MB/s): pre-copy would \
@@ -172,22 +158,11 @@ pub struct ControlRun {
     pub kind: Kind,
     /// Position (1-based).
     pub seq: usize,
-    /// `completed`, `failed`, `cancelled` or `error`.
-    pub status: String,
-    /// Why it failed.
-    pub reason: Option<String>,
+    /// How it went.
+    #[serde(flatten)]
+    pub run: MigrationRecord,
     /// The finish target asked for, seconds from the request.
     pub target_s: Option<f64>,
-    /// Actual total, ms.
-    pub total_time_ms: Option<u64>,
-    /// Downtime, ms.
-    pub downtime_ms: Option<u64>,
-    /// Bytes sent.
-    pub bytes_transferred: Option<u64>,
-    /// Pre-copy rounds.
-    pub rounds: Option<u64>,
-    /// The guest's checks.
-    pub integrity_ok: Option<bool>,
     /// Actual minus target, ms.
     pub deviation_ms: Option<f64>,
     /// Within max(2%, 1 s) of the target.
@@ -210,10 +185,6 @@ pub struct ControlRun {
     pub final_target: Option<pacer_api::TargetStatus>,
     /// The guest's write rate just before the migration (MB/s).
     pub guest_write_mbps: Option<f64>,
-    /// Every prediction.
-    pub predictions: Vec<PredictionPoint>,
-    /// The job's events.
-    pub events: Vec<String>,
     /// What every poll saw.
     pub samples: Vec<Sample>,
     /// The plot.
@@ -222,8 +193,6 @@ pub struct ControlRun {
     pub started_unix_ms: u64,
     /// The whole run, ms.
     pub wall_ms: u64,
-    /// Pacer's result.
-    pub detail: Value,
 }
 
 impl ControlRun {
@@ -231,14 +200,8 @@ impl ControlRun {
         ControlRun {
             kind,
             seq,
-            status: "error".into(),
-            reason: None,
+            run: MigrationRecord::default(),
             target_s: None,
-            total_time_ms: None,
-            downtime_ms: None,
-            bytes_transferred: None,
-            rounds: None,
-            integrity_ok: None,
             deviation_ms: None,
             within: None,
             mean_rate_bps: None,
@@ -250,39 +213,27 @@ impl ControlRun {
             ever_feasible: None,
             final_target: None,
             guest_write_mbps: None,
-            predictions: Vec::new(),
-            events: Vec::new(),
             samples: Vec::new(),
             plot: None,
             started_unix_ms: unix_ms(),
             wall_ms: 0,
-            detail: Value::Null,
         }
     }
 
     fn completed(&self) -> bool {
-        self.status == "completed"
+        self.run.completed()
     }
 
-    /// Takes the result; `flat` is the flat-out run's (bytes, mean rate).
-    fn fill(&mut self, r: &MigrationResult, flat: Option<(f64, f64)>) {
-        if self.reason.is_none() {
-            self.reason = r.reason.clone();
-        }
-        self.predictions = r.predictions.clone();
+    /// Measures the result against the target and the flat-out run (`flat`:
+    /// its bytes and mean rate); the shared record already took the result.
+    fn measure(&mut self, r: &MigrationResult, flat: Option<(f64, f64)>) {
         self.final_target = r.target;
-        self.detail = serde_json::to_value(r).unwrap_or(Value::Null);
-        if r.status != pacer_api::JobStatus::Completed {
+        let (Some(total), Some(bytes)) = (self.run.total_time_ms, self.run.bytes_transferred)
+        else {
             return;
-        }
-        let total = r.total_time_ms;
-        self.total_time_ms = Some(total);
-        self.downtime_ms = r.downtime_ms;
-        self.bytes_transferred = Some(r.bytes_transferred);
-        self.rounds = Some(r.rounds);
-        self.integrity_ok = integrity_ok(r);
+        };
         if total > 0 {
-            self.mean_rate_bps = Some(r.bytes_transferred as f64 / (total as f64 / 1000.0));
+            self.mean_rate_bps = Some(bytes as f64 / (total as f64 / 1000.0));
         }
         if let Some(t) = self.target_s {
             let dev = total as f64 - t * 1000.0;
@@ -290,7 +241,7 @@ impl ControlRun {
             self.within = Some(dev.abs() <= tolerance_ms(t));
         }
         if let Some((b, rate)) = flat {
-            self.bytes_vs_flat = (b > 0.0).then(|| r.bytes_transferred as f64 / b);
+            self.bytes_vs_flat = (b > 0.0).then(|| bytes as f64 / b);
             self.rate_vs_flat = match self.mean_rate_bps {
                 Some(m) if rate > 0.0 => Some(m / rate),
                 _ => None,
@@ -316,17 +267,13 @@ impl ControlRun {
     }
 
     fn outcome_line(&self) -> String {
-        if !self.completed() {
-            return format!(
-                "{}: {}",
-                self.status,
-                self.reason.as_deref().unwrap_or("no reason given")
-            );
+        if let Some(f) = self.run.failure() {
+            return f;
         }
         let mut s = format!(
             "completed in {}, sent {}",
-            fmt_total(self.total_time_ms.map(|v| v as f64)),
-            fmt_sent(self.bytes_transferred.map(|v| v as f64))
+            fmt_total(self.run.total_time_ms.map(|v| v as f64)),
+            fmt_sent(self.run.bytes_transferred.map(|v| v as f64))
         );
         if let (Some(t), Some(d)) = (self.target_s, self.deviation_ms) {
             s.push_str(&format!(
@@ -406,16 +353,16 @@ pub fn render_table(runs: &[ControlRun], opts: &ControlOpts) -> String {
             (_, Some(false)) => "MISSED".into(),
         };
         let label = r.kind.label();
-        let total = fmt_total(r.total_time_ms.map(|v| v as f64));
-        let sent = fmt_sent(r.bytes_transferred.map(|v| v as f64));
+        let total = fmt_total(r.run.total_time_ms.map(|v| v as f64));
+        let sent = fmt_sent(r.run.bytes_transferred.map(|v| v as f64));
         let bvf = fmt_ratio(r.bytes_vs_flat);
         let rate = fmt_rate(r.mean_rate_bps);
         let rvf = fmt_ratio(r.rate_vs_flat);
-        let down = fmt_downtime(r.downtime_ms.map(|v| v as f64), false);
-        let status = if r.completed() && r.integrity_ok == Some(false) {
+        let down = fmt_downtime(r.run.downtime_ms.map(|v| v as f64), false);
+        let status = if r.completed() && r.run.integrity_ok == Some(false) {
             "guest check FAILED".to_string()
         } else {
-            r.status.clone()
+            r.run.status.clone()
         };
         out.push_str(&row([
             &label, &target, &total, &dev, &within, &sent, &bvf, &rate, &rvf, &down, &status,
@@ -449,7 +396,7 @@ pub fn render_table(runs: &[ControlRun], opts: &ControlOpts) -> String {
         if !f.completed() {
             out.push_str(&format!(
                 "the flat-out run did not complete, so no target could be set: {}\n",
-                f.reason.as_deref().unwrap_or("no reason given")
+                f.run.why()
             ));
         }
     }
@@ -490,10 +437,10 @@ pub fn render_table(runs: &[ControlRun], opts: &ControlOpts) -> String {
         let flat = runs
             .iter()
             .find(|x| x.kind == Kind::Flat)
-            .and_then(|x| x.total_time_ms);
+            .and_then(|x| x.run.total_time_ms);
         out.push_str(&format!(
             "  finished: {}\n",
-            match (r.completed(), r.total_time_ms, r.deviation_ms) {
+            match (r.completed(), r.run.total_time_ms, r.deviation_ms) {
                 (true, Some(tot), Some(d)) => format!(
                     "completed in {:.2} s ({}), {:.2} s after the target{}",
                     tot as f64 / 1000.0,
@@ -507,25 +454,21 @@ pub fn render_table(runs: &[ControlRun], opts: &ControlOpts) -> String {
                         ))
                         .unwrap_or_default()
                 ),
-                _ => format!(
-                    "{}: {}",
-                    r.status,
-                    r.reason.as_deref().unwrap_or("no reason given")
-                ),
+                _ => format!("{}: {}", r.run.status, r.run.why()),
             }
         ));
     }
     let with_events: Vec<&ControlRun> = runs
         .iter()
-        .filter(|r| r.kind != Kind::Flat && !r.events.is_empty())
+        .filter(|r| r.kind != Kind::Flat && !r.run.events.is_empty())
         .collect();
     if !with_events.is_empty() {
         out.push_str("\nwhat the agent did (job events):\n");
         for r in with_events {
-            for e in r
-                .events
-                .iter()
-                .filter(|e| !e.starts_with("destination ready") && !e.starts_with("guest running"))
+            for e in
+                r.run.events.iter().filter(|e| {
+                    !e.starts_with("destination ready") && !e.starts_with("guest running")
+                })
             {
                 out.push_str(&format!("  {:<9}{e}\n", r.kind.label()));
             }
@@ -533,54 +476,14 @@ pub fn render_table(runs: &[ControlRun], opts: &ControlOpts) -> String {
     }
     let failures: Vec<String> = runs
         .iter()
-        .filter(|r| !r.completed())
-        .map(|r| {
-            format!(
-                "  {}: {}: {}",
-                r.kind.label(),
-                r.status,
-                r.reason.as_deref().unwrap_or("no reason given")
-            )
-        })
+        .filter_map(|r| Some(format!("  {}: {}", r.kind.label(), r.run.failure()?)))
         .collect();
-    if !failures.is_empty() {
-        out.push_str("\nfailed runs:\n");
-        for f in failures {
-            out.push_str(&f);
-            out.push('\n');
-        }
-    }
+    push_list(&mut out, "failed runs", &failures);
     out
 }
 
 /// The plot of one run.
 pub fn chart(r: &ControlRun) -> Option<Chart> {
-    let actual = r.total_time_ms? as f64 / 1000.0;
-    let s = |ms: u64| ms as f64 / 1000.0;
-    let pacer: Vec<(f64, f64)> = r
-        .predictions
-        .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.total_ms)))
-        .collect();
-    let band = r
-        .predictions
-        .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.low_ms), s(p.high_ms)))
-        .collect();
-    let naive: Vec<(f64, f64)> = r
-        .predictions
-        .iter()
-        .filter_map(|p| p.naive_total_ms.map(|n| (s(p.elapsed_ms), s(n))))
-        .collect();
-    let mut hrules = vec![Rule::new(
-        &format!("actual total {actual:.2} s"),
-        "#000000",
-        false,
-        actual,
-    )];
-    if let Some(t) = r.target_s {
-        hrules.push(Rule::new(&format!("target {t:.2} s"), PALETTE[2], true, t));
-    }
     let title = match r.target_s {
         Some(t) => format!(
             "control: target {} of flat out ({t:.2} s): predicted vs actual",
@@ -588,35 +491,28 @@ pub fn chart(r: &ControlRun) -> Option<Chart> {
         ),
         None => "control: flat out: predicted vs actual".into(),
     };
-    Some(Chart {
+    let actual_ms = r.run.total_time_ms?;
+    let mut c = prediction_chart(
         title,
-        x_label: "elapsed since the request (s)".into(),
-        y_label: "total migration time (s)".into(),
-        lines: vec![
-            Line::new("Pacer: predicted total", PALETTE[0], pacer),
-            Line::new("naive: elapsed + left / rate", PALETTE[1], naive).dashed(),
-        ],
-        bands: vec![Band {
-            label: "Pacer's band".into(),
-            color: PALETTE[0].into(),
-            points: band,
-        }],
-        hrules,
-        vrules: vec![],
-        y_max: Some(actual.max(r.target_s.unwrap_or(0.0)) * 3.0),
-        notes: vec![],
-    })
+        &r.run.predictions,
+        actual_ms,
+        "naive: elapsed + left / rate",
+    );
+    if let Some(t) = r.target_s {
+        c.hrules
+            .push(Rule::new(&format!("target {t:.2} s"), PALETTE[2], true, t));
+        c.y_max = Some((actual_ms as f64 / 1000.0).max(t) * 3.0);
+    }
+    Some(c)
 }
 
-/// Runs `pacer bench control`.
+/// Runs `pacer-lab bench control`.
 pub async fn run(opts: &ControlOpts) -> Result<i32> {
     opts.validate()?;
     prepare_out(&opts.out)?;
-    let t0 = Instant::now();
-    let mut bed = LiveBed::up(BED, &opts.rate)?;
+    let mut bed = LiveBed::up_shaped(BED, &opts.rate)?;
     let stop = stop_on_ctrl_c();
     let plan = opts.plan();
-    let started = unix_ms();
     let mut runs: Vec<ControlRun> = Vec::new();
     let mut flat: Option<(u64, f64, f64)> = None; // total ms, bytes, mean rate
     for (i, &kind) in plan.iter().enumerate() {
@@ -629,8 +525,8 @@ pub async fn run(opts: &ControlOpts) -> Result<i32> {
             match flat {
                 Some((ms, _, _)) => rec.target_s = Some(f * ms as f64 / 1000.0),
                 None => {
-                    rec.reason = Some("no target: the flat-out run did not complete".into());
-                    eprintln!("{tag}: skipped ({})", rec.reason.as_deref().unwrap_or(""));
+                    rec.run.reason = Some("no target: the flat-out run did not complete".into());
+                    eprintln!("{tag}: skipped ({})", rec.run.why());
                     runs.push(rec);
                     continue;
                 }
@@ -653,16 +549,15 @@ pub async fn run(opts: &ControlOpts) -> Result<i32> {
             &stop,
         )
         .await;
-        if *stop.borrow() && rec.status == "error" {
-            rec.status = "cancelled".into();
-            rec.reason = Some("interrupted".into());
-        }
+        rec.run.mark_interrupted(&stop);
         bed.cleanup(&name, &[]).await;
         rec.wall_ms = t.elapsed().as_millis() as u64;
         if kind == Kind::Flat && rec.completed() {
-            if let (Some(ms), Some(b), Some(r)) =
-                (rec.total_time_ms, rec.bytes_transferred, rec.mean_rate_bps)
-            {
+            if let (Some(ms), Some(b), Some(r)) = (
+                rec.run.total_time_ms,
+                rec.run.bytes_transferred,
+                rec.mean_rate_bps,
+            ) {
                 flat = Some((ms, b as f64, r));
                 rec.bytes_vs_flat = Some(1.0);
                 rec.rate_vs_flat = Some(1.0);
@@ -674,13 +569,9 @@ pub async fn run(opts: &ControlOpts) -> Result<i32> {
         }
         eprintln!("{tag}: {}", rec.outcome_line());
         runs.push(rec);
-        write_results(opts, &bed, &runs, started)?;
+        save(opts, &bed, &runs)?;
     }
-    drop(bed);
-    eprintln!(
-        "test bed removed (benchmark took {:.0} s)\n",
-        t0.elapsed().as_secs_f64()
-    );
+    bed.close("benchmark");
     print!("{}", render_table(&runs, opts));
     println!("\nall runs: {} (plots beside it)", opts.out.display());
     let ok = runs.len() == plan.len()
@@ -692,33 +583,19 @@ pub async fn run(opts: &ControlOpts) -> Result<i32> {
     Ok(if ok { 0 } else { 1 })
 }
 
-fn write_results(
-    opts: &ControlOpts,
-    bed: &LiveBed,
-    runs: &[ControlRun],
-    started: u64,
-) -> Result<()> {
-    let doc = json!({
-        "benchmark": "control",
-        "pacer_version": env!("CARGO_PKG_VERSION"),
-        "started_unix_ms": started,
-        "updated_unix_ms": unix_ms(),
-        "config": {
-            "link_rate": opts.rate,
-            "memory_mib": opts.memory,
-            "wss_mib": opts.wss,
-            "write_rate_mbps": opts.write_rate,
-            "factors": opts.factors,
-            "infeasible_factor": opts.infeasible_factor,
-            "prior_wait_s": opts.prior_wait,
-            "tolerance": "max(2% of the target, 1 s)",
-            "strategy": "pre-copy",
-            "accel": bed.accel,
-            "kernel_version": bed.kernel_version,
-        },
-        "runs": runs,
+fn save(opts: &ControlOpts, bed: &LiveBed, runs: &[ControlRun]) -> Result<()> {
+    let config = json!({
+        "link_rate": opts.rate,
+        "memory_mib": opts.memory,
+        "wss_mib": opts.wss,
+        "write_rate_mbps": opts.write_rate,
+        "factors": opts.factors,
+        "infeasible_factor": opts.infeasible_factor,
+        "prior_wait_s": opts.prior_wait,
+        "tolerance": "max(2% of the target, 1 s)",
+        "strategy": "pre-copy",
     });
-    write_json(&opts.out, &doc)
+    write_results(&opts.out, "control", bed, config, json!({"runs": runs}))
 }
 
 async fn one_run(
@@ -731,7 +608,7 @@ async fn one_run(
 ) {
     let g = GuestPlan::memory(name, opts.memory, opts.wss, opts.write_rate);
     if let Err(e) = start_guest(bed, &g, &mut Vec::new(), stop).await {
-        rec.reason = Some(format!("{e:#}"));
+        rec.run.reason = Some(format!("{e:#}"));
         return;
     }
     eprintln!(
@@ -745,18 +622,16 @@ async fn one_run(
     let mut req = match precopy_request(bed) {
         Ok(r) => r,
         Err(e) => {
-            rec.reason = Some(format!("{e:#}"));
+            rec.run.reason = Some(format!("{e:#}"));
             return;
         }
     };
     req.finish_in_s = rec.target_s;
-    let limit = migration_limit(opts.memory, 0, bed.rate_bps)
+    let limit = migration_limit(LIMIT_BASE, opts.memory, 0, bed.rate_bps)
         + Duration::from_secs_f64(rec.target_s.unwrap_or(0.0));
     let f = follow_migration(bed, name, &req, limit, stop, |_, _| {}).await;
-    rec.status = status_word(&f);
-    rec.events = f.events.clone();
+    rec.run.take(&f);
     rec.samples = f.samples.clone();
-    rec.reason = f.reason.clone();
     let answer: Vec<String> = f
         .first
         .as_ref()
@@ -766,14 +641,20 @@ async fn one_run(
         rec.read_feasibility(&answer);
     }
     if let Some(r) = &f.result {
-        rec.fill(r, flat);
+        rec.measure(r, flat);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pacer_api::TargetStatus;
+    use pacer_api::{PredictionPoint, TargetStatus};
+
+    /// Takes a result as the bench does: the shared record, then the measures.
+    fn fill(rec: &mut ControlRun, r: &MigrationResult, flat: Option<(f64, f64)>) {
+        rec.run.fill(r);
+        rec.measure(r, flat);
+    }
 
     fn opts() -> ControlOpts {
         ControlOpts {
@@ -856,34 +737,31 @@ mod tests {
     #[test]
     fn deviations_ratios_and_table() {
         let mut flat = ControlRun::new(Kind::Flat, 1);
-        flat.status = "completed".into();
-        flat.fill(&result(4000, 400_000_000, None), None);
+        fill(&mut flat, &result(4000, 400_000_000, None), None);
         flat.bytes_vs_flat = Some(1.0);
         flat.rate_vs_flat = Some(1.0);
         assert_eq!(flat.mean_rate_bps, Some(100e6));
         let f = Some((400e6, 100e6));
         let mut a = ControlRun::new(Kind::Target(1.5), 2);
-        a.status = "completed".into();
         a.target_s = Some(6.0);
-        a.fill(&result(6300, 420_000_000, None), f);
+        fill(&mut a, &result(6300, 420_000_000, None), f);
         assert_eq!(a.deviation_ms, Some(300.0));
         assert_eq!(a.within, Some(true));
         assert!((a.bytes_vs_flat.unwrap() - 1.05).abs() < 1e-9);
         assert!((a.rate_vs_flat.unwrap() - 420.0 / 6.3 / 100.0).abs() < 1e-9);
         let mut b = ControlRun::new(Kind::Target(2.0), 3);
-        b.status = "completed".into();
         b.target_s = Some(8.0);
-        b.fill(&result(6500, 400_000_000, None), f);
+        fill(&mut b, &result(6500, 400_000_000, None), f);
         assert_eq!(b.within, Some(false));
         let mut c = ControlRun::new(Kind::Infeasible(0.5), 4);
-        c.status = "completed".into();
         c.target_s = Some(2.0);
         c.samples = vec![sample(500, false), sample(900, false)];
         c.read_feasibility(&[
             "finish target 2.0 s cannot be met: the earliest feasible finish is 4.1 s from now"
                 .into(),
         ]);
-        c.fill(
+        fill(
+            &mut c,
             &result(
                 4100,
                 400_000_000,
@@ -932,9 +810,9 @@ mod tests {
     #[test]
     fn plot_shows_the_target() {
         let mut a = ControlRun::new(Kind::Target(1.5), 2);
-        a.status = "completed".into();
         a.target_s = Some(6.0);
-        a.predictions = vec![PredictionPoint {
+        a.run.status = "completed".into();
+        a.run.predictions = vec![PredictionPoint {
             elapsed_ms: 1000,
             total_ms: 5700,
             low_ms: 5000,
@@ -942,7 +820,7 @@ mod tests {
             downtime_ms: 1,
             naive_total_ms: Some(3000),
         }];
-        a.total_time_ms = Some(6100);
+        a.run.total_time_ms = Some(6100);
         let svg = chart(&a).unwrap().to_svg();
         assert!(svg.contains("target 6.00 s"));
         assert!(svg.contains("actual total 6.10 s"));

@@ -461,79 +461,63 @@ fn build_guest_binary(progress: bool) -> Result<PathBuf> {
 }
 
 // ---------------------------------------------------------------------------
-// ELF helpers (64-bit little-endian only: x86_64 guests)
+// ELF files (read with the `object` crate; x86_64 guests, 64-bit little-endian)
 
-fn rd_u16(b: &[u8], off: usize) -> Option<u64> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?) as u64)
-}
-fn rd_u32(b: &[u8], off: usize) -> Option<u64> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?) as u64)
-}
-fn rd_u64(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
-}
+type Elf64 = object::elf::FileHeader64<object::LittleEndian>;
 
-fn is_elf64_le(b: &[u8]) -> bool {
-    b.len() >= 64 && &b[..4] == b"\x7fELF" && b[4] == 2 && b[5] == 1
+/// The header of a 64-bit little-endian ELF file, or None for anything else.
+fn elf64(b: &[u8]) -> Option<&Elf64> {
+    use object::read::elf::FileHeader;
+    Elf64::parse(b)
+        .ok()
+        .filter(|h| h.is_class_64() && h.is_little_endian())
 }
 
-/// Whether an ELF executable has a PT_INTERP (needs a dynamic loader).
-fn elf_has_interp(b: &[u8]) -> Option<bool> {
-    let phoff = rd_u64(b, 0x20)? as usize;
-    let phentsize = rd_u16(b, 0x36)? as usize;
-    let phnum = rd_u16(b, 0x38)? as usize;
-    for i in 0..phnum {
-        if rd_u32(b, phoff.checked_add(i.checked_mul(phentsize)?)?)? == 3 {
-            return Some(true);
-        }
-    }
-    Some(false)
-}
-
-/// An x86_64 ELF executable that needs no dynamic loader.
+/// An x86_64 ELF executable that needs no dynamic loader (no PT_INTERP).
 fn check_static_elf(b: &[u8], what: &str) -> Result<()> {
-    if !is_elf64_le(b) || rd_u16(b, 0x12) != Some(62) {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let e = object::LittleEndian;
+    let h = elf64(b)
+        .filter(|h| h.e_machine(e) == object::elf::EM_X86_64)
+        .ok_or_else(|| ImageError::Input(format!("{what} is not an x86_64 ELF executable")))?;
+    let phdrs = h
+        .program_headers(e, b)
+        .map_err(|_| ImageError::Input(format!("{what}: truncated ELF program headers")))?;
+    if phdrs.iter().any(|p| p.p_type(e) == object::elf::PT_INTERP) {
         return Err(ImageError::Input(format!(
-            "{what} is not an x86_64 ELF executable"
+            "{what} is dynamically linked; the guest has no libraries (build with RUSTFLAGS=\"-C target-feature=+crt-static\")"
         )));
     }
-    match elf_has_interp(b) {
-        Some(false) => Ok(()),
-        Some(true) => Err(ImageError::Input(format!(
-            "{what} is dynamically linked; the guest has no libraries (build with RUSTFLAGS=\"-C target-feature=+crt-static\")"
-        ))),
-        None => Err(ImageError::Input(format!("{what}: truncated ELF program headers"))),
-    }
+    Ok(())
 }
 
 /// Contents of the named section of an ELF file.
 fn elf_section<'a>(b: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    if !is_elf64_le(b) {
-        return None;
-    }
-    let shoff = rd_u64(b, 0x28)? as usize;
-    let shentsize = rd_u16(b, 0x3A)? as usize;
-    let shnum = rd_u16(b, 0x3C)? as usize;
-    let shstrndx = rd_u16(b, 0x3E)? as usize;
-    let sh = |i: usize| -> Option<(usize, usize, usize)> {
-        let base = shoff.checked_add(i.checked_mul(shentsize)?)?;
-        Some((
-            rd_u32(b, base)? as usize,
-            rd_u64(b, base + 24)? as usize,
-            rd_u64(b, base + 32)? as usize,
-        ))
-    };
-    let (_, str_off, str_size) = sh(shstrndx)?;
-    let strtab = b.get(str_off..str_off.checked_add(str_size)?)?;
-    for i in 0..shnum {
-        let (name_off, off, size) = sh(i)?;
-        let n = strtab.get(name_off..)?;
-        let n = &n[..n.iter().position(|&c| c == 0)?];
-        if n == name.as_bytes() {
-            return b.get(off..off.checked_add(size)?);
-        }
-    }
-    None
+    use object::read::elf::{FileHeader, SectionHeader};
+    let e = object::LittleEndian;
+    let sections = elf64(b)?.sections(e, b).ok()?;
+    let (_, sh) = sections.section_by_name(e, name.as_bytes())?;
+    sh.data(e, b).ok()
+}
+
+/// The shared libraries an ELF file names (its DT_NEEDED entries, in order);
+/// empty for a static executable. What a program packed into the guest needs
+/// beside it.
+pub fn needed_libraries(b: &[u8]) -> Option<Vec<String>> {
+    use object::read::elf::FileHeader;
+    let e = object::LittleEndian;
+    let sections = elf64(b)?.sections(e, b).ok()?;
+    let table = sections.dynamic_table(e, b).ok()?;
+    table
+        .iter()
+        .filter(|d| d.tag == object::elf::DT_NEEDED)
+        .map(|d| {
+            table
+                .string(d)
+                .ok()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+        })
+        .collect()
 }
 
 /// The `depends=` list of a kernel module (what `modinfo -F depends` says).
@@ -936,7 +920,7 @@ fn resolve_modules(modules_dir: &Path, wanted: &[&str]) -> Result<Vec<Module>> {
 fn init_script(modules: &[String]) -> String {
     format!(
         r#"#!/bin/busybox sh
-# pacer guest init (PID 1), generated by pacer-testbed. It must never exit.
+# pacer guest init (PID 1), generated by pacer-lab. It must never exit.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
@@ -962,8 +946,9 @@ done
     )
 }
 
-/// Writer of a `newc` (SVR4, no CRC) cpio archive, with fixed owners and
-/// times so the same inputs give the same bytes.
+/// A `newc` (SVR4, no CRC) cpio archive in memory, written with the `cpio`
+/// crate: owners root, times 0 and inode numbers in order, so the same inputs
+/// give the same bytes.
 #[derive(Default)]
 struct Cpio {
     out: Vec<u8>,
@@ -973,36 +958,16 @@ struct Cpio {
 impl Cpio {
     fn entry(&mut self, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
         self.ino += 1;
-        let fields = [
-            self.ino,
-            mode,
-            0, // uid
-            0, // gid
-            nlink,
-            0, // mtime
-            data.len() as u32,
-            0, // devmajor
-            0, // devminor
-            rdev.0,
-            rdev.1,
-            name.len() as u32 + 1,
-            0, // check
-        ];
-        self.out.extend_from_slice(b"070701");
-        for f in fields {
-            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
-        }
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.push(0);
-        self.pad();
-        self.out.extend_from_slice(data);
-        self.pad();
-    }
-
-    fn pad(&mut self) {
-        while !self.out.len().is_multiple_of(4) {
-            self.out.push(0);
-        }
+        let mut w = cpio::NewcBuilder::new(name)
+            .ino(self.ino)
+            .mode(mode)
+            .nlink(nlink)
+            .rdev_major(rdev.0)
+            .rdev_minor(rdev.1)
+            .write(&mut self.out, data.len() as u32);
+        // Writing to a Vec cannot fail; the length was given above.
+        w.write_all(data).expect("cpio entry into memory");
+        w.finish().expect("cpio entry into memory");
     }
 
     fn dir(&mut self, name: &str) {
@@ -1021,20 +986,11 @@ impl Cpio {
         self.entry(name, 0o020000 | perm, 1, (major, minor), &[]);
     }
 
-    fn finish(mut self) -> Vec<u8> {
-        self.ino = 0;
-        self.out.extend_from_slice(b"070701");
-        for f in [0u32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 11, 0] {
-            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
-        }
-        self.out.extend_from_slice(b"TRAILER!!!\0");
-        self.pad();
-        // The kernel reads the archive in 512-byte blocks' worth happily,
-        // but pad like cpio(1) does.
-        while !self.out.len().is_multiple_of(512) {
-            self.out.push(0);
-        }
-        self.out
+    fn finish(self) -> Vec<u8> {
+        let mut out = cpio::newc::trailer(self.out).expect("cpio trailer into memory");
+        // The kernel does not need it, but pad to 512-byte blocks as cpio(1) does.
+        out.resize(out.len().next_multiple_of(512), 0);
+        out
     }
 }
 
@@ -1087,6 +1043,72 @@ mod tests {
         assert_eq!(&out[second + 14..second + 22], b"000081ed");
         let s = String::from_utf8_lossy(&out);
         assert!(s.contains("TRAILER!!!"));
+    }
+
+    /// What the archive holds reads back as written: names, modes, owners,
+    /// device numbers and contents.
+    #[test]
+    fn cpio_reads_back() {
+        let mut c = Cpio::default();
+        c.dir("dev");
+        c.char_dev("dev/console", 0o600, 5, 1);
+        c.file("bin/busybox", 0o755, b"\x7fELF...");
+        c.symlink("bin/sh", "busybox");
+        let mut r = std::io::Cursor::new(c.finish());
+        let mut seen = Vec::new();
+        loop {
+            let mut entry = cpio::NewcReader::new(r).unwrap();
+            if entry.entry().is_trailer() {
+                break;
+            }
+            let e = entry.entry();
+            let head = (
+                e.name().to_string(),
+                e.mode(),
+                e.uid(),
+                e.mtime(),
+                e.rdev_major(),
+                e.rdev_minor(),
+                e.ino(),
+            );
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            seen.push((head, data));
+            r = entry.finish().unwrap();
+        }
+        let names: Vec<&str> = seen.iter().map(|(h, _)| h.0.as_str()).collect();
+        assert_eq!(names, ["dev", "dev/console", "bin/busybox", "bin/sh"]);
+        assert_eq!(seen[1].0, ("dev/console".into(), 0o020600, 0, 0, 5, 1, 2));
+        assert_eq!(seen[2].0 .1, 0o100755);
+        assert_eq!(seen[2].1, b"\x7fELF...");
+        assert_eq!(
+            (seen[3].0 .1, seen[3].1.as_slice()),
+            (0o120777, b"busybox".as_slice())
+        );
+    }
+
+    /// This test program is a dynamically linked x86_64 executable: the ELF
+    /// reader sees its interpreter, its sections and the libraries it needs.
+    #[test]
+    fn elf_reading() {
+        let me = fs::read(std::env::current_exe().unwrap()).unwrap();
+        let e = check_static_elf(&me, "the test").unwrap_err().to_string();
+        assert!(e.contains("dynamically linked"), "{e}");
+        assert!(elf_section(&me, ".text").is_some_and(|t| !t.is_empty()));
+        assert!(elf_section(&me, ".no-such-section").is_none());
+        let libs = needed_libraries(&me).unwrap();
+        assert!(libs.iter().any(|l| l.starts_with("libc.so")), "{libs:?}");
+        assert!(check_static_elf(b"#!/bin/sh\n", "a script")
+            .unwrap_err()
+            .to_string()
+            .contains("not an x86_64 ELF"));
+        assert_eq!(needed_libraries(b"not elf"), None);
+        // The host's static busybox (the image's) needs nothing.
+        if let Ok(b) = fs::read("/bin/busybox") {
+            if check_static_elf(&b, "busybox").is_ok() {
+                assert_eq!(needed_libraries(&b), Some(vec![]));
+            }
+        }
     }
 
     #[test]

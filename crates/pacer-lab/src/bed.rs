@@ -31,7 +31,7 @@ pub enum BedError {
     #[error("test bed files: {0}")]
     Io(#[from] std::io::Error),
     /// No such test bed.
-    #[error("no test bed named {0:?} (see `pacer testbed list`)")]
+    #[error("no test bed named {0:?} (see `pacer-lab testbed list`)")]
     Unknown(String),
 }
 
@@ -91,36 +91,31 @@ pub struct Bed {
     pub pacerd: PathBuf,
 }
 
-/// Where test beds live by default: $PACER_TESTBED_DIR, /var/lib/pacer/testbeds as
-/// root, else ~/.local/state/pacer/testbeds.
+/// Where test beds live by default: the rule the CLI finds their hosts files by
+/// ([`pacer_api::hosts::testbeds_root`]: $PACER_TESTBED_DIR, /var/lib/pacer/testbeds
+/// as root, else ~/.local/state/pacer/testbeds).
 pub fn default_root() -> PathBuf {
-    if let Ok(p) = std::env::var("PACER_TESTBED_DIR") {
-        return PathBuf::from(p);
-    }
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/lib/pacer/testbeds");
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    PathBuf::from(home).join(".local/state/pacer/testbeds")
+    pacer_api::hosts::testbeds_root()
 }
 
-/// Hosts files of the test beds under the default root.
-pub fn list_hosts_files() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(default_root())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("hosts.json"))
-        .filter(|p| p.exists())
-        .collect();
-    v.sort();
-    v
+/// The pacerd binary: $PACER_PACERD, beside this executable, or on PATH.
+pub fn find_pacerd() -> PathBuf {
+    if let Ok(p) = std::env::var("PACER_PACERD") {
+        return PathBuf::from(p);
+    }
+    if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)) {
+        let p = dir.join("pacerd");
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("pacerd")
 }
 
 impl Bed {
     /// The hosts file path.
     pub fn hosts_file(&self) -> PathBuf {
-        self.dir.join("hosts.json")
+        self.dir.join(pacer_api::hosts::TESTBED_HOSTS_FILE)
     }
 
     /// A host by name.

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{disk_files, disk_writer, make_image, wait_destination_clean, BedSpec, TestBed};
+use common::{disk_files, disk_writer, fill_image, make_image, wait_destination_clean, BedSpec, TestBed};
 use pacer_api::{CopyStorage, JobStatus, Strategy, VmInfo};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -39,12 +39,7 @@ async fn incremental_copy_sends_only_the_top_layer() {
     let tb = TestBed::new(BedSpec::default());
     let base = tb.root.path().join("base.qcow2");
     make_image(&base, "qcow2", "256M", None);
-    let st = std::process::Command::new("qemu-io")
-        .args(["-f", "qcow2", "-c", "write -P 0x5a 0 192M"])
-        .arg(&base)
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    fill_image(&base, "qcow2", "0x5a", "192M");
     let mut sent = Vec::new();
     for (name, mode) in [("inc", CopyStorage::Incremental), ("full", CopyStorage::All)] {
         let top = tb.root.path().join(format!("{name}.qcow2"));
@@ -175,12 +170,7 @@ async fn two_disks_raw_and_qcow2_move_together() {
     let b = tb.root.path().join("b.raw");
     make_image(&b, "raw", "64M", None);
     // Data on the second disk, which the guest does not touch: it must arrive as is.
-    let st = std::process::Command::new("qemu-io")
-        .args(["-f", "raw", "-c", "write -P 0x6b 0 48M"])
-        .arg(&b)
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    fill_image(&b, "raw", "0x6b", "48M");
     let disks = vec![a.display().to_string(), b.display().to_string()];
     tb.start_guest_with_disks("h1", "vm", 256, 5.0, disks, Some(disk_writer(2.0))).await;
     let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |_| {}).await;

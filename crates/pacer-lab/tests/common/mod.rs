@@ -11,14 +11,31 @@ use pacer_api::{
     AccelChoice, AgentClient, JobInfo, MigrateRequest, MigrationResult, PeerRef, Strategy,
     VmInfo, VmSpec, Workload,
 };
-use pacer_testbed::bed::{self, Bed, BedOptions};
-use pacer_testbed::guest_image::{ensure_guest_image, GuestImage, ImageOptions};
+use pacer_lab::bed::{self, Bed, BedOptions};
+use pacer_lab::guest_image::{ensure_guest_image, GuestImage, ImageOptions};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// The directory holding the workspace's binaries (pacer, pacerd).
+/// The directory holding the workspace's binaries (pacer, pacerd): the test
+/// executable is `target/<profile>/deps/<test>-<hash>`, they are in
+/// `target/<profile>/` (`CARGO_BIN_EXE_*` names only this package's own binaries).
 pub fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pacer")).parent().unwrap().to_path_buf()
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().expect("the test executable's directory");
+    let dir = if dir.ends_with("deps") { dir.parent().expect("target/<profile>") } else { dir };
+    dir.to_path_buf()
+}
+
+/// A workspace binary beside the tests, or a panic saying how to build it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: these tests run the workspace's binaries; build them first with \
+         `cargo build --workspace` (same profile as the tests)",
+        p.display()
+    );
+    p
 }
 
 /// A test bed removed on drop.
@@ -51,8 +68,8 @@ impl TestBed {
         let bed = bed::up(&BedOptions {
             name: name.clone(),
             hosts: spec.hosts,
-            rate_bps: pacer_testbed::net::parse_rate(spec.rate).unwrap(),
-            pacerd: bin_dir().join("pacerd"),
+            rate_bps: pacer_lab::net::parse_rate(spec.rate).unwrap(),
+            pacerd: workspace_bin("pacerd"),
             root: root.path().to_path_buf(),
             memory_capacity: spec.memory_capacity.map(String::from),
             incoming_lease_s: spec.lease_s,
@@ -85,7 +102,7 @@ impl TestBed {
 
     /// Runs the `pacer` CLI against this test bed.
     pub fn pacer(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_pacer"))
+        std::process::Command::new(workspace_bin("pacer"))
             .arg("--hosts-file")
             .arg(self.hosts_file())
             .args(args)
@@ -96,25 +113,8 @@ impl TestBed {
 
     /// Starts a guest running the memory writer and waits until it reports.
     pub async fn start_guest(&self, host: &str, name: &str, memory_mib: u64, wss_mib: u64, rate_mbps: f64) -> VmInfo {
-        let img = image();
-        let spec = VmSpec {
-            name: name.into(),
-            memory_mib,
-            vcpus: 1,
-            kernel: Some(img.kernel.display().to_string()),
-            initrd: Some(img.initrd.display().to_string()),
-            append: None,
-            disks: vec![],
-            workload: Some(Workload {
-                kind: if rate_mbps > 0.0 { "memwrite" } else { "idle" }.into(),
-                wss_mib,
-                rate_mbps,
-                hot_fraction: 0.0,
-                hot_share: 0.0,
-                disk: None,
-            }),
-            accel: AccelChoice::Auto,
-        };
+        let kind = if rate_mbps > 0.0 { "memwrite" } else { "idle" };
+        let spec = guest_spec(name, memory_mib, vec![], Workload { kind: kind.into(), ..memwrite(wss_mib, rate_mbps, None) });
         let info: VmInfo = self.client(host).post("/v1/vms", &spec).await.expect("start VM");
         self.wait_status_line(host, name, 1).await;
         info
@@ -217,6 +217,37 @@ fn radix36(mut n: u64) -> String {
     String::from_utf8(s).unwrap()
 }
 
+/// A Pacer guest of the cached image running `workload`.
+fn guest_spec(name: &str, memory_mib: u64, disks: Vec<String>, workload: Workload) -> VmSpec {
+    let img = image();
+    VmSpec {
+        name: name.into(),
+        memory_mib,
+        vcpus: 1,
+        kernel: Some(img.kernel.display().to_string()),
+        initrd: Some(img.initrd.display().to_string()),
+        append: None,
+        disks,
+        workload: Some(workload),
+        accel: AccelChoice::Auto,
+    }
+}
+
+/// The memory writer over `wss_mib` at `rate_mbps`, uniform, with a disk writer if given.
+fn memwrite(wss_mib: u64, rate_mbps: f64, disk: Option<pacer_api::DiskWorkload>) -> Workload {
+    Workload { kind: "memwrite".into(), wss_mib, rate_mbps, hot_fraction: 0.0, hot_share: 0.0, disk }
+}
+
+/// Writes `pattern` over the first `len` of an image with qemu-io (e.g. "0x5a", "192M").
+pub fn fill_image(path: &std::path::Path, format: &str, pattern: &str, len: &str) {
+    let out = std::process::Command::new("qemu-io")
+        .args(["-f", format, "-c", &format!("write -P {pattern} 0 {len}")])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// The guest image (built once, cached).
 pub fn image() -> GuestImage {
     static IMG: std::sync::OnceLock<GuestImage> = std::sync::OnceLock::new();
@@ -232,17 +263,9 @@ pub fn process_running(pid: i32) -> bool {
     }
 }
 
-/// A disk workload for `start_guest_with`.
+/// A disk workload for `start_guest_with_disks`: the benchmarks' uniform writer.
 pub fn disk_writer(rate_mbps: f64) -> pacer_api::DiskWorkload {
-    pacer_api::DiskWorkload {
-        device: "/dev/vda".into(),
-        rate_mbps,
-        bs_kib: 64,
-        pattern: "uniform".into(),
-        hot_fraction: 0.1,
-        span_mib: None,
-        fill: true,
-    }
+    pacer_lab::live::uniform_disk_writer(rate_mbps, true)
 }
 
 impl TestBed {
@@ -257,25 +280,7 @@ impl TestBed {
         disks: Vec<String>,
         disk: Option<pacer_api::DiskWorkload>,
     ) -> VmInfo {
-        let img = image();
-        let spec = VmSpec {
-            name: name.into(),
-            memory_mib,
-            vcpus: 1,
-            kernel: Some(img.kernel.display().to_string()),
-            initrd: Some(img.initrd.display().to_string()),
-            append: None,
-            disks,
-            workload: Some(Workload {
-                kind: "memwrite".into(),
-                wss_mib: 64,
-                rate_mbps: mem_rate_mbps,
-                hot_fraction: 0.0,
-                hot_share: 0.0,
-                disk,
-            }),
-            accel: AccelChoice::Auto,
-        };
+        let spec = guest_spec(name, memory_mib, disks, memwrite(64, mem_rate_mbps, disk));
         let info: VmInfo = self.client(host).post("/v1/vms", &spec).await.expect("start VM");
         let t0 = Instant::now();
         loop {

@@ -1,4 +1,4 @@
-//! `pacer bench baseline` answers "does Pacer add anything to a migration?": on one
+//! `pacer-lab bench baseline` answers "does Pacer add anything to a migration?": on one
 //! test bed it migrates the same guest with every strategy twice over, once through
 //! Pacer (agents, HTTP API, job monitor) and once as a plain QEMU-to-QEMU migration
 //! driven by a minimal Python script (`bench/plain_migrate.py`, built into this
@@ -10,29 +10,32 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use pacer_api::{AccelChoice, JobStatus, MigrationResult, Strategy, Workload};
+use pacer_api::{MigrateRequest, Strategy, Workload};
 use pacer_model::format_bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use super::harness::{follow_migration, migration_limit};
+use super::record::{status_word, MigrationRecord, Row};
 use super::{
-    check_cell, check_word, fmt_downtime, fmt_sent, fmt_total, median, note, parse_link_rate,
-    parse_runs, parse_write_rate, prepare_out, status_cell, stop_on_ctrl_c, unix_ms, write_json,
-    KERNEL_RESERVE_MIB,
+    check_cell, check_word, fmt_downtime, fmt_sent, fmt_total, parse_guest_memory, parse_link_rate,
+    parse_runs, parse_write_rate, prepare_out, push_list, status_cell, stop_on_ctrl_c, unix_ms,
+    write_results,
 };
-use crate::demo::{wait_guest_ready, BedGuard};
-use crate::hosts::Hosts;
-use crate::{migrate, vm};
+use crate::live::{start_guest, GuestPlan, LiveBed};
 
 /// The plain-migration script, as shipped in `bench/plain_migrate.py`.
 const PLAIN_SCRIPT: &str = include_str!("../../../../bench/plain_migrate.py");
+/// Test bed name.
+const BED: &str = "bench";
 /// Working set of the guest's memory writer.
 const WSS_MIB: u64 = 512;
-/// Longest wait for a guest to boot and report.
+/// Longest wait for a guest to boot and report (the plain script's).
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
-/// Longest migration before the run is given up.
+/// Longest migration before the run is given up, before the share that grows
+/// with the memory to move.
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
 /// A post-copy downtime at or above this is QEMU's accounting artefact, see
 /// [`postcopy_downtime_artefact`].
@@ -45,7 +48,7 @@ const ALL_STRATEGIES: [Strategy; 4] = [
     Strategy::StopAndCopy,
 ];
 
-/// Options of `pacer bench baseline`.
+/// Options of `pacer-lab bench baseline`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BaselineOpts {
     /// Runs of every strategy with each driver; the table shows medians.
@@ -71,7 +74,7 @@ pub struct BaselineOpts {
     /// Guest memory write rate, uniform over the working set, e.g. 60MB/s (0 = idle).
     #[arg(long, default_value = "60MB/s", value_parser = parse_write_rate)]
     pub write_rate: f64,
-    /// Use this copy of plain_migrate.py instead of the one built into pacer.
+    /// Use this copy of plain_migrate.py instead of the one built into pacer-lab.
     #[arg(long)]
     pub script: Option<PathBuf>,
 }
@@ -92,19 +95,7 @@ fn parse_strategy(s: &str) -> Result<Strategy, String> {
 }
 
 fn parse_memory_mib(s: &str) -> Result<u64, String> {
-    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
-    let mib = b >> 20;
-    let min = WSS_MIB + KERNEL_RESERVE_MIB;
-    if mib < min {
-        return Err(format!(
-            "{s:?} is too small: the guest writes a {WSS_MIB} MiB working set and its kernel \
-             needs {KERNEL_RESERVE_MIB} MiB more, give at least {min}M (e.g. 1G)"
-        ));
-    }
-    if mib > 64 * 1024 {
-        return Err(format!("{s:?} is more than this benchmark's 64G limit"));
-    }
-    Ok(mib)
+    parse_guest_memory(s, WSS_MIB, "1G")
 }
 
 /// Who drives the migration.
@@ -128,7 +119,7 @@ impl Driver {
 
 /// One migration of the benchmark.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunRecord {
+pub struct BaselineRun {
     /// Strategy.
     pub strategy: Strategy,
     /// Driver.
@@ -137,57 +128,39 @@ pub struct RunRecord {
     pub repeat: u32,
     /// Position in the order runs were made (1-based).
     pub seq: usize,
-    /// `completed`, `failed`, `cancelled` or `error` (the run could not be made).
-    pub status: String,
-    /// Driver's total time: Pacer's from its request, plain's from `migrate`, to the
-    /// guest running at the destination.
-    pub total_time_ms: Option<u64>,
-    /// Downtime as QEMU reported it (stop-and-copy: from `stop` to resume).
-    pub downtime_ms: Option<u64>,
+    /// How it went. Its total time is the driver's: Pacer's from its request,
+    /// plain's from `migrate`, to the guest running at the destination; the
+    /// downtime is QEMU's (stop-and-copy: from `stop` to resume); the detail is
+    /// Pacer's MigrationResult or the script's JSON line.
+    #[serde(flatten)]
+    pub run: MigrationRecord,
     /// True if `downtime_ms` is QEMU's post-copy accounting artefact (real: < 1 ms).
     pub downtime_artefact: bool,
-    /// RAM bytes QEMU sent.
-    pub bytes_transferred: Option<u64>,
-    /// QEMU's own migration time.
-    pub qemu_total_time_ms: Option<u64>,
     /// Bytes sent in post-copy.
     pub postcopy_bytes: Option<u64>,
-    /// Guest memory check after the migration.
-    pub integrity_ok: Option<bool>,
-    /// Why it failed.
-    pub reason: Option<String>,
     /// Start of the run, Unix ms.
     pub started_unix_ms: u64,
     /// The whole run (boot, migration, check), ms.
     pub wall_ms: u64,
-    /// The driver's own result: Pacer's MigrationResult or the script's JSON line.
-    pub detail: Value,
 }
 
-impl RunRecord {
+impl BaselineRun {
     fn new(strategy: Strategy, driver: Driver, repeat: u32, seq: usize) -> Self {
-        RunRecord {
+        BaselineRun {
             strategy,
             driver,
             repeat,
             seq,
-            status: "error".into(),
-            total_time_ms: None,
-            downtime_ms: None,
+            run: MigrationRecord::default(),
             downtime_artefact: false,
-            bytes_transferred: None,
-            qemu_total_time_ms: None,
             postcopy_bytes: None,
-            integrity_ok: None,
-            reason: None,
             started_unix_ms: unix_ms(),
             wall_ms: 0,
-            detail: Value::Null,
         }
     }
 
     fn completed(&self) -> bool {
-        self.status == "completed"
+        self.run.completed()
     }
 
     /// Downtime to report: the artefact is replaced by 0 (QEMU measured < 1 ms).
@@ -195,28 +168,30 @@ impl RunRecord {
         if self.downtime_artefact {
             Some(0)
         } else {
-            self.downtime_ms
+            self.run.downtime_ms
         }
+    }
+
+    /// The post-copy bytes, and whether the downtime is the artefact.
+    fn set_postcopy(&mut self, postcopy_bytes: Option<u64>) {
+        self.postcopy_bytes = postcopy_bytes;
+        self.downtime_artefact = postcopy_downtime_artefact(self.run.downtime_ms, postcopy_bytes);
     }
 
     /// One line for the progress display.
     fn outcome_line(&self) -> String {
-        if !self.completed() {
-            return format!(
-                "{}: {}",
-                self.status,
-                self.reason.as_deref().unwrap_or("no reason given")
-            );
+        if let Some(f) = self.run.failure() {
+            return f;
         }
         format!(
             "completed: total {}, downtime {}, sent {}, guest check {}",
-            fmt_total(self.total_time_ms.map(|v| v as f64)),
+            fmt_total(self.run.total_time_ms.map(|v| v as f64)),
             fmt_downtime(
                 self.effective_downtime_ms().map(|v| v as f64),
                 self.downtime_artefact
             ),
-            fmt_sent(self.bytes_transferred.map(|v| v as f64)),
-            check_word(self.integrity_ok),
+            fmt_sent(self.run.bytes_transferred.map(|v| v as f64)),
+            check_word(self.run.integrity_ok),
         )
     }
 }
@@ -258,46 +233,27 @@ pub struct Summary {
 }
 
 /// Summarises the runs of one pair.
-pub fn summarize(strategy: Strategy, driver: Driver, runs: &[RunRecord]) -> Summary {
-    let mine: Vec<&RunRecord> = runs
-        .iter()
-        .filter(|r| r.strategy == strategy && r.driver == driver)
-        .collect();
-    let done: Vec<&&RunRecord> = mine.iter().filter(|r| r.completed()).collect();
-    let med = |f: &dyn Fn(&RunRecord) -> Option<u64>| {
-        median(
-            &done
-                .iter()
-                .filter_map(|r| f(r))
-                .map(|v| v as f64)
-                .collect::<Vec<_>>(),
-        )
-    };
+pub fn summarize(strategy: Strategy, driver: Driver, runs: &[BaselineRun]) -> Summary {
+    let row = Row::of(
+        runs,
+        |r| r.strategy == strategy && r.driver == driver,
+        |r| &r.run,
+    );
     Summary {
         strategy,
         driver,
-        runs: mine.len(),
-        completed: done.len(),
-        total_time_ms: med(&|r| r.total_time_ms),
-        downtime_ms: med(&|r| r.effective_downtime_ms()),
-        downtime_artefact: done.iter().any(|r| r.downtime_artefact),
-        bytes_transferred: med(&|r| r.bytes_transferred),
-        checks_ok: done.iter().filter(|r| r.integrity_ok == Some(true)).count(),
-        checks_failed: done
+        runs: row.all.len(),
+        completed: row.done.len(),
+        total_time_ms: row.median(|r| r.run.total_time_ms),
+        downtime_ms: row.median(|r| r.effective_downtime_ms()),
+        downtime_artefact: row.done.iter().any(|r| r.downtime_artefact),
+        bytes_transferred: row.median(|r| r.run.bytes_transferred),
+        checks_ok: row.count(|r| r.run.integrity_ok, true),
+        checks_failed: row.count(|r| r.run.integrity_ok, false),
+        reasons: row
+            .all
             .iter()
-            .filter(|r| r.integrity_ok == Some(false))
-            .count(),
-        reasons: mine
-            .iter()
-            .filter(|r| !r.completed())
-            .map(|r| {
-                format!(
-                    "run {}: {}: {}",
-                    r.repeat,
-                    r.status,
-                    r.reason.as_deref().unwrap_or("no reason given")
-                )
-            })
+            .filter_map(|r| Some(format!("run {}: {}", r.repeat, r.run.failure()?)))
             .collect(),
     }
 }
@@ -354,7 +310,7 @@ pub fn ratios(strategies: &[Strategy], summaries: &[Summary]) -> Vec<Ratio> {
 
 /// The table printed at the end: one row per (strategy, driver), then the ratios
 /// and notes.
-pub fn render_table(strategies: &[Strategy], runs: &[RunRecord], repeats: u32) -> String {
+pub fn render_table(strategies: &[Strategy], runs: &[BaselineRun], repeats: u32) -> String {
     let mut out = String::new();
     let median_note = if repeats > 1 {
         format!(" (medians of {repeats} runs)")
@@ -411,13 +367,7 @@ pub fn render_table(strategies: &[Strategy], runs: &[RunRecord], repeats: u32) -
                 .map(move |r| format!("  {} {} {r}", m.strategy.as_str(), m.driver.as_str()))
         })
         .collect();
-    if !failures.is_empty() {
-        out.push_str("\nfailed runs:\n");
-        for f in failures {
-            out.push_str(&f);
-            out.push('\n');
-        }
-    }
+    push_list(&mut out, "failed runs", &failures);
     out
 }
 
@@ -440,20 +390,6 @@ pub fn plan(strategies: &[Strategy], repeats: u32) -> Vec<(u32, Strategy, Driver
     v
 }
 
-/// What every run of the baseline shares.
-struct Setup {
-    hosts: Hosts,
-    kernel: String,
-    initrd: String,
-    kernel_version: String,
-    src_netns: Option<String>,
-    dst_netns: Option<String>,
-    dst_ip: String,
-    qemu: String,
-    /// The accelerator Pacer's agent chose (learnt from the first Pacer run).
-    accel: Option<String>,
-}
-
 fn strategies_of(opts: &BaselineOpts) -> Result<Vec<Strategy>> {
     if opts.strategies.is_empty() {
         bail!("--strategies is empty: give a comma-separated list such as pre-copy,hybrid");
@@ -466,7 +402,7 @@ fn strategies_of(opts: &BaselineOpts) -> Result<Vec<Strategy>> {
         .collect())
 }
 
-/// Runs `pacer bench baseline`.
+/// Runs `pacer-lab bench baseline`.
 pub async fn run(opts: &BaselineOpts) -> Result<i32> {
     let strategies = strategies_of(opts)?;
     prepare_out(&opts.out)?;
@@ -482,38 +418,13 @@ pub async fn run(opts: &BaselineOpts) -> Result<i32> {
     if !py.is_ok_and(|o| o.status.success()) {
         bail!("python3 is needed for the plain QEMU-to-QEMU runs and was not found on PATH");
     }
-
-    let t0 = Instant::now();
-    note("building the guest image (cached after the first run)");
-    let mut img_opts = pacer_testbed::guest_image::ImageOptions::from_env();
-    img_opts.progress = true;
-    let img = pacer_testbed::guest_image::ensure_guest_image(&img_opts)?;
-
-    note(&format!(
-        "creating two test hosts joined by a {} link",
-        opts.rate
-    ));
-    let guard = BedGuard::up("bench", 2, &opts.rate, false)?;
-    let (h1, h2) = (&guard.bed.hosts[0], &guard.bed.hosts[1]);
-    let mut setup = Setup {
-        hosts: guard.hosts()?,
-        kernel: img.kernel.display().to_string(),
-        initrd: img.initrd.display().to_string(),
-        kernel_version: img.kernel_version.clone(),
-        src_netns: h1.netns.clone(),
-        dst_netns: h2.netns.clone(),
-        dst_ip: h2.data_ip.to_string(),
-        qemu: std::env::var("PACER_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
-        accel: None,
-    };
-
-    let stop_rx = stop_on_ctrl_c();
-
+    let qemu = std::env::var("PACER_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+    let mut bed = LiveBed::up_shaped(BED, &opts.rate)?;
+    let stop = stop_on_ctrl_c();
     let order = plan(&strategies, opts.runs);
-    let started = unix_ms();
-    let mut runs: Vec<RunRecord> = Vec::new();
+    let mut runs: Vec<BaselineRun> = Vec::new();
     for (i, &(repeat, strategy, driver)) in order.iter().enumerate() {
-        if *stop_rx.borrow() {
+        if *stop.borrow() {
             break;
         }
         let tag = format!(
@@ -528,172 +439,110 @@ pub async fn run(opts: &BaselineOpts) -> Result<i32> {
             "{tag}: starting a {} guest on h1",
             format_bytes(opts.memory << 20)
         );
-        let mut rec = RunRecord::new(strategy, driver, repeat, i + 1);
+        let mut rec = BaselineRun::new(strategy, driver, repeat, i + 1);
         let t = Instant::now();
         match driver {
             Driver::Pacer => {
                 let name = format!("bench-{}", i + 1);
-                let mut stop = stop_rx.clone();
-                tokio::select! {
-                    _ = pacer_run(&mut setup, opts, &name, &mut rec) => {}
-                    _ = stop.wait_for(|s| *s) => {
-                        rec.status = "cancelled".into();
-                        rec.reason = Some("interrupted".into());
-                    }
-                }
-                let _ = vm::stop(&setup.hosts, &name, None).await;
+                pacer_run(&mut bed, opts, &name, &mut rec, &stop).await;
+                bed.cleanup(&name, &[]).await;
             }
-            Driver::Plain => plain_run(&setup, opts, &mut rec, stop_rx.clone()).await,
+            Driver::Plain => plain_run(&bed, opts, &qemu, &mut rec, stop.clone()).await,
         }
+        rec.run.mark_interrupted(&stop);
         rec.wall_ms = t.elapsed().as_millis() as u64;
         eprintln!("{tag}: {}", rec.outcome_line());
         runs.push(rec);
-        write_results(opts, &strategies, &setup, &runs, started)?;
+        save(opts, &strategies, &bed, &qemu, &runs)?;
     }
-    drop(guard);
-    eprintln!(
-        "test bed removed (benchmark took {:.0} s)\n",
-        t0.elapsed().as_secs_f64()
-    );
+    bed.close("benchmark");
 
     print!("{}", render_table(&strategies, &runs, opts.runs));
     println!("\nall runs: {}", opts.out.display());
     let all_ok = runs.len() == order.len()
         && runs
             .iter()
-            .all(|r| r.completed() && r.integrity_ok == Some(true));
+            .all(|r| r.completed() && r.run.integrity_ok == Some(true));
     Ok(if all_ok { 0 } else { 1 })
 }
 
-fn write_results(
+fn save(
     opts: &BaselineOpts,
     strategies: &[Strategy],
-    setup: &Setup,
-    runs: &[RunRecord],
-    started: u64,
+    bed: &LiveBed,
+    qemu: &str,
+    runs: &[BaselineRun],
 ) -> Result<()> {
     let summaries: Vec<Summary> = strategies
         .iter()
         .flat_map(|&s| [Driver::Pacer, Driver::Plain].map(|d| summarize(s, d, runs)))
         .collect();
-    let doc = json!({
-        "benchmark": "baseline",
-        "pacer_version": env!("CARGO_PKG_VERSION"),
-        "started_unix_ms": started,
-        "updated_unix_ms": unix_ms(),
-        "config": {
-            "runs": opts.runs,
-            "strategies": strategies,
-            "link_rate": opts.rate,
-            "memory_mib": opts.memory,
-            "wss_mib": WSS_MIB,
-            "write_rate_mbps": opts.write_rate,
-            "write_pattern": "uniform",
-            "qemu": setup.qemu,
-            "accel": setup.accel,
-            "kernel_version": setup.kernel_version,
-        },
+    let config = json!({
+        "runs": opts.runs,
+        "strategies": strategies,
+        "link_rate": opts.rate,
+        "memory_mib": opts.memory,
+        "wss_mib": WSS_MIB,
+        "write_rate_mbps": opts.write_rate,
+        "write_pattern": "uniform",
+        "qemu": qemu,
+    });
+    let body = json!({
         "runs": runs,
         "summary": summaries,
         "ratios_pacer_over_plain": ratios(strategies, &summaries),
     });
-    write_json(&opts.out, &doc)
+    write_results(&opts.out, "baseline", bed, config, body)
+}
+
+/// The guest both drivers run.
+fn guest(opts: &BaselineOpts, name: &str) -> GuestPlan {
+    GuestPlan::memory(name, opts.memory, WSS_MIB, opts.write_rate)
 }
 
 fn workload(opts: &BaselineOpts) -> Workload {
-    Workload {
-        kind: "memwrite".into(),
-        wss_mib: WSS_MIB,
-        rate_mbps: opts.write_rate,
-        hot_fraction: 0.0,
-        hot_share: 0.0,
-        disk: None,
-    }
+    guest(opts, "").workload
 }
 
-/// One migration through Pacer: start the guest on h1, wait for it, migrate to h2.
-async fn pacer_run(setup: &mut Setup, opts: &BaselineOpts, name: &str, rec: &mut RunRecord) {
-    let w = workload(opts);
-    let start = vm::StartOpts {
-        memory: opts.memory,
-        vcpus: 1,
-        kernel: Some(setup.kernel.clone()),
-        initrd: Some(setup.initrd.clone()),
-        append: None,
-        workload: w.kind.clone(),
-        wss: w.wss_mib,
-        write_rate: w.rate_mbps,
-        hot_fraction: w.hot_fraction,
-        hot_share: w.hot_share,
-        accel: AccelChoice::Auto,
-        ..vm::StartOpts::new(name, "h1")
-    };
-    let info = match vm::start(&setup.hosts, &start).await {
-        Ok(i) => i,
+/// One migration through Pacer: start the guest on h1, wait for it, migrate to
+/// h2 with the CLI's defaults (unlimited bandwidth, 300 ms downtime limit,
+/// post-copy at once, guest check on).
+async fn pacer_run(
+    bed: &mut LiveBed,
+    opts: &BaselineOpts,
+    name: &str,
+    rec: &mut BaselineRun,
+    stop: &watch::Receiver<bool>,
+) {
+    if let Err(e) = start_guest(bed, &guest(opts, name), &mut Vec::new(), stop).await {
+        rec.run.reason = Some(format!("{e:#}"));
+        return;
+    }
+    eprintln!("  migrating ({})", rec.strategy.as_str());
+    let req = match bed.peer("h2") {
+        Ok(p) => MigrateRequest::new(p, rec.strategy),
         Err(e) => {
-            rec.reason = Some(format!("cannot start the guest: {e:#}"));
+            rec.run.reason = Some(format!("{e:#}"));
             return;
         }
     };
-    setup.accel.get_or_insert(info.accel.clone());
-    let t = Instant::now();
-    if let Err(e) = wait_guest_ready(&setup.hosts, name, "h1", READY_TIMEOUT).await {
-        rec.reason = Some(format!("{e:#}"));
-        return;
-    }
-    eprintln!(
-        "  guest ready after {:.1} s; migrating ({})",
-        t.elapsed().as_secs_f64(),
-        rec.strategy.as_str()
-    );
-    // The CLI's defaults: unlimited bandwidth, 300 ms downtime limit, post-copy at
-    // once, guest memory check on.
-    let mopts = migrate::MigrateOpts::new("h2", rec.strategy);
-    let r = tokio::time::timeout(
-        MIGRATION_TIMEOUT,
-        migrate::migrate(&setup.hosts, name, Some("h1"), &mopts, false),
-    )
-    .await;
-    match r {
-        Err(_) => {
-            rec.status = "failed".into();
-            rec.reason = Some(format!("not done after {} s", MIGRATION_TIMEOUT.as_secs()));
-        }
-        Ok(Err(e)) => rec.reason = Some(format!("{e:#}")),
-        Ok(Ok(r)) => fill_from_pacer(rec, &r),
+    let limit = migration_limit(MIGRATION_TIMEOUT, opts.memory, 0, bed.rate_bps);
+    let f = follow_migration(bed, name, &req, limit, stop, |_, _| {}).await;
+    rec.run.take(&f);
+    if let (true, Some(r)) = (rec.completed(), &f.result) {
+        rec.set_postcopy(Some(r.postcopy_bytes));
     }
 }
 
-fn fill_from_pacer(rec: &mut RunRecord, r: &MigrationResult) {
-    rec.status = match r.status {
-        JobStatus::Completed => "completed",
-        JobStatus::Cancelled => "cancelled",
-        _ => "failed",
-    }
-    .into();
-    rec.reason = r.reason.clone();
-    if r.status == JobStatus::Completed {
-        rec.total_time_ms = Some(r.total_time_ms);
-        rec.downtime_ms = r.downtime_ms;
-        rec.bytes_transferred = Some(r.bytes_transferred);
-        rec.qemu_total_time_ms = r.qemu_total_time_ms;
-        rec.postcopy_bytes = Some(r.postcopy_bytes);
-        rec.downtime_artefact = postcopy_downtime_artefact(r.downtime_ms, Some(r.postcopy_bytes));
-        rec.integrity_ok = r.integrity.as_ref().map(|i| i.ok);
-        if rec.integrity_ok.is_none() {
-            rec.reason = Some("the guest memory check did not run".into());
-        }
-    }
-    rec.detail = serde_json::to_value(r).unwrap_or(Value::Null);
-}
-
-/// One plain QEMU-to-QEMU migration by the script.
+/// One plain QEMU-to-QEMU migration by the script, between the bed's hosts.
 async fn plain_run(
-    setup: &Setup,
+    bed: &LiveBed,
     opts: &BaselineOpts,
-    rec: &mut RunRecord,
+    qemu: &str,
+    rec: &mut BaselineRun,
     mut stop: watch::Receiver<bool>,
 ) {
+    let (h1, h2) = (&bed.bed.hosts[0], &bed.bed.hosts[1]);
     let mut append = String::from("console=ttyS0 panic=-1 ");
     append.push_str(&workload(opts).kernel_args());
     let mut cmd = tokio::process::Command::new("python3");
@@ -701,29 +550,29 @@ async fn plain_run(
         Some(p) => cmd.arg(p),
         None => cmd.arg("-"),
     };
-    cmd.args(["--qemu", &setup.qemu])
-        .args(["--accel", setup.accel.as_deref().unwrap_or("tcg")])
+    cmd.args(["--qemu", qemu])
+        .args(["--accel", bed.accel.as_deref().unwrap_or("tcg")])
         .args([
             "--kernel",
-            &setup.kernel,
+            &bed.kernel,
             "--initrd",
-            &setup.initrd,
+            &bed.initrd,
             "--append",
             &append,
         ])
         .args(["--memory", &opts.memory.to_string()])
         .args([
             "--dst-ip",
-            &setup.dst_ip,
+            &h2.data_ip.to_string(),
             "--strategy",
             rec.strategy.as_str(),
         ])
         .args(["--ready-timeout", &READY_TIMEOUT.as_secs().to_string()])
         .args(["--timeout", &MIGRATION_TIMEOUT.as_secs().to_string()]);
-    if let Some(ns) = &setup.src_netns {
+    if let Some(ns) = &h1.netns {
         cmd.args(["--src-netns", ns]);
     }
-    if let Some(ns) = &setup.dst_netns {
+    if let Some(ns) = &h2.netns {
         cmd.args(["--dst-netns", ns]);
     }
     cmd.stdin(if opts.script.is_some() {
@@ -736,14 +585,14 @@ async fn plain_run(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            rec.reason = Some(format!("cannot run python3: {e}"));
+            rec.run.reason = Some(format!("cannot run python3: {e}"));
             return;
         }
     };
     if let Some(mut stdin) = child.stdin.take() {
         // `python3 -` reads the whole program before running it.
         if let Err(e) = stdin.write_all(PLAIN_SCRIPT.as_bytes()).await {
-            rec.reason = Some(format!("cannot hand the script to python3: {e}"));
+            rec.run.reason = Some(format!("cannot hand the script to python3: {e}"));
         }
         drop(stdin);
     }
@@ -763,7 +612,7 @@ async fn plain_run(
     let out = match out {
         Ok(o) => o,
         Err(e) => {
-            rec.reason = Some(format!("python3 failed: {e}"));
+            rec.run.reason = Some(format!("python3 failed: {e}"));
             return;
         }
     };
@@ -773,7 +622,7 @@ async fn plain_run(
         .rev()
         .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
     else {
-        rec.reason = Some(format!(
+        rec.run.reason = Some(format!(
             "plain_migrate.py printed no result ({}); stdout: {}",
             out.status,
             stdout.trim()
@@ -783,31 +632,32 @@ async fn plain_run(
     fill_from_plain(rec, v);
 }
 
-fn fill_from_plain(rec: &mut RunRecord, v: Value) {
+/// Takes the script's JSON line.
+fn fill_from_plain(rec: &mut BaselineRun, v: Value) {
     let n = |k: &str| v.get(k).and_then(Value::as_u64);
     let err = v.get("error").and_then(Value::as_str).map(String::from);
     let completed = v.get("status").and_then(Value::as_str) == Some("completed");
-    rec.status = if completed {
-        "completed".into()
+    let run = &mut rec.run;
+    run.status = if completed {
+        status_word(pacer_api::JobStatus::Completed).into()
     } else if err.as_deref() == Some("interrupted") {
         "cancelled".into()
     } else {
         "failed".into()
     };
-    rec.reason = err;
+    run.reason = err;
     if completed {
-        rec.total_time_ms = n("total_time_ms");
-        rec.downtime_ms = n("downtime_ms");
-        rec.bytes_transferred = n("bytes_transferred");
-        rec.qemu_total_time_ms = n("qemu_total_time_ms");
-        rec.postcopy_bytes = n("postcopy_bytes");
-        rec.downtime_artefact = postcopy_downtime_artefact(rec.downtime_ms, rec.postcopy_bytes);
-        rec.integrity_ok = v
+        run.total_time_ms = n("total_time_ms");
+        run.downtime_ms = n("downtime_ms");
+        run.bytes_transferred = n("bytes_transferred");
+        run.qemu_total_time_ms = n("qemu_total_time_ms");
+        run.integrity_ok = v
             .get("integrity")
             .and_then(|i| i.get("ok"))
             .and_then(Value::as_bool);
+        rec.set_postcopy(n("postcopy_bytes"));
     }
-    rec.detail = v;
+    rec.run.detail = v;
 }
 
 #[cfg(test)]
@@ -821,13 +671,13 @@ mod tests {
         total: u64,
         down: u64,
         sent: u64,
-    ) -> RunRecord {
-        let mut r = RunRecord::new(strategy, driver, repeat, 0);
-        r.status = "completed".into();
-        r.total_time_ms = Some(total);
-        r.downtime_ms = Some(down);
-        r.bytes_transferred = Some(sent);
-        r.integrity_ok = Some(true);
+    ) -> BaselineRun {
+        let mut r = BaselineRun::new(strategy, driver, repeat, 0);
+        r.run.status = "completed".into();
+        r.run.total_time_ms = Some(total);
+        r.run.downtime_ms = Some(down);
+        r.run.bytes_transferred = Some(sent);
+        r.run.integrity_ok = Some(true);
         r
     }
 
@@ -849,13 +699,12 @@ mod tests {
             rec(Strategy::PreCopy, Driver::Pacer, 3, 9000, 290, 1000 * mib),
             rec(Strategy::PreCopy, Driver::Plain, 1, 9000, 280, 1000 * mib),
         ];
-        let mut bad = RunRecord::new(Strategy::PostCopy, Driver::Plain, 1, 0);
-        bad.status = "failed".into();
-        bad.reason = Some("migration failed: boom".into());
+        let mut bad = BaselineRun::new(Strategy::PostCopy, Driver::Plain, 1, 0);
+        bad.run.status = "failed".into();
+        bad.run.reason = Some("migration failed: boom".into());
         runs.push(bad);
         let mut pc = rec(Strategy::PostCopy, Driver::Pacer, 1, 5654, 5294, 600 * mib);
-        pc.postcopy_bytes = Some(500 * mib);
-        pc.downtime_artefact = postcopy_downtime_artefact(pc.downtime_ms, pc.postcopy_bytes);
+        pc.set_postcopy(Some(500 * mib));
         runs.push(pc);
         let t = render_table(&[Strategy::PreCopy, Strategy::PostCopy], &runs, 3);
         let lines: Vec<&str> = t.lines().collect();
@@ -900,8 +749,8 @@ mod tests {
     #[test]
     fn check_and_status_words() {
         let mut a = rec(Strategy::Hybrid, Driver::Pacer, 1, 1000, 10, 1);
-        a.integrity_ok = Some(false);
-        let b = RunRecord::new(Strategy::Hybrid, Driver::Pacer, 2, 0);
+        a.run.integrity_ok = Some(false);
+        let b = BaselineRun::new(Strategy::Hybrid, Driver::Pacer, 2, 0);
         let m = summarize(Strategy::Hybrid, Driver::Pacer, &[a, b]);
         assert_eq!(m.check(), "FAILED 1/1");
         assert_eq!(m.status(), "FAILED 1/2");
@@ -957,12 +806,12 @@ mod tests {
                 "integrity":{"ok":true,"pages_checked":131072}}"#,
         )
         .unwrap();
-        let mut r = RunRecord::new(Strategy::PostCopy, Driver::Plain, 1, 1);
+        let mut r = BaselineRun::new(Strategy::PostCopy, Driver::Plain, 1, 1);
         fill_from_plain(&mut r, v);
         assert!(r.completed());
         assert!(r.downtime_artefact);
         assert_eq!(r.effective_downtime_ms(), Some(0));
-        assert_eq!(r.integrity_ok, Some(true));
+        assert_eq!(r.run.integrity_ok, Some(true));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `pacer bench group` answers "do coordinated migrations finish together?": two
+//! `pacer-lab bench group` answers "do coordinated migrations finish together?": two
 //! (or three) guests of different sizes and write rates on h1 are migrated to h2
 //! together, once started together flat out (uncoordinated) and once through
 //! `migrate-group`'s coordination (a common finish target every migration is
@@ -10,21 +10,21 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use pacer_api::{JobStatus, PredictionPoint, Strategy};
+use pacer_api::Strategy;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::harness::{
-    integrity_ok, parse_prior_wait, plot_path, start_guest, wait_prior, write_svg, GuestPlan,
-    LiveBed,
-};
+use super::harness::{parse_prior_wait, plot_path, wait_prior, write_svg};
 use super::plot::{Chart, Line, Rule, PALETTE};
+use super::record::MigrationRecord;
 use super::{
-    fmt_sent, fmt_total, parse_link_rate, prepare_out, stop_on_ctrl_c, unix_ms, write_json,
+    fmt_sent, fmt_total, parse_link_rate, prepare_out, push_list, stop_on_ctrl_c, unix_ms,
+    write_results,
 };
+use crate::live::{start_guest, GuestPlan, LiveBed};
 use pacer_api::GroupResult;
-use crate::migrate::MigrateOpts;
+use pacer_cli::migrate::MigrateOpts;
 
 /// Test bed name.
 const BED: &str = "bgrp";
@@ -77,7 +77,7 @@ fn parse_vms(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Options of `pacer bench group`.
+/// Options of `pacer-lab bench group`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GroupOpts {
     /// Where to write the results as JSON (plots go beside it).
@@ -110,24 +110,13 @@ pub struct Member {
     pub wss_mib: u64,
     /// Write rate, MB/s.
     pub write_rate_mbps: f64,
-    /// `completed`, `failed`, `cancelled`.
-    pub status: String,
+    /// How its migration went.
+    #[serde(flatten)]
+    pub run: MigrationRecord,
     /// When its migration was started, s after the group started.
     pub start_s: Option<f64>,
     /// When it finished, s after the group started.
     pub finish_s: Option<f64>,
-    /// Its own total time, ms.
-    pub total_time_ms: Option<u64>,
-    /// Bytes sent.
-    pub bytes_transferred: Option<u64>,
-    /// Downtime, ms.
-    pub downtime_ms: Option<u64>,
-    /// Guest checks.
-    pub integrity_ok: Option<bool>,
-    /// Why it failed.
-    pub reason: Option<String>,
-    /// Its predictions.
-    pub predictions: Vec<PredictionPoint>,
 }
 
 /// One migration of the group.
@@ -185,25 +174,12 @@ impl GroupRun {
             .zip(g.results.iter().zip(&g.finish_s))
         {
             let (Some(r), Some(fin)) = (r, *fin) else {
-                m.status = "not started".into();
+                m.run.status = "not started".into();
                 continue;
             };
-            m.status = match r.status {
-                JobStatus::Completed => "completed",
-                JobStatus::Cancelled => "cancelled",
-                _ => "failed",
-            }
-            .into();
-            m.reason = r.reason.clone();
+            m.run.fill(r);
             m.finish_s = Some(fin);
-            m.total_time_ms = Some(r.total_time_ms);
             m.start_s = Some(fin - r.total_time_ms as f64 / 1000.0);
-            m.predictions = r.predictions.clone();
-            if r.status == JobStatus::Completed {
-                m.bytes_transferred = Some(r.bytes_transferred);
-                m.downtime_ms = r.downtime_ms;
-                m.integrity_ok = integrity_ok(r);
-            }
         }
         self.target_s = g.target_s;
         self.status = if g.all_completed {
@@ -221,8 +197,14 @@ impl GroupRun {
             self.reason = Some(
                 self.members
                     .iter()
-                    .filter(|m| m.status != "completed")
-                    .map(|m| format!("{}: {}", m.name, m.reason.as_deref().unwrap_or(&m.status)))
+                    .filter(|m| !m.run.completed())
+                    .map(|m| {
+                        format!(
+                            "{}: {}",
+                            m.name,
+                            m.run.reason.as_deref().unwrap_or(&m.run.status)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; "),
             );
@@ -240,15 +222,9 @@ fn members(n: usize, prefix: &str) -> Vec<Member> {
             memory_mib: mem,
             wss_mib: wss,
             write_rate_mbps: rate,
-            status: "error".into(),
+            run: MigrationRecord::default(),
             start_s: None,
             finish_s: None,
-            total_time_ms: None,
-            bytes_transferred: None,
-            downtime_ms: None,
-            integrity_ok: None,
-            reason: None,
-            predictions: Vec::new(),
         })
         .collect()
 }
@@ -322,8 +298,8 @@ pub fn render_table(runs: &[GroupRun], opts: &GroupOpts) -> String {
                     " {} started {} took {} sent {};",
                     g.mode.as_str(),
                     secs(m.start_s),
-                    fmt_total(m.total_time_ms.map(|v| v as f64)),
-                    fmt_sent(m.bytes_transferred.map(|v| v as f64))
+                    fmt_total(m.run.total_time_ms.map(|v| v as f64)),
+                    fmt_sent(m.run.bytes_transferred.map(|v| v as f64))
                 ));
             }
         }
@@ -357,7 +333,7 @@ pub fn render_table(runs: &[GroupRun], opts: &GroupOpts) -> String {
     let checks: Vec<String> = runs
         .iter()
         .flat_map(|g| g.members.iter().map(move |m| (g, m)))
-        .filter(|(_, m)| m.integrity_ok == Some(false))
+        .filter(|(_, m)| m.run.integrity_ok == Some(false))
         .map(|(g, m)| format!("  {} {}: guest check FAILED", g.mode.as_str(), m.name))
         .collect();
     let failures: Vec<String> = runs
@@ -373,13 +349,7 @@ pub fn render_table(runs: &[GroupRun], opts: &GroupOpts) -> String {
         })
         .chain(checks)
         .collect();
-    if !failures.is_empty() {
-        out.push_str("\nfailed runs:\n");
-        for f in failures {
-            out.push_str(&f);
-            out.push('\n');
-        }
-    }
+    push_list(&mut out, "failed runs", &failures);
     out
 }
 
@@ -393,6 +363,7 @@ pub fn chart(g: &GroupRun) -> Option<Chart> {
         let start = m.start_s?;
         let color = PALETTE[i % PALETTE.len()];
         let pts: Vec<(f64, f64)> = m
+            .run
             .predictions
             .iter()
             .map(|p| {
@@ -442,16 +413,14 @@ pub fn chart(g: &GroupRun) -> Option<Chart> {
     })
 }
 
-/// Runs `pacer bench group`.
+/// Runs `pacer-lab bench group`.
 pub async fn run(opts: &GroupOpts) -> Result<i32> {
     if opts.modes.is_empty() {
         anyhow::bail!("--modes is empty: give coordinated, uncoordinated or both");
     }
     prepare_out(&opts.out)?;
-    let t0 = Instant::now();
-    let mut bed = LiveBed::up(BED, &opts.rate)?;
+    let mut bed = LiveBed::up_shaped(BED, &opts.rate)?;
     let stop = stop_on_ctrl_c();
-    let started = unix_ms();
     let mut runs: Vec<GroupRun> = Vec::new();
     for (i, &mode) in opts.modes.iter().enumerate() {
         if *stop.borrow() {
@@ -487,13 +456,9 @@ pub async fn run(opts: &GroupOpts) -> Result<i32> {
             }
         );
         runs.push(rec);
-        write_results(opts, &bed, &runs, started)?;
+        save(opts, &bed, &runs)?;
     }
-    drop(bed);
-    eprintln!(
-        "test bed removed (benchmark took {:.0} s)\n",
-        t0.elapsed().as_secs_f64()
-    );
+    bed.close("benchmark");
     print!("{}", render_table(&runs, opts));
     println!("\nall runs: {} (plots beside it)", opts.out.display());
     let ok = runs.len() == opts.modes.len()
@@ -505,25 +470,16 @@ pub async fn run(opts: &GroupOpts) -> Result<i32> {
     Ok(if ok { 0 } else { 1 })
 }
 
-fn write_results(opts: &GroupOpts, bed: &LiveBed, runs: &[GroupRun], started: u64) -> Result<()> {
-    let doc = json!({
-        "benchmark": "group",
-        "pacer_version": env!("CARGO_PKG_VERSION"),
-        "started_unix_ms": started,
-        "updated_unix_ms": unix_ms(),
-        "config": {
-            "link_rate": opts.rate,
-            "vms": opts.vms,
-            "modes": opts.modes,
-            "prior_wait_s": opts.prior_wait,
-            "goal_spread_s": GOAL_SPREAD_S,
-            "strategy": "pre-copy",
-            "accel": bed.accel,
-            "kernel_version": bed.kernel_version,
-        },
-        "runs": runs,
+fn save(opts: &GroupOpts, bed: &LiveBed, runs: &[GroupRun]) -> Result<()> {
+    let config = json!({
+        "link_rate": opts.rate,
+        "vms": opts.vms,
+        "modes": opts.modes,
+        "prior_wait_s": opts.prior_wait,
+        "goal_spread_s": GOAL_SPREAD_S,
+        "strategy": "pre-copy",
     });
-    write_json(&opts.out, &doc)
+    write_results(&opts.out, "group", bed, config, json!({"runs": runs}))
 }
 
 async fn one_run(
@@ -570,16 +526,16 @@ async fn one_run(
 }
 
 /// Submits the group to the destination's agent and waits for its result.
-async fn migrate_group(hosts: &crate::hosts::Hosts, names: &[String], mopts: &MigrateOpts, coordinate: bool) -> Result<GroupResult> {
-    let (coordinator, g) = crate::group::submit(hosts, names, mopts, coordinate).await?;
-    let g = crate::group::follow(&coordinator, &g.id).await?;
+async fn migrate_group(hosts: &pacer_cli::hosts::Hosts, names: &[String], mopts: &MigrateOpts, coordinate: bool) -> Result<GroupResult> {
+    let (coordinator, g) = pacer_cli::group::submit(hosts, names, mopts, coordinate).await?;
+    let g = pacer_cli::group::follow(&coordinator, &g.id).await?;
     g.result.ok_or_else(|| anyhow::anyhow!("group {} ended without a result", g.id))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pacer_api::MigrationResult;
+    use pacer_api::{MigrationResult, PredictionPoint};
 
     fn opts() -> GroupOpts {
         GroupOpts {

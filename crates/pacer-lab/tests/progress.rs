@@ -1,7 +1,7 @@
 //! Progress management with real QEMU: a finish target met, an infeasible target
 //! reported at once (or refused with strict), a target changed mid-flight, and two
 //! VMs moved as a group finishing together. Timing figures are measured by
-//! `pacer bench control|group`; these tests check the behaviour with tolerances
+//! `pacer-lab bench control|group`; these tests check the behaviour with tolerances
 //! wide enough for a busy machine.
 
 // The lock only serialises tests (each has its own runtime): holding it across

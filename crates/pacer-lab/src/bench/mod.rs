@@ -1,18 +1,22 @@
 //! Benchmarks that print tables and write JSON.
 //!
-//! - `pacer bench baseline` ([`baseline`]): every strategy through Pacer and as a
+//! - `pacer-lab bench baseline` ([`baseline`]): every strategy through Pacer and as a
 //!   plain QEMU-to-QEMU migration, with the pacer/plain ratios.
-//! - `pacer bench storage` ([`storage`]): a VM with a disk, migrated with and
+//! - `pacer-lab bench storage` ([`storage`]): a VM with a disk, migrated with and
 //!   without a disk write load (and incrementally over a shared base image): total
 //!   time, downtime, disk bytes, memory bytes.
-//! - `pacer bench predict` ([`predict`]): Pacer's finish-time prediction against
+//! - `pacer-lab bench predict` ([`predict`]): Pacer's finish-time prediction against
 //!   the actual finish, beside the naive estimate, over workloads and links.
-//! - `pacer bench control` ([`control`]): finishing at a target: deviation and
+//! - `pacer-lab bench control` ([`control`]): finishing at a target: deviation and
 //!   the bandwidth used, against running flat out.
-//! - `pacer bench group` ([`group`]): several VMs migrated together, coordinated
+//! - `pacer-lab bench group` ([`group`]): several VMs migrated together, coordinated
 //!   or not: how far apart they finish.
 //!
-//! This module holds what they share: option parsers, medians, cell formatting,
+//! They share one test bed setup ([`crate::live::LiveBed`]: the guest image, two
+//! hosts with agents, guests started and waited for), one follower of a
+//! migration ([`harness::follow_migration`]) and one record of a migration
+//! ([`record::MigrationRecord`]) that every benchmark's run record embeds. This
+//! module holds the rest they share: option parsers, medians, cell formatting,
 //! the results file and Ctrl-C handling.
 
 mod baseline;
@@ -21,6 +25,7 @@ mod group;
 mod harness;
 mod plot;
 mod predict;
+pub mod record;
 mod score;
 mod storage;
 
@@ -29,8 +34,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use pacer_model::format_bytes;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::watch;
+
+use crate::live::LiveBed;
 
 /// Benchmark commands.
 #[derive(Debug, clap::Subcommand)]
@@ -69,8 +76,47 @@ fn parse_runs(s: &str) -> Result<u32, String> {
 }
 
 fn parse_link_rate(s: &str) -> Result<String, String> {
-    pacer_testbed::net::parse_rate(s).map_err(|e| e.to_string())?;
+    crate::net::parse_rate(s).map_err(|e| e.to_string())?;
     Ok(s.trim().to_string())
+}
+
+/// A size in whole MiB, 1M to 64G.
+fn parse_mib(s: &str) -> Result<u64, String> {
+    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
+    let mib = b >> 20;
+    if mib == 0 || mib > 64 * 1024 {
+        return Err(format!("{s:?} is out of range: give 1M to 64G"));
+    }
+    Ok(mib)
+}
+
+/// Guest memory in MiB for a benchmark whose guest writes a `wss_mib` working
+/// set: room for it and the kernel, at most 64G (`example` goes in the error).
+fn parse_guest_memory(s: &str, wss_mib: u64, example: &str) -> Result<u64, String> {
+    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
+    let mib = b >> 20;
+    let min = wss_mib + KERNEL_RESERVE_MIB;
+    if mib < min {
+        return Err(format!(
+            "{s:?} is too small: the guest writes a {wss_mib} MiB working set and its kernel \
+             needs {KERNEL_RESERVE_MIB} MiB more, give at least {min}M (e.g. {example})"
+        ));
+    }
+    if mib > 64 * 1024 {
+        return Err(format!("{s:?} is more than this benchmark's 64G limit"));
+    }
+    Ok(mib)
+}
+
+/// The `--wss` working set fits in `--memory` beside the guest kernel.
+fn check_fits(wss_mib: u64, memory_mib: u64) -> Result<()> {
+    if wss_mib + KERNEL_RESERVE_MIB > memory_mib {
+        anyhow::bail!(
+            "--wss {wss_mib} MiB does not fit in --memory {memory_mib} MiB: the guest kernel \
+             needs {KERNEL_RESERVE_MIB} MiB more"
+        );
+    }
+    Ok(())
 }
 
 /// A guest memory write rate in MB/s (`0` = idle).
@@ -85,7 +131,8 @@ fn parse_write_rate(s: &str) -> Result<f64, String> {
     Ok(mbps)
 }
 
-fn unix_ms() -> u64 {
+/// Now, Unix ms.
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -162,8 +209,16 @@ fn status_cell(runs: usize, completed: usize) -> String {
     }
 }
 
-fn note(msg: &str) {
-    eprintln!("==> {msg}");
+/// Appends a titled list to a table's notes (`title:` and the lines), if any.
+fn push_list(out: &mut String, title: &str, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    out.push_str(&format!("\n{title}:\n"));
+    for l in lines {
+        out.push_str(l);
+        out.push('\n');
+    }
 }
 
 /// Creates the results file's directory and makes sure the file can be written
@@ -186,6 +241,32 @@ fn write_json(out: &Path, doc: &Value) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
+}
+
+/// Writes the results file of `benchmark`: what it ran on (`config`, to which the
+/// bed's accelerator and kernel are added) and `body` (its runs, summaries, goals).
+fn write_results(
+    out: &Path,
+    benchmark: &str,
+    bed: &LiveBed,
+    mut config: Value,
+    body: Value,
+) -> Result<()> {
+    config["accel"] = json!(bed.accel);
+    config["kernel_version"] = json!(bed.kernel_version);
+    let mut doc = json!({
+        "benchmark": benchmark,
+        "pacer_version": env!("CARGO_PKG_VERSION"),
+        "started_unix_ms": bed.started_unix_ms,
+        "updated_unix_ms": unix_ms(),
+        "config": config,
+    });
+    if let Value::Object(body) = body {
+        for (k, v) in body {
+            doc[k] = v;
+        }
+    }
+    write_json(out, &doc)
 }
 
 /// A flag that turns true on Ctrl-C: the current run stops, the test bed goes.

@@ -1,4 +1,4 @@
-//! `pacer bench predict` answers "how good is Pacer's finish-time prediction?":
+//! `pacer-lab bench predict` answers "how good is Pacer's finish-time prediction?":
 //! it migrates guests with different workloads over different links (one of
 //! which changes its rate mid-migration) and scores the total time Pacer
 //! predicted, once a second, against the actual one, beside the naive estimate
@@ -24,25 +24,27 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use pacer_api::{MigrationResult, PredictResponse, PredictionPoint};
+use pacer_api::PredictResponse;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::watch;
 
 use super::harness::{
-    follow_migration, guest_rates, integrity_ok, migration_limit, parse_prior_wait, plot_path,
-    precopy_request, predict_before, start_guest, status_word, wait_prior, write_svg, Followed,
-    GuestPlan, LiveBed, Sample, WriterPause,
+    follow_migration, migration_limit, parse_prior_wait, plot_path, precopy_request,
+    predict_before, prediction_chart, wait_prior, write_svg, Followed, Sample, WriterPause,
+    LIMIT_BASE,
 };
-use super::plot::{Band, Chart, Line, Rule, PALETTE};
+use super::plot::{Chart, Line, Rule, PALETTE};
+use super::record::{MigrationRecord, Row};
 use super::score::{
     errors_at_fractions, naive_errors, pacer_estimates, pct, rel_error, Estimate, Verdict,
     FRACTIONS, GOAL_MAX_ERROR,
 };
 use super::{
-    fmt_total, median, parse_runs, parse_write_rate, prepare_out, stop_on_ctrl_c, unix_ms,
-    write_json, KERNEL_RESERVE_MIB,
+    check_fits, fmt_total, median, parse_mib, parse_runs, parse_write_rate, prepare_out, push_list,
+    stop_on_ctrl_c, unix_ms, write_results,
 };
+use crate::live::{guest_rates, room_for_disk, start_guest, GuestPlan, LiveBed};
 
 /// Test bed name.
 const BED: &str = "bpred";
@@ -178,7 +180,7 @@ impl Link {
             Link::Slow => SLOW,
             Link::Changing => CHANGED,
         };
-        pacer_testbed::net::parse_rate(r).unwrap_or(1)
+        crate::net::parse_rate(r).unwrap_or(1)
     }
 }
 
@@ -208,15 +210,6 @@ fn parse_link(s: &str) -> Result<Link, String> {
     }
 }
 
-fn parse_mib(s: &str) -> Result<u64, String> {
-    let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
-    let mib = b >> 20;
-    if mib == 0 || mib > 64 * 1024 {
-        return Err(format!("{s:?} is out of range: give 1M to 64G"));
-    }
-    Ok(mib)
-}
-
 fn parse_disk_size(s: &str) -> Result<u64, String> {
     let b = pacer_model::parse_nonzero_size(s).map_err(|e| e.to_string())?;
     if b % (1 << 20) != 0 || !(64 << 20..=64 << 30).contains(&b) {
@@ -244,7 +237,7 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Options of `pacer bench predict`.
+/// Options of `pacer-lab bench predict`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PredictOpts {
     /// Runs of every scenario and link; the table shows medians.
@@ -320,14 +313,7 @@ impl PredictOpts {
         if self.links().is_empty() {
             bail!("--links is empty: give 1gbit, 200mbit or changing");
         }
-        if self.wss + KERNEL_RESERVE_MIB > self.memory {
-            bail!(
-                "--wss {} MiB does not fit in --memory {} MiB: the guest kernel needs {} MiB more",
-                self.wss,
-                self.memory,
-                KERNEL_RESERVE_MIB
-            );
-        }
+        check_fits(self.wss, self.memory)?;
         let writes = self
             .workloads()
             .iter()
@@ -418,20 +404,9 @@ pub struct PredictRun {
     pub repeat: u32,
     /// Position in the order of runs (1-based).
     pub seq: usize,
-    /// `completed`, `failed`, `cancelled` or `error`.
-    pub status: String,
-    /// Why it failed.
-    pub reason: Option<String>,
-    /// Actual total time, ms.
-    pub total_time_ms: Option<u64>,
-    /// Downtime, ms.
-    pub downtime_ms: Option<u64>,
-    /// Bytes sent.
-    pub bytes_transferred: Option<u64>,
-    /// Pre-copy rounds.
-    pub rounds: Option<u64>,
-    /// The guest's checks after the migration.
-    pub integrity_ok: Option<bool>,
+    /// How it went.
+    #[serde(flatten)]
+    pub run: MigrationRecord,
     /// Pacer's absolute error at 10, 25, 50, 75% of the actual duration (fraction of it).
     pub pacer_errors: [Option<f64>; 4],
     /// The naive estimate's.
@@ -448,10 +423,6 @@ pub struct PredictRun {
     pub guest_write_mbps: Option<f64>,
     /// Memory sweeps the guest made while its writer was paused.
     pub pause_sweeps: Option<u64>,
-    /// Every prediction.
-    pub predictions: Vec<PredictionPoint>,
-    /// The job's events.
-    pub events: Vec<String>,
     /// What the bench saw at every poll.
     pub samples: Vec<Sample>,
     /// The plot.
@@ -460,8 +431,6 @@ pub struct PredictRun {
     pub started_unix_ms: u64,
     /// The whole run, ms.
     pub wall_ms: u64,
-    /// Pacer's result.
-    pub detail: Value,
 }
 
 impl PredictRun {
@@ -471,13 +440,7 @@ impl PredictRun {
             link,
             repeat,
             seq,
-            status: "error".into(),
-            reason: None,
-            total_time_ms: None,
-            downtime_ms: None,
-            bytes_transferred: None,
-            rounds: None,
-            integrity_ok: None,
+            run: MigrationRecord::default(),
             pacer_errors: [None; 4],
             naive_errors: [None; 4],
             naive_from_bench: [false; 4],
@@ -486,50 +449,34 @@ impl PredictRun {
             change: None,
             guest_write_mbps: None,
             pause_sweeps: None,
-            predictions: Vec::new(),
-            events: Vec::new(),
             samples: Vec::new(),
             plot: None,
             started_unix_ms: unix_ms(),
             wall_ms: 0,
-            detail: Value::Null,
         }
     }
 
     fn completed(&self) -> bool {
-        self.status == "completed"
+        self.run.completed()
     }
 
-    /// Fills the result and scores it.
+    /// Takes the followed migration and scores it.
     fn take(&mut self, f: Followed, memory_mib: u64) {
-        self.status = status_word(&f);
-        self.events = f.events;
+        self.run.take(&f);
         self.samples = f.samples;
-        if self.reason.is_none() {
-            self.reason = f.reason;
-        }
-        let Some(r) = f.result else { return };
-        self.fill(&r, memory_mib);
+        self.score(memory_mib);
     }
 
-    fn fill(&mut self, r: &MigrationResult, memory_mib: u64) {
-        if self.reason.is_none() {
-            self.reason = r.reason.clone();
-        }
-        self.predictions = r.predictions.clone();
-        self.detail = serde_json::to_value(r).unwrap_or(Value::Null);
-        if r.status != pacer_api::JobStatus::Completed {
+    /// Scores a completed run's predictions, the naive estimate's and the one
+    /// before the start against the actual total.
+    fn score(&mut self, memory_mib: u64) {
+        let Some(actual) = self.run.total_time_ms.filter(|_| self.completed()) else {
             return;
-        }
-        let actual = r.total_time_ms;
-        self.total_time_ms = Some(actual);
-        self.downtime_ms = r.downtime_ms;
-        self.bytes_transferred = Some(r.bytes_transferred);
-        self.rounds = Some(r.rounds);
-        self.integrity_ok = integrity_ok(r);
-        self.pacer_errors = errors_at_fractions(&pacer_estimates(&r.predictions), actual);
+        };
+        let predictions = &self.run.predictions;
+        self.pacer_errors = errors_at_fractions(&pacer_estimates(predictions), actual);
         let fallback = bench_naive(&self.samples, memory_mib << 20);
-        let (n, flagged) = naive_errors(&r.predictions, &fallback, actual);
+        let (n, flagged) = naive_errors(predictions, &fallback, actual);
         self.naive_errors = n;
         self.naive_from_bench = flagged;
         self.before_error = self
@@ -539,17 +486,13 @@ impl PredictRun {
     }
 
     fn outcome_line(&self) -> String {
-        if !self.completed() {
-            return format!(
-                "{}: {}",
-                self.status,
-                self.reason.as_deref().unwrap_or("no reason given")
-            );
+        if let Some(f) = self.run.failure() {
+            return f;
         }
         let cells = |e: &[Option<f64>; 4]| e.map(pct).join(" ");
         format!(
             "completed in {}; error at 10/25/50/75%: Pacer {}, naive {}",
-            fmt_total(self.total_time_ms.map(|v| v as f64)),
+            fmt_total(self.run.total_time_ms.map(|v| v as f64)),
             cells(&self.pacer_errors),
             cells(&self.naive_errors)
         )
@@ -610,17 +553,14 @@ fn med_cols(rows: &[&PredictRun], f: impl Fn(&PredictRun) -> [Option<f64>; 4]) -
 
 /// Summarises one (workload, link).
 pub fn summarize(w: Wl, l: Link, runs: &[PredictRun]) -> RowSummary {
-    let mine: Vec<&PredictRun> = runs
-        .iter()
-        .filter(|r| r.workload == w && r.link == l)
-        .collect();
-    let done: Vec<&PredictRun> = mine.iter().copied().filter(|r| r.completed()).collect();
+    let row = Row::of(runs, |r| r.workload == w && r.link == l, |r| &r.run);
+    let done = &row.done;
     let pairs: Vec<_> = done
         .iter()
         .map(|r| (r.pacer_errors, r.naive_errors))
         .collect();
     let mut flagged = [false; 4];
-    for r in &done {
+    for r in done {
         for (i, f) in r.naive_from_bench.iter().enumerate() {
             flagged[i] |= *f;
         }
@@ -628,16 +568,11 @@ pub fn summarize(w: Wl, l: Link, runs: &[PredictRun]) -> RowSummary {
     RowSummary {
         workload: w,
         link: l,
-        runs: mine.len(),
+        runs: row.all.len(),
         completed: done.len(),
-        total_time_ms: median(
-            &done
-                .iter()
-                .filter_map(|r| r.total_time_ms.map(|v| v as f64))
-                .collect::<Vec<_>>(),
-        ),
-        pacer: med_cols(&done, |r| r.pacer_errors),
-        naive: med_cols(&done, |r| r.naive_errors),
+        total_time_ms: row.median(|r| r.run.total_time_ms),
+        pacer: med_cols(done, |r| r.pacer_errors),
+        naive: med_cols(done, |r| r.naive_errors),
         naive_from_bench: flagged,
         before: median(
             &done
@@ -876,7 +811,7 @@ pub fn render_table(order: &[(Wl, Link)], runs: &[PredictRun], opts: &PredictOpt
             opts.change_at * 100.0,
             c.expected_ms as f64 / 1000.0,
             c.expected_from,
-            match (c.made_ms, r.total_time_ms) {
+            match (c.made_ms, r.run.total_time_ms) {
                 (None, _) => "; NOT MADE: the migration ended first".to_string(),
                 (Some(m), Some(t)) => format!(
                     "; made at {:.0}% of the actual",
@@ -888,7 +823,7 @@ pub fn render_table(order: &[(Wl, Link)], runs: &[PredictRun], opts: &PredictOpt
     }
     let notes: Vec<String> = runs
         .iter()
-        .filter(|r| !r.completed() || r.integrity_ok == Some(false))
+        .filter(|r| !r.completed() || r.run.integrity_ok == Some(false))
         .map(|r| {
             format!(
                 "  {} {} run {}: {}: {}",
@@ -898,44 +833,35 @@ pub fn render_table(order: &[(Wl, Link)], runs: &[PredictRun], opts: &PredictOpt
                 if r.completed() {
                     "guest check FAILED"
                 } else {
-                    r.status.as_str()
+                    r.run.status.as_str()
                 },
-                r.reason.as_deref().unwrap_or("no reason given")
+                r.run.why()
             )
         })
         .collect();
-    if !notes.is_empty() {
-        out.push_str("\nfailed runs:\n");
-        for n in notes {
-            out.push_str(&n);
-            out.push('\n');
-        }
-    }
+    push_list(&mut out, "failed runs", &notes);
     out
 }
 
 /// The plot of one run: predicted total with its band, the naive estimate and
 /// the actual total, against elapsed time.
 pub fn chart(r: &PredictRun, ram_bytes: u64) -> Option<Chart> {
-    let actual = r.total_time_ms? as f64 / 1000.0;
+    let actual_ms = r.run.total_time_ms?;
+    let actual = actual_ms as f64 / 1000.0;
     let s = |ms: u64| ms as f64 / 1000.0;
-    let pacer: Vec<(f64, f64)> = r
-        .predictions
-        .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.total_ms)))
-        .collect();
-    let band: Vec<(f64, f64, f64)> = r
-        .predictions
-        .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.low_ms), s(p.high_ms)))
-        .collect();
-    let naive: Vec<(f64, f64)> = r
-        .predictions
-        .iter()
-        .filter_map(|p| p.naive_total_ms.map(|n| (s(p.elapsed_ms), s(n))))
-        .collect();
-    let mut lines = vec![Line::new("Pacer: predicted total", PALETTE[0], pacer)];
-    lines.push(Line::new("naive: elapsed + left / rate (agent)", PALETTE[1], naive).dashed());
+    let title = format!(
+        "{} over {} (run {}): predicted vs actual total",
+        r.workload.as_str(),
+        r.link.as_str(),
+        r.repeat
+    );
+    let mut c = prediction_chart(
+        title,
+        &r.run.predictions,
+        actual_ms,
+        "naive: elapsed + left / rate (agent)",
+    );
+    let lines = &mut c.lines;
     if r.naive_from_bench.iter().any(|f| *f) {
         let own: Vec<(f64, f64)> = bench_naive(&r.samples, ram_bytes)
             .iter()
@@ -971,31 +897,8 @@ pub fn chart(r: &PredictRun, ram_bytes: u64) -> Option<Chart> {
         };
         vrules.push(Rule::new(label, "#aaaaaa", true, f * actual));
     }
-    Some(Chart {
-        title: format!(
-            "{} over {} (run {}): predicted vs actual total",
-            r.workload.as_str(),
-            r.link.as_str(),
-            r.repeat
-        ),
-        x_label: "elapsed since the request (s)".into(),
-        y_label: "total migration time (s)".into(),
-        lines,
-        bands: vec![Band {
-            label: "Pacer's band".into(),
-            color: PALETTE[0].into(),
-            points: band,
-        }],
-        hrules: vec![Rule::new(
-            &format!("actual total {actual:.2} s"),
-            "#000000",
-            false,
-            actual,
-        )],
-        vrules,
-        y_max: Some(actual * 3.0),
-        notes: vec![],
-    })
+    c.vrules = vrules;
+    Some(c)
 }
 
 /// The order of runs: repeats outermost, then workloads, then links.
@@ -1022,16 +925,15 @@ pub fn reference_of(w: Wl, l: Link) -> Option<(Wl, Link)> {
     })
 }
 
-/// Runs `pacer bench predict`.
+/// Runs `pacer-lab bench predict`.
 pub async fn run(opts: &PredictOpts) -> Result<i32> {
     opts.validate()?;
     prepare_out(&opts.out)?;
     let workloads = opts.workloads();
     let links = opts.links();
-    let t0 = Instant::now();
-    let mut bed = LiveBed::up(BED, FAST)?;
+    let mut bed = LiveBed::up_shaped(BED, FAST)?;
     if workloads.contains(&Wl::Disk) {
-        bed.check_disk_room(opts.disk_size).await?;
+        bed.check_room(room_for_disk(opts.disk_size)).await?;
     }
     let stop = stop_on_ctrl_c();
     let order = plan(&workloads, &links, opts.runs);
@@ -1039,7 +941,6 @@ pub async fn run(opts: &PredictOpts) -> Result<i32> {
         .iter()
         .flat_map(|&w| links.iter().map(move |&l| (w, l)))
         .collect();
-    let started = unix_ms();
     let mut runs: Vec<PredictRun> = Vec::new();
     let mut actuals: HashMap<(Wl, Link), u64> = HashMap::new();
     for (i, &(repeat, w, l)) in order.iter().enumerate() {
@@ -1061,16 +962,13 @@ pub async fn run(opts: &PredictOpts) -> Result<i32> {
         let t = Instant::now();
         let expected = reference_of(w, l).and_then(|k| actuals.get(&k).map(|&ms| (k, ms)));
         one_run(&mut bed, opts, &name, &mut rec, &mut files, expected, &stop).await;
-        if *stop.borrow() && rec.status == "error" {
-            rec.status = "cancelled".into();
-            rec.reason = Some("interrupted".into());
-        }
+        rec.run.mark_interrupted(&stop);
         bed.cleanup(&name, &files).await;
-        if let Err(e) = bed.set_rate(pacer_testbed::net::parse_rate(FAST)?) {
+        if let Err(e) = bed.set_rate(crate::net::parse_rate(FAST)?) {
             eprintln!("warning: cannot reset the link rate: {e}");
         }
         rec.wall_ms = t.elapsed().as_millis() as u64;
-        if let (true, Some(ms)) = (rec.completed(), rec.total_time_ms) {
+        if let (true, Some(ms)) = (rec.completed(), rec.run.total_time_ms) {
             actuals.entry((w, l)).or_insert(ms);
         }
         if let Some(c) = chart(&rec, opts.memory << 20) {
@@ -1091,13 +989,9 @@ pub async fn run(opts: &PredictOpts) -> Result<i32> {
         }
         eprintln!("{tag}: {}", rec.outcome_line());
         runs.push(rec);
-        write_results(opts, &rows, &bed, &runs, started)?;
+        save(opts, &rows, &bed, &runs)?;
     }
-    drop(bed);
-    eprintln!(
-        "test bed removed (benchmark took {:.0} s)\n",
-        t0.elapsed().as_secs_f64()
-    );
+    bed.close("benchmark");
     print!("{}", render_table(&rows, &runs, opts));
     println!("\nall runs: {} (plots beside it)", opts.out.display());
     let rows_s: Vec<RowSummary> = rows.iter().map(|&(w, l)| summarize(w, l, &runs)).collect();
@@ -1109,44 +1003,32 @@ pub async fn run(opts: &PredictOpts) -> Result<i32> {
     })
 }
 
-fn write_results(
-    opts: &PredictOpts,
-    rows: &[(Wl, Link)],
-    bed: &LiveBed,
-    runs: &[PredictRun],
-    started: u64,
-) -> Result<()> {
+fn save(opts: &PredictOpts, rows: &[(Wl, Link)], bed: &LiveBed, runs: &[PredictRun]) -> Result<()> {
     let summaries: Vec<RowSummary> = rows.iter().map(|&(w, l)| summarize(w, l, runs)).collect();
-    let doc = json!({
-        "benchmark": "predict",
-        "pacer_version": env!("CARGO_PKG_VERSION"),
-        "started_unix_ms": started,
-        "updated_unix_ms": unix_ms(),
-        "config": {
-            "runs": opts.runs,
-            "workloads": opts.workloads(),
-            "links": opts.links(),
-            "memory_mib": opts.memory,
-            "wss_mib": opts.wss,
-            "write_rate_mbps": opts.write_rate,
-            "skewed_hot_fraction": HOT_FRACTION,
-            "skewed_hot_share": HOT_SHARE,
-            "disk_size_bytes": opts.disk_size,
-            "disk_write_rate_mbps": opts.disk_write_rate,
-            "disk_memory_write_rate_mbps": DISK_MEM_RATE,
-            "prior_wait_s": opts.prior_wait,
-            "change_at": opts.change_at,
-            "changed_rate": CHANGED,
-            "fractions": FRACTIONS,
-            "strategy": "pre-copy",
-            "accel": bed.accel,
-            "kernel_version": bed.kernel_version,
-        },
+    let config = json!({
+        "runs": opts.runs,
+        "workloads": opts.workloads(),
+        "links": opts.links(),
+        "memory_mib": opts.memory,
+        "wss_mib": opts.wss,
+        "write_rate_mbps": opts.write_rate,
+        "skewed_hot_fraction": HOT_FRACTION,
+        "skewed_hot_share": HOT_SHARE,
+        "disk_size_bytes": opts.disk_size,
+        "disk_write_rate_mbps": opts.disk_write_rate,
+        "disk_memory_write_rate_mbps": DISK_MEM_RATE,
+        "prior_wait_s": opts.prior_wait,
+        "change_at": opts.change_at,
+        "changed_rate": CHANGED,
+        "fractions": FRACTIONS,
+        "strategy": "pre-copy",
+    });
+    let body = json!({
         "summary": summaries,
         "goals": goals(&summaries, runs),
         "runs": runs,
     });
-    write_json(&opts.out, &doc)
+    write_results(&opts.out, "predict", bed, config, body)
 }
 
 /// One run: guest, prior, prediction before, migration with its change, scoring.
@@ -1160,22 +1042,22 @@ async fn one_run(
     stop: &watch::Receiver<bool>,
 ) {
     let (w, l) = (rec.workload, rec.link);
-    let rate = match pacer_testbed::net::parse_rate(l.start_rate()) {
+    let rate = match crate::net::parse_rate(l.start_rate()) {
         Ok(r) => r,
         Err(e) => {
-            rec.reason = Some(e.to_string());
+            rec.run.reason = Some(e.to_string());
             return;
         }
     };
     if let Err(e) = bed.set_rate(rate) {
-        rec.reason = Some(format!("cannot set the link rate: {e}"));
+        rec.run.reason = Some(format!("cannot set the link rate: {e}"));
         return;
     }
     let g = w.guest(opts, name);
     let info = match start_guest(bed, &g, files, stop).await {
-        Ok(i) => i,
+        Ok(s) => s.info,
         Err(e) => {
-            rec.reason = Some(format!("{e:#}"));
+            rec.run.reason = Some(format!("{e:#}"));
             return;
         }
     };
@@ -1183,7 +1065,7 @@ async fn one_run(
         match WriterPause::start(&info).await {
             Ok(p) => Some(p),
             Err(e) => {
-                rec.reason = Some(format!("cannot pause the guest's writer: {e:#}"));
+                rec.run.reason = Some(format!("cannot pause the guest's writer: {e:#}"));
                 return;
             }
         }
@@ -1236,7 +1118,7 @@ async fn one_run(
     let req = match precopy_request(bed) {
         Ok(r) => r,
         Err(e) => {
-            rec.reason = Some(format!("{e:#}"));
+            rec.run.reason = Some(format!("{e:#}"));
             return;
         }
     };
@@ -1251,8 +1133,13 @@ async fn one_run(
             .map(|b| format!("; Pacer predicts {:.1} s", b.total_ms as f64 / 1000.0))
             .unwrap_or_default()
     );
-    let limit = migration_limit(opts.memory, g.disk_size.unwrap_or(0), l.slowest_bps());
-    let changed_bps = pacer_testbed::net::parse_rate(CHANGED).unwrap_or(300_000_000);
+    let limit = migration_limit(
+        LIMIT_BASE,
+        opts.memory,
+        g.disk_size.unwrap_or(0),
+        l.slowest_bps(),
+    );
+    let changed_bps = crate::net::parse_rate(CHANGED).unwrap_or(300_000_000);
     let mut change = rec.change.clone();
     let mut link_error = None;
     let followed = {
@@ -1264,7 +1151,7 @@ async fn one_run(
                 return;
             }
             if l == Link::Changing {
-                if let Err(e) = bed_ref.guard.bed.set_rate(None, changed_bps) {
+                if let Err(e) = bed_ref.bed.set_rate(None, changed_bps) {
                     link_error = Some(format!("cannot change the link rate: {e}"));
                 }
             }
@@ -1288,13 +1175,14 @@ async fn one_run(
             Err(e) => eprintln!("  warning: {e:#}"),
         }
     }
-    rec.reason = link_error;
+    rec.run.reason = link_error;
     rec.take(followed, opts.memory);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pacer_api::{MigrationResult, PredictionPoint};
 
     fn opts() -> PredictOpts {
         PredictOpts {
@@ -1326,7 +1214,6 @@ mod tests {
 
     fn done(w: Wl, l: Link, repeat: u32, actual: u64, points: Vec<PredictionPoint>) -> PredictRun {
         let mut r = PredictRun::new(w, l, repeat, 0);
-        r.status = "completed".into();
         let res: MigrationResult = serde_json::from_value(json!({
             "status": "completed", "vm": "v", "strategy": "pre-copy", "total_time_ms": actual,
             "downtime_ms": 200, "bytes_transferred": 300_000_000u64, "source": "h1",
@@ -1337,7 +1224,8 @@ mod tests {
             "predictions": points,
         }))
         .unwrap();
-        r.fill(&res, 1024);
+        r.run.fill(&res);
+        r.score(1024);
         r
     }
 
@@ -1469,8 +1357,8 @@ mod tests {
             done(Wl::Steady, Link::Changing, 1, 10000, bad),
         ];
         let mut failed = PredictRun::new(Wl::Idle, Link::Fast, 1, 3);
-        failed.status = "failed".into();
-        failed.reason = Some("boom".into());
+        failed.run.status = "failed".into();
+        failed.run.reason = Some("boom".into());
         runs.push(failed);
         let order = [
             (Wl::Idle, Link::Fast),

@@ -115,7 +115,7 @@ pub enum NetError {
 
     #[error(
         "test bed {name:?} already exists (namespaces: {}); remove it first with \
-         destroy(\"{name}\") (e.g. `pacer testbed destroy {name}`), or pick another name",
+         destroy(\"{name}\") (e.g. `pacer-lab testbed down --name {name}`), or pick another name",
         namespaces.join(", ")
     )]
     Exists {
