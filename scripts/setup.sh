@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Pacer needs on a Debian bookworm machine, only what is missing:
 # QEMU 10 from bookworm-backports (7.2 is unsupported), busybox-static, cpio,
-# iproute2 and a Rust toolchain check. Safe to re-run.
+# iproute2, promtool (Debian's prometheus) and a Rust toolchain check. Safe to re-run.
 set -euo pipefail
 
 need_root() { if [ "$(id -u)" != 0 ]; then echo "setup: run as root (apt-get, network namespaces)" >&2; exit 1; fi; }
@@ -22,6 +22,8 @@ command -v tc >/dev/null 2>&1 || missing+=(iproute2)
 command -v gzip >/dev/null 2>&1 || missing+=(gzip)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v file >/dev/null 2>&1 || missing+=(file)
+# promtool checks the agents' /metrics in the tests.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -gt 0 ]; then
   need_root
@@ -41,6 +43,10 @@ EOS
   # QEMU and its tools from backports; the rest from the main suite.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports qemu-system-x86 qemu-utils >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static cpio iproute2 gzip python3 file >/dev/null
+  # Only its promtool is used; the package's own Prometheus server is not started here.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
+  fi
 fi
 qemu_ok || { echo "setup: QEMU >= 10 is required (found: $(qemu-system-x86_64 --version 2>/dev/null | head -1))" >&2; exit 1; }
 

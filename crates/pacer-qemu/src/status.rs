@@ -61,8 +61,10 @@ macro_rules! qapi_enum {
 
 qapi_enum! {
     /// `query-migrate` status (QAPI `MigrationStatus`).
+    #[derive(Default)]
     MigrationStatus {
         /// No migration has run.
+        #[default]
         None = "none",
         /// Setting up.
         Setup = "setup",
@@ -92,12 +94,6 @@ qapi_enum! {
         Device = "device",
         /// Waiting for unplug of failover devices.
         WaitUnplug = "wait-unplug",
-    }
-}
-
-impl Default for MigrationStatus {
-    fn default() -> Self {
-        MigrationStatus::None
     }
 }
 
@@ -184,6 +180,7 @@ impl RunState {
 
 qapi_enum! {
     /// A block job's state (QAPI `JobStatus`).
+    #[derive(Default)]
     BlockJobStatus {
         /// Created, not started.
         Created = "created",
@@ -204,13 +201,8 @@ qapi_enum! {
         /// Ended: to be dismissed.
         Concluded = "concluded",
         /// Gone.
+        #[default]
         Null = "null",
-    }
-}
-
-impl Default for BlockJobStatus {
-    fn default() -> Self {
-        BlockJobStatus::Null
     }
 }
 

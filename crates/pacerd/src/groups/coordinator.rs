@@ -151,6 +151,8 @@ async fn plan(d: &Deps, g: &Group) -> Result<Result<(), String>, Stopped> {
     let req = &g.request;
     let user = req.migration.finish_in_s;
     let target = if req.coordinate {
+        // One after another: predictions probe the link, and two probes at once
+        // would each see half of it.
         g.event("predicting each migration");
         let mut preds = Vec::new();
         for m in &req.members {

@@ -224,7 +224,8 @@ mod tests {
 
     #[test]
     fn nonsense_options_are_refused_with_the_range_to_use() {
-        let cases: [(fn(&mut MigrateRequest), &str); 6] = [
+        type Case = (fn(&mut MigrateRequest), &'static str);
+        let cases: [Case; 6] = [
             (|r| r.bandwidth = Some(10), "give 1 KB/s to 1 Tbit/s"),
             (|r| r.downtime_limit_ms = Some(0), "give 1 ms to 10 min"),
             (|r| r.postcopy_after_s = Some(1.0), "only applies to --strategy post-copy"),
