@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pacer_model::disk_regions::RegionWrites;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::vms::VmRecord;
 
@@ -18,7 +19,8 @@ pub fn disk_writes(
     window: Duration,
 ) -> impl std::future::Future<Output = Result<Option<RegionWrites>, String>> {
     let paths: Vec<String> = rec.spec.as_ref().map(|s| s.disks.clone()).unwrap_or_default();
-    let task = tokio::spawn(async move {
+    // Runs beside the memory measurement; aborted if that is dropped (cancelled).
+    let task = AbortOnDropHandle::new(tokio::spawn(async move {
         if paths.is_empty() {
             return Ok(None);
         }
@@ -39,7 +41,7 @@ pub fn disk_writes(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("reading disk images: {e}"))?;
         Ok(RegionWrites::from_samples(&regions, window.as_secs_f64()))
-    });
+    }));
     async move { task.await.map_err(|e| e.to_string())? }
 }
 
