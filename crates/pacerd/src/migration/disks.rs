@@ -190,15 +190,7 @@ pub async fn describe_disks(spec: &VmSpec, mode: CopyStorage) -> AgentResult<Vec
     }
     let mut out = Vec::new();
     for d in &spec.disks {
-        let info = pacer_qemu::image::image_info(Path::new(d))
-            .await
-            .map_err(|e| AgentError::Invalid(format!("disk {d:?}: {e}")))?;
-        if info.format != "raw" && info.format != "qcow2" {
-            return Err(AgentError::Invalid(format!(
-                "disk {d:?} is {}: Pacer copies raw and qcow2 disks",
-                info.format
-            )));
-        }
+        let info = crate::vms::spec::disk_info(d).await?;
         let disk = match mode {
             CopyStorage::Incremental => {
                 let Some(backing) = info.backing.clone() else {

@@ -92,20 +92,25 @@ pub fn validate_spec(spec: &VmSpec) -> AgentResult<()> {
     Ok(())
 }
 
-/// The format of each disk; only raw and qcow2 are supported.
+/// A disk image's facts, if it is one Pacer supports (raw or qcow2).
+pub async fn disk_info(path: &str) -> AgentResult<pacer_qemu::image::ImageInfo> {
+    let info = pacer_qemu::image::image_info(Path::new(path))
+        .await
+        .map_err(|e| AgentError::Invalid(format!("disk {path:?}: {e}")))?;
+    if info.format != "raw" && info.format != "qcow2" {
+        return Err(AgentError::Invalid(format!(
+            "disk {path:?} is {}: Pacer supports raw and qcow2 (convert with qemu-img convert)",
+            info.format
+        )));
+    }
+    Ok(info)
+}
+
+/// The format of each disk.
 pub async fn disk_formats(spec: &VmSpec) -> AgentResult<Vec<String>> {
     let mut out = Vec::new();
     for d in &spec.disks {
-        let info = pacer_qemu::image::image_info(Path::new(d))
-            .await
-            .map_err(|e| AgentError::Invalid(format!("disk {d:?}: {e}")))?;
-        if info.format != "raw" && info.format != "qcow2" {
-            return Err(AgentError::Invalid(format!(
-                "disk {d:?} is {}: Pacer supports raw and qcow2 (convert with qemu-img convert)",
-                info.format
-            )));
-        }
-        out.push(info.format);
+        out.push(disk_info(d).await?.format);
     }
     Ok(out)
 }
