@@ -229,6 +229,26 @@ impl AgentClient {
             .map_err(|e| ClientError::BadResponse { url: self.url.clone(), reason: e.to_string() })
     }
 
+    /// Sends `body` (none: an empty body) with `method` to `path` and returns the JSON
+    /// answer as it is. For tests of the agent's input checks (a malformed spec, a
+    /// route called the wrong way, a bad token); programs use the typed methods above.
+    /// Build `path` from the [`routes`] constants with [`routes::fill`]. An error
+    /// answer is a [`ClientError::Api`] (or `Unauthorized`), as from the typed methods.
+    ///
+    /// # Panics
+    ///
+    /// If `method` is not an HTTP method token (`"POST"`, `"GET"`, ...).
+    pub async fn raw_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let method = Method::from_bytes(method.as_bytes())
+            .unwrap_or_else(|_| panic!("{method:?} is not an HTTP method"));
+        self.request(method, path, body).await
+    }
+
     // Untyped calls: prefer the typed ones above.
 
     /// GET a JSON resource.
