@@ -345,10 +345,10 @@ pub async fn start_guest(
         workload: Some(g.workload.clone()),
         accel: AccelChoice::Auto,
     };
-    let info: VmInfo = bed
+    let info = bed
         .hosts
         .client("h1")?
-        .post("/v1/vms", &spec)
+        .start_vm(&spec)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the guest: {e}"))?;
     bed.accel.get_or_insert(info.accel.clone());

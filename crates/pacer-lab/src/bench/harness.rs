@@ -14,7 +14,6 @@ use pacer_api::{
 };
 use pacer_model::format_bytes;
 use serde::Serialize;
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
@@ -51,11 +50,7 @@ pub async fn predict_before(bed: &LiveBed, name: &str) -> Result<PredictResponse
         postcopy_after_s: None,
         copy_storage: pacer_api::CopyStorage::All,
     };
-    Ok(bed
-        .hosts
-        .client("h1")?
-        .post(&format!("/v1/vms/{name}/predict"), &req)
-        .await?)
+    Ok(bed.hosts.client("h1")?.predict(name, &req).await?)
 }
 
 /// One look at a running job, as the benchmark saw it.
@@ -138,7 +133,7 @@ pub async fn follow_migration(
         }
     };
     let t0 = Instant::now();
-    let job: JobInfo = match client.post(&format!("/v1/vms/{name}/migrate"), req).await {
+    let job = match client.migrate(name, req).await {
         Ok(j) => j,
         Err(e) => {
             out.reason = Some(format!("the migration was refused: {e}"));
@@ -151,7 +146,7 @@ pub async fn follow_migration(
     let mut last_note = Instant::now();
     let mut lost = 0;
     loop {
-        let j: JobInfo = match client.get(&format!("/v1/jobs/{}", job.id)).await {
+        let j = match client.job(&job.id).await {
             Ok(j) => {
                 lost = 0;
                 j
@@ -196,9 +191,7 @@ pub async fn follow_migration(
             };
             if let Some(why) = why {
                 eprintln!("  cancelling the migration: {why}");
-                let _: Result<JobInfo, _> = client
-                    .post(&format!("/v1/jobs/{}/cancel", job.id), &json!({}))
-                    .await;
+                let _ = client.cancel_job(&job.id).await;
                 cancelled = Some(why);
             }
         }
