@@ -249,15 +249,15 @@ impl AgentClient {
         self.request(method, path, body).await
     }
 
-    // Untyped calls: prefer the typed ones above.
+    // Untyped calls, behind the typed ones.
 
     /// GET a JSON resource.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.request(Method::GET, path, None::<&()>).await
     }
 
     /// POST a JSON body, parse a JSON answer.
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
+    async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -266,12 +266,12 @@ impl AgentClient {
     }
 
     /// DELETE a resource.
-    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.request(Method::DELETE, path, None::<&()>).await
     }
 
     /// Sends a request and parses the JSON answer (errors become `ClientError::Api`).
-    pub async fn request<B: Serialize, T: DeserializeOwned>(
+    async fn request<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
