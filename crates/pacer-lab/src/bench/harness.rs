@@ -12,6 +12,7 @@ use pacer_api::{
     JobInfo, MigrateRequest, MigrationResult, PredictRequest, PredictResponse, PredictionPoint,
     Strategy, TargetStatus, VmInfo,
 };
+use pacer_guest_proto::{parse_line, Command, GuestLine};
 use pacer_model::format_bytes;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -261,7 +262,7 @@ impl WriterPause {
                 if *stop_rx.borrow() {
                     return Ok(sweeps);
                 }
-                w.write_all(b"verify\n").await?;
+                w.write_all(Command::Verify.line().as_bytes()).await?;
                 // Until this sweep's answer; the console also carries status lines.
                 loop {
                     let line = tokio::select! {
@@ -272,7 +273,7 @@ impl WriterPause {
                         Err(_) => bail!("the guest did not answer a memory sweep within 30 s"),
                         // The VM is gone (migrated away): nothing left to pause.
                         Ok(Ok(None)) | Ok(Err(_)) => return Ok(sweeps),
-                        Ok(Ok(Some(l))) if l.contains("\"kind\":\"verify\"") => {
+                        Ok(Ok(Some(l))) if matches!(parse_line(&l), Some(GuestLine::Verify(_))) => {
                             sweeps += 1;
                             break;
                         }

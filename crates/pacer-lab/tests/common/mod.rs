@@ -11,6 +11,7 @@ use pacer_api::{
     AccelChoice, AgentClient, JobInfo, MigrateRequest, MigrationResult, PeerRef, Strategy,
     VmInfo, VmSpec, VmState, Workload,
 };
+use pacer_guest_proto::{scan, status_count, DiskPhase, GuestLine};
 use pacer_lab::bed::{self, Bed, BedOptions};
 use pacer_lab::guest_image::{ensure_guest_image, GuestImage, ImageOptions};
 
@@ -130,7 +131,7 @@ impl TestBed {
         let t0 = Instant::now();
         loop {
             let text = self.console(host, vm).await;
-            if text.matches("\"kind\":\"status\"").count() >= n {
+            if status_count(&text) >= n {
                 return;
             }
             assert!(t0.elapsed() < Duration::from_secs(240), "guest {vm} never reported; console:\n{text}");
@@ -181,7 +182,7 @@ impl TestBed {
     pub async fn assert_runs_healthy(&self, host: &str, vm: &str) {
         let info = self.client(host).vm(vm).await.expect("show");
         assert_eq!(info.state, VmState::Running, "{vm} on {host}: {info:?}");
-        let before = self.console(host, vm).await.matches("\"kind\":\"status\"").count();
+        let before = status_count(&self.console(host, vm).await);
         self.wait_status_line(host, vm, before + 1).await;
         let r = self.client(host).verify(vm).await.expect("verify");
         assert!(r.ok && r.bad_pages == 0 && r.pages_checked > 0, "memory check on {host}: {r:?}");
@@ -279,11 +280,14 @@ impl TestBed {
     ) -> VmInfo {
         let spec = guest_spec(name, memory_mib, disks, memwrite(64, mem_rate_mbps, disk));
         let info = self.client(host).start_vm(&spec).await.expect("start VM");
+        let has_disk_writer = spec.workload.as_ref().is_some_and(|w| w.disk.is_some());
         let t0 = Instant::now();
         loop {
             let text = self.console(host, name).await;
-            let ready = text.contains("\"kind\":\"status\"")
-                && (spec.workload.as_ref().unwrap().disk.is_none() || text.contains("\"disk_phase\":\"write\""));
+            // A status line, and with a disk writer one that shows it writing.
+            let ready = scan(&text).any(|l| {
+                matches!(l, GuestLine::Status(s) if !has_disk_writer || s.disk_phase == DiskPhase::Write)
+            });
             if ready {
                 return info;
             }
