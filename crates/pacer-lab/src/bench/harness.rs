@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use pacer_api::{
-    JobInfo, MigrateRequest, MigrationResult, PredictRequest, PredictResponse, PredictionPoint,
-    Strategy, TargetStatus, VmInfo,
+    JobInfo, JobPhase, MigrateRequest, MigrationResult, PredictRequest, PredictResponse,
+    PredictionPoint, Strategy, TargetStatus, VmInfo,
 };
 use pacer_guest_proto::{parse_line, Command, GuestLine};
 use pacer_model::format_bytes;
@@ -61,8 +61,9 @@ pub struct Sample {
     pub at_ms: u64,
     /// The job's own elapsed time, ms.
     pub elapsed_ms: u64,
-    /// Phase.
-    pub phase: String,
+    /// Phase (written in words, `disk bulk copy`).
+    #[serde(serialize_with = "in_words")]
+    pub phase: JobPhase,
     /// Memory bytes sent.
     pub transferred: u64,
     /// Memory bytes left (QEMU's count).
@@ -79,13 +80,23 @@ pub struct Sample {
     pub target: Option<TargetStatus>,
 }
 
+/// A job phase in its words (`disk bulk copy`), as benchmark records write it.
+fn in_words<S: serde::Serializer>(phase: &JobPhase, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(phase.words())
+}
+
 impl Sample {
+    /// Whether the job was copying disks (memory not yet started).
+    pub fn copying_disks(&self) -> bool {
+        matches!(self.phase, JobPhase::DiskBulkCopy | JobPhase::DiskSync)
+    }
+
     fn of(at: Duration, j: &JobInfo) -> Sample {
         let p = &j.progress;
         Sample {
             at_ms: at.as_millis() as u64,
             elapsed_ms: p.elapsed_ms,
-            phase: p.phase.words().to_string(),
+            phase: p.phase,
             transferred: p.transferred,
             remaining: p.remaining,
             rate_bps: p.rate_bps,
