@@ -1313,20 +1313,22 @@ mod tests {
             prediction: None,
             target: None,
         };
-        let e = bench_naive(
-            &[
-                s(0, JobPhase::Preparing, 0, 0.0, None),
-                s(
-                    1000,
-                    JobPhase::DiskBulkCopy,
-                    0,
-                    0.0,
-                    Some((900_000_000, 100e6)),
-                ),
-                s(20_000, JobPhase::PreCopy, 50_000_000, 100e6, None),
-            ],
-            100_000_000,
-        );
+        let samples = [
+            s(0, JobPhase::Preparing, 0, 0.0, None),
+            s(
+                1000,
+                JobPhase::DiskBulkCopy,
+                0,
+                0.0,
+                Some((900_000_000, 100e6)),
+            ),
+            s(20_000, JobPhase::PreCopy, 50_000_000, 100e6, None),
+        ];
+        // Records write the phase in words.
+        let written = serde_json::to_value(&samples[1]).unwrap();
+        assert_eq!(written["phase"], "disk bulk copy");
+        assert!(samples[1].copying_disks() && !samples[2].copying_disks());
+        let e = bench_naive(&samples, 100_000_000);
         assert_eq!(e.len(), 2);
         assert_eq!(
             e[0],
