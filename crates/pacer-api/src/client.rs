@@ -229,15 +229,35 @@ impl AgentClient {
             .map_err(|e| ClientError::BadResponse { url: self.url.clone(), reason: e.to_string() })
     }
 
-    // Untyped calls: prefer the typed ones above.
+    /// Sends `body` (none: an empty body) with `method` to `path` and returns the JSON
+    /// answer as it is. For tests of the agent's input checks (a malformed spec, a
+    /// route called the wrong way, a bad token); programs use the typed methods above.
+    /// Build `path` from the [`routes`] constants with [`routes::fill`]. An error
+    /// answer is a [`ClientError::Api`] (or `Unauthorized`), as from the typed methods.
+    ///
+    /// # Panics
+    ///
+    /// If `method` is not an HTTP method token (`"POST"`, `"GET"`, ...).
+    pub async fn raw_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let method = Method::from_bytes(method.as_bytes())
+            .unwrap_or_else(|_| panic!("{method:?} is not an HTTP method"));
+        self.request(method, path, body).await
+    }
+
+    // Untyped calls, behind the typed ones.
 
     /// GET a JSON resource.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.request(Method::GET, path, None::<&()>).await
     }
 
     /// POST a JSON body, parse a JSON answer.
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
+    async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -246,12 +266,12 @@ impl AgentClient {
     }
 
     /// DELETE a resource.
-    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.request(Method::DELETE, path, None::<&()>).await
     }
 
     /// Sends a request and parses the JSON answer (errors become `ClientError::Api`).
-    pub async fn request<B: Serialize, T: DeserializeOwned>(
+    async fn request<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -9,6 +9,7 @@ use anyhow::Result;
 use pacer_api::{JobStatus, Strategy};
 use pacer_cli::hosts::Hosts;
 use pacer_cli::{migrate, vm};
+use pacer_guest_proto::{latest_status, GuestLine};
 use tokio::sync::watch;
 
 use crate::live::{start_guest, GuestPlan, LiveBed};
@@ -109,9 +110,7 @@ async fn last_status(hosts: &Hosts, host: &str) -> String {
     let text = vm::console(hosts, "demo-vm", Some(host), 16 * 1024)
         .await
         .unwrap_or_default();
-    text.lines()
-        .rev()
-        .find(|l| l.contains("\"kind\":\"status\""))
-        .map(|l| l.trim().to_string())
+    latest_status(&text)
+        .map(|s| GuestLine::Status(s).to_line())
         .unwrap_or_else(|| "(no status line yet)".into())
 }

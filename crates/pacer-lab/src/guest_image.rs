@@ -997,6 +997,7 @@ impl Cpio {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pacer_guest_proto::{parse_line, Command as GuestCommand, DiskPhase, GuestLine};
     use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixStream;
     use std::process::Child;
@@ -1149,7 +1150,31 @@ mod tests {
     fn init_script_lists_modules_in_order() {
         let s = init_script(&["virtio_ring".into(), "virtio".into()]);
         assert!(s.contains("for m in virtio_ring virtio; do"));
-        assert!(s.contains(r#"PACER {\"kind\":\"error\""#));
+    }
+
+    /// The line init prints when the guest program exits is a guest line: what
+    /// the script's `echo` prints (run by the host's sh) is exactly the error line.
+    #[test]
+    fn init_scripts_exit_line_is_a_guest_error_line() {
+        let script = init_script(&[]);
+        let echo = script
+            .lines()
+            .find(|l| l.starts_with("echo \"PACER "))
+            .expect("init prints a PACER line when the program exits");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("rc=1; CON=/dev/stdout; {echo}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let line = GuestLine::error("pacer-guest exited with status 1");
+        assert_eq!(printed, format!("{}\n", line.to_line()));
+        assert_eq!(parse_line(&printed), Some(line));
     }
 
     /// Kills QEMU when the test ends, however it ends, and shows the
@@ -1172,11 +1197,6 @@ mod tests {
                 eprintln!("---- console.log (tail) ----\n{}\n----", &log[start..]);
             }
         }
-    }
-
-    fn pacer_json(line: &str) -> Option<serde_json::Value> {
-        let i = line.find("PACER {")?;
-        serde_json::from_str(line[i + 6..].trim_end()).ok()
     }
 
     /// A booted test guest: QEMU plus its serial console.
@@ -1266,9 +1286,9 @@ mod tests {
             }
         }
 
-        /// The next `PACER {...}` line (printed with its time since boot).
+        /// The next guest line (printed with its time since boot).
         /// Panics on a guest error line, a QEMU exit or the deadline.
-        fn next(&mut self) -> serde_json::Value {
+        fn next(&mut self) -> GuestLine {
             loop {
                 assert!(
                     Instant::now() < self.deadline,
@@ -1294,23 +1314,21 @@ mod tests {
                 }
                 let line = String::from_utf8_lossy(&self.buf).into_owned();
                 self.buf.clear();
-                let Some(v) = pacer_json(&line) else { continue };
+                let Some(l) = parse_line(&line) else { continue };
                 eprintln!(
                     "[{:5.1}s] {}",
                     self.booted.elapsed().as_secs_f64(),
                     line.trim_end()
                 );
-                if v["kind"] == "error" {
-                    panic!("guest reported an error: {}", line.trim_end());
+                if let GuestLine::Error(e) = l {
+                    panic!("guest reported an error: {}", e.message);
                 }
-                return v;
+                return l;
             }
         }
 
-        fn send(&mut self, command: &str) {
-            self.writer
-                .write_all(format!("{command}\n").as_bytes())
-                .unwrap();
+        fn send(&mut self, command: GuestCommand) {
+            self.writer.write_all(command.line().as_bytes()).unwrap();
         }
     }
 
@@ -1354,29 +1372,27 @@ mod tests {
         let mut ready_at = None;
         let mut verify_sent = false;
         let verify = loop {
-            let v = g.next();
-            match v["kind"].as_str() {
-                Some("ready") => {
-                    assert_eq!(v["workload"], "memwrite");
-                    assert_eq!(v["wss_mib"], 64);
+            match g.next() {
+                GuestLine::Ready(r) => {
+                    assert_eq!((r.workload.as_str(), r.wss_mib), ("memwrite", 64));
                     ready_at = Some(g.booted.elapsed());
                 }
-                Some("status") if ready_at.is_some() && !verify_sent => {
-                    assert_eq!(v["errors"], 0);
-                    if v["pages_written"].as_u64().unwrap_or(0) > 0 {
-                        g.send("verify");
+                GuestLine::Status(s) if ready_at.is_some() && !verify_sent => {
+                    assert_eq!(s.errors, 0);
+                    if s.pages_written > 0 {
+                        g.send(GuestCommand::Verify);
                         verify_sent = true;
                     }
                 }
-                Some("verify") if verify_sent => break v,
+                GuestLine::Verify(v) if verify_sent => break v,
                 _ => {}
             }
         };
-        assert_eq!(verify["ok"], true, "{verify}");
-        assert_eq!(verify["pages_checked"], 64 * 256);
-        assert_eq!(verify["bad_pages"], 0);
-        assert_eq!(verify["disk_ok"], true, "{verify}");
-        assert_eq!(verify["disk_blocks_checked"], 0);
+        assert!(verify.ok, "{verify:?}");
+        assert_eq!(verify.pages_checked, 64 * 256);
+        assert_eq!(verify.bad_pages, 0);
+        assert!(verify.disk_ok, "{verify:?}");
+        assert_eq!(verify.disk_blocks_checked, 0);
         eprintln!(
             "boot to ready: {:.1}s; verify answered after {:.1}s",
             ready_at.unwrap().as_secs_f64(),
@@ -1420,58 +1436,52 @@ mod tests {
         let mut verify_sent = None;
         let mut last_written = 0;
         let verify = loop {
-            let v = g.next();
-            match v["kind"].as_str() {
-                Some("ready") => {
-                    assert_eq!(v["disk"], "/dev/vda", "{v}");
-                    assert_eq!(v["disk_dev_bytes"], DISK_MIB << 20);
-                    assert_eq!(v["disk_span_bytes"], DISK_MIB << 20);
-                    assert_eq!(v["disk_bs"], 65536);
-                    assert_eq!(v["disk_direct"], true, "{v}");
+            match g.next() {
+                GuestLine::Ready(r) => {
+                    assert_eq!(r.disk.as_deref(), Some("/dev/vda"), "{r:?}");
+                    assert_eq!(r.disk_dev_bytes, Some(DISK_MIB << 20));
+                    assert_eq!(r.disk_span_bytes, Some(DISK_MIB << 20));
+                    assert_eq!(r.disk_bs, Some(65536));
+                    assert_eq!(r.disk_direct, Some(true), "{r:?}");
                     ready_at = Some(g.booted.elapsed());
                 }
-                Some("disk_filled") => {
-                    assert_eq!(v["bytes"], DISK_MIB << 20);
+                GuestLine::DiskFilled(f) => {
+                    assert_eq!(f.bytes, DISK_MIB << 20);
                     filled_at = Some(g.booted.elapsed());
                 }
-                Some("status") if ready_at.is_some() && verify_sent.is_none() => {
-                    assert_eq!(v["errors"], 0, "{v}");
-                    assert_eq!(v["disk_errors"], 0, "{v}");
-                    let written = v["disk_written_bytes"].as_u64().unwrap();
-                    assert!(written >= last_written, "{v}");
-                    last_written = written;
+                GuestLine::Status(s) if ready_at.is_some() && verify_sent.is_none() => {
+                    assert_eq!((s.errors, s.disk_errors), (0, 0), "{s:?}");
+                    assert!(s.disk_written_bytes >= last_written, "{s:?}");
+                    last_written = s.disk_written_bytes;
                     // Let the writer run for a couple of seconds first.
-                    if written >= 5_000_000 {
-                        assert_eq!(v["disk_phase"], "write", "{v}");
-                        g.send("verify");
+                    if s.disk_written_bytes >= 5_000_000 {
+                        assert_eq!(s.disk_phase, DiskPhase::Write, "{s:?}");
+                        g.send(GuestCommand::Verify);
                         verify_sent = Some(Instant::now());
                     }
                 }
-                Some("verify") if verify_sent.is_some() => break v,
+                GuestLine::Verify(v) if verify_sent.is_some() => break v,
                 _ => {}
             }
         };
         let verify_secs = verify_sent.unwrap().elapsed().as_secs_f64();
-        assert_eq!(verify["ok"], true, "{verify}");
-        assert_eq!(verify["mem_ok"], true, "{verify}");
-        assert_eq!(verify["disk_ok"], true, "{verify}");
-        assert_eq!(verify["disk_blocks_checked"], (DISK_MIB << 20) / 4096);
-        assert_eq!(verify["disk_bad_blocks"], 0);
-        assert_eq!(verify["disk_unknown_blocks"], 0);
+        assert!(verify.ok && verify.mem_ok && verify.disk_ok, "{verify:?}");
+        assert_eq!(verify.disk_blocks_checked, (DISK_MIB << 20) / 4096);
+        assert_eq!(verify.disk_bad_blocks, 0);
+        assert_eq!(verify.disk_unknown_blocks, Some(0));
         // Writes go on after the sweep.
         let after = loop {
-            let v = g.next();
-            if v["kind"] == "status" {
-                break v;
+            if let GuestLine::Status(s) = g.next() {
+                break s;
             }
         };
-        assert_eq!(after["disk_errors"], 0);
+        assert_eq!(after.disk_errors, 0);
         eprintln!(
             "boot to ready {:.1}s, fill done {:.1}s, verify answered in {verify_secs:.2}s \
-             (disk sweep {} ms), status after: {after}",
+             (disk sweep {:?} ms), status after: {after:?}",
             ready_at.unwrap().as_secs_f64(),
             filled_at.unwrap().as_secs_f64(),
-            verify["disk_duration_ms"],
+            verify.disk_duration_ms,
         );
         drop(g);
         // The writes reached the image file: every 4 KiB block starts with

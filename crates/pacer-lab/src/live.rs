@@ -10,9 +10,9 @@ use anyhow::{bail, Context, Result};
 use pacer_api::{AccelChoice, DiskWorkload, PeerRef, VmInfo, VmSpec, Workload};
 use pacer_cli::hosts::Hosts;
 use pacer_cli::vm;
+use pacer_guest_proto::{latest_status, scan, DiskPhase, GuestLine, StatusLine};
 use pacer_model::format_bytes;
 use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::{bed, guest_image, net};
@@ -345,10 +345,10 @@ pub async fn start_guest(
         workload: Some(g.workload.clone()),
         accel: AccelChoice::Auto,
     };
-    let info: VmInfo = bed
+    let info = bed
         .hosts
         .client("h1")?
-        .post("/v1/vms", &spec)
+        .start_vm(&spec)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the guest: {e}"))?;
     bed.accel.get_or_insert(info.accel.clone());
@@ -404,8 +404,27 @@ pub struct Ready {
     pub fill_ms: Option<u64>,
     /// Its rate, MB/s.
     pub fill_mbps: Option<f64>,
-    /// Error lines the guest printed.
+    /// What the guest's error lines said.
     pub errors: Vec<String>,
+}
+
+impl Ready {
+    /// What a console text says: the disk fill (its last `disk_filled` line) and
+    /// every error line.
+    fn of(text: &str) -> Ready {
+        let mut ready = Ready::default();
+        for line in scan(text) {
+            match line {
+                GuestLine::DiskFilled(f) => {
+                    ready.fill_ms = Some(f.fill_ms);
+                    ready.fill_mbps = Some(f.fill_mbps);
+                }
+                GuestLine::Error(e) => ready.errors.push(e.message),
+                _ => {}
+            }
+        }
+        ready
+    }
 }
 
 /// Waits until the guest on `host` is ready as `want` says, saying how a disk
@@ -425,30 +444,18 @@ pub async fn wait_guest(
             bail!("interrupted");
         }
         let text = vm::console(hosts, name, Some(host), 64 * 1024).await?;
-        let lines = guest_lines(&text);
-        let status = last_of_kind(&lines, "status");
+        let status = latest_status(&text);
         let ready = match want {
             Want::Status => status.is_some(),
             Want::Steady {
                 disk_rate,
                 mem_rate,
-            } => status.is_some_and(|s| is_steady(s, disk_rate, mem_rate)),
+            } => status
+                .as_ref()
+                .is_some_and(|s| is_steady(s, disk_rate, mem_rate)),
         };
         if ready {
-            let filled = last_of_kind(&lines, "disk_filled");
-            return Ok(Ready {
-                fill_ms: filled
-                    .and_then(|f| f.get("fill_ms"))
-                    .and_then(Value::as_u64),
-                fill_mbps: filled
-                    .and_then(|f| f.get("fill_mbps"))
-                    .and_then(Value::as_f64),
-                errors: lines
-                    .iter()
-                    .filter(|v| v.get("kind").and_then(Value::as_str) == Some("error"))
-                    .map(|v| v.to_string())
-                    .collect(),
-            });
+            return Ok(Ready::of(&text));
         }
         if t0.elapsed() > timeout {
             let tail: String = text
@@ -473,7 +480,7 @@ pub async fn wait_guest(
             eprintln!(
                 "  {:.0} s: guest {}",
                 t0.elapsed().as_secs_f64(),
-                fill_progress(status)
+                fill_progress(status.as_ref())
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -481,11 +488,10 @@ pub async fn wait_guest(
 }
 
 /// How far a guest got towards its steady state, from its last status line.
-fn fill_progress(status: Option<&Value>) -> String {
+fn fill_progress(status: Option<&StatusLine>) -> String {
     let fill = status.and_then(|s| {
-        let done = s.get("disk_fill_bytes")?.as_u64()?;
-        let total = s.get("disk_fill_total")?.as_u64()?;
-        (s.get("disk_phase")?.as_str()? == "fill" && total > 0).then(|| {
+        let (done, total) = (s.disk_fill_bytes?, s.disk_fill_total?);
+        (s.disk_phase == DiskPhase::Fill && total > 0).then(|| {
             format!(
                 "filling its disk: {} of {} ({:.0}%)",
                 format_bytes(done),
@@ -503,33 +509,15 @@ fn fill_progress(status: Option<&Value>) -> String {
     })
 }
 
-/// The guest program's JSON lines in a console text.
-pub fn guest_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("PACER "))
-        .filter_map(|j| serde_json::from_str::<Value>(j).ok())
-        .collect()
-}
-
-/// The last line of a kind.
-pub fn last_of_kind<'a>(lines: &'a [Value], kind: &str) -> Option<&'a Value> {
-    lines
-        .iter()
-        .rev()
-        .find(|v| v.get("kind").and_then(Value::as_str) == Some(kind))
-}
-
 /// Whether a status line shows the steady state: the disk filled, the disk writer
 /// writing (or idle when it has no rate), the memory writer writing.
-pub fn is_steady(status: &Value, disk_rate: f64, mem_rate: f64) -> bool {
-    let num = |k: &str| status.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-    let phase = status.get("disk_phase").and_then(Value::as_str);
+pub fn is_steady(status: &StatusLine, disk_rate: f64, mem_rate: f64) -> bool {
     let disk = if disk_rate > 0.0 {
-        phase == Some("write") && num("disk_write_mbps") > 0.0
+        status.disk_phase == DiskPhase::Write && status.disk_write_mbps > 0.0
     } else {
-        phase == Some("idle")
+        status.disk_phase == DiskPhase::Idle
     };
-    disk && (mem_rate <= 0.0 || num("write_mbps") > 0.0)
+    disk && (mem_rate <= 0.0 || status.write_mbps > 0.0)
 }
 
 /// The guest's own memory and disk write rates (MB/s) from its last status line.
@@ -537,14 +525,12 @@ pub async fn guest_rates(hosts: &Hosts, name: &str) -> (Option<f64>, Option<f64>
     let Ok(text) = vm::console(hosts, name, Some("h1"), 16 * 1024).await else {
         return (None, None);
     };
-    let lines = guest_lines(&text);
-    let Some(s) = last_of_kind(&lines, "status") else {
+    let Some(s) = latest_status(&text) else {
         return (None, None);
     };
-    (
-        s.get("write_mbps").and_then(Value::as_f64),
-        s.get("disk_write_mbps").and_then(Value::as_f64),
-    )
+    // A rate the guest could not give is written as null, read as NaN.
+    let known = |v: f64| v.is_finite().then_some(v);
+    (known(s.write_mbps), known(s.disk_write_mbps))
 }
 
 /// Errors unless `tool` runs (`tool --version`).
@@ -609,7 +595,6 @@ pub fn qcow2_create_args(path: &Path, size: u64, backing: Option<&Path>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn guest_plans() {
@@ -643,30 +628,48 @@ mod tests {
 
     #[test]
     fn steady_state_rule() {
-        let s = |phase: &str, disk: f64, mem: f64| json!({"kind": "status", "disk_phase": phase, "disk_write_mbps": disk, "write_mbps": mem});
-        assert!(!is_steady(&s("fill", 0.0, 20.0), 0.0, 20.0));
-        assert!(is_steady(&s("idle", 0.0, 20.0), 0.0, 20.0));
-        assert!(!is_steady(&s("idle", 0.0, 0.0), 0.0, 20.0));
-        assert!(is_steady(&s("idle", 0.0, 0.0), 0.0, 0.0));
-        assert!(!is_steady(&s("write", 0.0, 20.0), 10.0, 20.0));
-        assert!(is_steady(&s("write", 9.8, 20.0), 10.0, 20.0));
-        assert!(!is_steady(&json!({"kind": "status"}), 10.0, 0.0));
+        let s = |phase, disk, mem| StatusLine {
+            disk_phase: phase,
+            disk_write_mbps: disk,
+            write_mbps: mem,
+            ..StatusLine::default()
+        };
+        use DiskPhase::{Fill, Idle, Write};
+        assert!(!is_steady(&s(Fill, 0.0, 20.0), 0.0, 20.0));
+        assert!(is_steady(&s(Idle, 0.0, 20.0), 0.0, 20.0));
+        assert!(!is_steady(&s(Idle, 0.0, 0.0), 0.0, 20.0));
+        assert!(is_steady(&s(Idle, 0.0, 0.0), 0.0, 0.0));
+        assert!(!is_steady(&s(Write, 0.0, 20.0), 10.0, 20.0));
+        assert!(is_steady(&s(Write, 9.8, 20.0), 10.0, 20.0));
+        assert!(!is_steady(&s(Write, f64::NAN, 20.0), 10.0, 20.0));
+        assert!(!is_steady(&StatusLine::default(), 10.0, 0.0));
     }
 
     #[test]
     fn guest_console_lines() {
         let text = "boot noise\nPACER {\"kind\":\"status\",\"disk_phase\":\"fill\"}\n\
                     PACER {\"kind\":\"disk_filled\",\"fill_ms\":30000,\"fill_mbps\":71.5}\n\
-                    PACER {broken\n  PACER {\"kind\":\"status\",\"disk_phase\":\"idle\"}\n";
-        let l = guest_lines(text);
-        assert_eq!(l.len(), 3);
-        assert_eq!(last_of_kind(&l, "status").unwrap()["disk_phase"], "idle");
-        assert_eq!(last_of_kind(&l, "disk_filled").unwrap()["fill_ms"], 30000);
-        assert!(last_of_kind(&l, "verify").is_none());
-        let filling = json!({"kind": "status", "disk_phase": "fill", "disk_fill_bytes": 1u64 << 30, "disk_fill_total": 2u64 << 30});
+                    PACER {broken\n  PACER {\"kind\":\"status\",\"disk_phase\":\"idle\"}\n\
+                    PACER {\"kind\":\"error\",\"message\":\"disk slow\"}\n";
+        assert_eq!(latest_status(text).unwrap().disk_phase, DiskPhase::Idle);
+        let ready = Ready::of(text);
+        assert_eq!((ready.fill_ms, ready.fill_mbps), (Some(30000), Some(71.5)));
+        assert_eq!(ready.errors, ["disk slow"]);
+        let none = Ready::of("boot noise\n");
+        assert_eq!((none.fill_ms, none.errors.len()), (None, 0));
+        let filling = StatusLine {
+            disk_phase: DiskPhase::Fill,
+            disk_fill_bytes: Some(1 << 30),
+            disk_fill_total: Some(2 << 30),
+            ..StatusLine::default()
+        };
         assert_eq!(
             fill_progress(Some(&filling)),
             "filling its disk: 1.00 GiB of 2.00 GiB (50%)"
+        );
+        assert_eq!(
+            fill_progress(Some(&StatusLine::default())),
+            "running, not steady yet"
         );
         assert_eq!(fill_progress(None), "booting");
     }

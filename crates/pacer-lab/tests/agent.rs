@@ -6,12 +6,13 @@ mod common;
 use std::time::Duration;
 
 use common::{BedSpec, TestBed};
-use pacer_api::{AgentClient, ClientError, MigrateRequest, Strategy, VmInfo};
+use pacer_api::routes;
+use pacer_api::{AgentClient, ClientError, ErrorCode, MigrateRequest, Strategy, VmSpec, VmState, Workload};
 use serde_json::json;
 
-fn api_code(e: ClientError) -> (u16, String, String) {
+fn api_code(e: ClientError) -> (u16, ErrorCode, String) {
     match e {
-        ClientError::Api { status, code, message } => (status, code.as_str().to_string(), message),
+        ClientError::Api { status, code, message } => (status, code, message),
         other => panic!("expected an API error, got {other}"),
     }
 }
@@ -20,12 +21,13 @@ fn api_code(e: ClientError) -> (u16, String, String) {
 async fn requests_without_the_right_token_get_401() {
     let tb = TestBed::new(BedSpec { hosts: 1, ..Default::default() });
     let good = tb.client("h1");
-    let _: pacer_api::HostInfo = good.get("/v1/host").await.unwrap();
+    good.host().await.unwrap();
     for token in ["", "wrong", "0000"] {
         let bad = AgentClient::new(good.url(), token);
-        let e = bad.get::<pacer_api::HostInfo>("/v1/host").await.unwrap_err();
+        let e = bad.host().await.unwrap_err();
         assert!(matches!(e, ClientError::Unauthorized { .. }), "{e}");
-        let e = bad.post::<_, serde_json::Value>("/v1/vms", &json!({})).await.unwrap_err();
+        // Refused for the token before the body is looked at.
+        let e = bad.raw_json("POST", routes::VMS, Some(&json!({}))).await.unwrap_err();
         assert!(matches!(e, ClientError::Unauthorized { .. }), "{e}");
     }
     // The token file is private.
@@ -38,11 +40,18 @@ async fn requests_without_the_right_token_get_401() {
 async fn bad_vm_specs_are_refused_and_change_nothing() {
     let tb = TestBed::new(BedSpec { hosts: 1, memory_capacity: Some("2G"), ..Default::default() });
     let c = tb.client("h1");
-    let img = common::image();
-    let base = json!({
-        "name": "vm", "memory_mib": 256, "kernel": img.kernel, "initrd": img.initrd,
-        "workload": {"kind": "idle", "wss_mib": 64}
-    });
+    let good = VmSpec {
+        workload: Some(Workload {
+            kind: "idle".into(),
+            wss_mib: 64,
+            rate_mbps: 0.0,
+            hot_fraction: 0.0,
+            hot_share: 0.0,
+            disk: None,
+        }),
+        ..common::plain_spec("vm", 256)
+    };
+    let base = serde_json::to_value(&good).unwrap();
     let cases: Vec<(serde_json::Value, u16, &str)> = vec![
         (json!({"memory_mib": -1}), 400, "invalid request body"),
         (json!({"memory_mib": 1u64 << 40}), 400, "out of range"),
@@ -60,19 +69,19 @@ async fn bad_vm_specs_are_refused_and_change_nothing() {
         for (k, v) in patch.as_object().unwrap() {
             spec[k] = v.clone();
         }
-        let e = c.post::<_, VmInfo>("/v1/vms", &spec).await.unwrap_err();
+        let e = c.raw_json("POST", routes::VMS, Some(&spec)).await.unwrap_err();
         let (s, _, msg) = api_code(e);
         assert_eq!(s, status, "{patch}: {msg}");
         assert!(msg.contains(text), "{patch}: {msg:?} should mention {text:?}");
         assert!(tb.vms("h1").await.is_empty(), "{patch} left a VM behind");
     }
     // A good spec works, and a second VM of the same name is refused.
-    let _: VmInfo = c.post("/v1/vms", &base).await.unwrap();
-    let (s, code, _) = api_code(c.post::<_, VmInfo>("/v1/vms", &base).await.unwrap_err());
-    assert_eq!((s, code.as_str()), (409, "already_exists"));
+    c.start_vm(&good).await.unwrap();
+    let (s, code, _) = api_code(c.start_vm(&good).await.unwrap_err());
+    assert_eq!((s, code), (409, ErrorCode::AlreadyExists));
     assert_eq!(tb.vms("h1").await.len(), 1);
-    let (s, _, msg) = api_code(c.get::<VmInfo>("/v1/vms/nope").await.unwrap_err());
-    assert_eq!(s, 404, "{msg}");
+    let (s, code, msg) = api_code(c.vm("nope").await.unwrap_err());
+    assert_eq!((s, code), (404, ErrorCode::NotFound), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,34 +104,31 @@ async fn bad_migrations_are_refused_and_change_nothing() {
         (req(&|r| r.destination = tb.peer("h1")), "already runs on h1"),
     ];
     for (r, text) in cases {
-        let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/vm/migrate", &r).await.unwrap_err();
+        let e = c.migrate("vm", &r).await.unwrap_err();
         assert!(e.to_string().contains(text), "{e} should mention {text:?}");
     }
-    let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/ghost/migrate", &req(&|_| {})).await.unwrap_err();
-    assert_eq!(api_code(e).0, 404);
+    let e = c.migrate("ghost", &req(&|_| {})).await.unwrap_err();
+    assert_eq!(api_code(e).1, ErrorCode::NotFound);
     // The destination cannot give more than 768 MiB: a second 512 MiB VM there
     // leaves no room for this one.
-    let img = common::image();
-    let filler = json!({"name": "filler", "memory_mib": 512, "kernel": img.kernel, "initrd": img.initrd});
-    let _: VmInfo = tb.client("h2").post("/v1/vms", &filler).await.unwrap();
-    let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/vm/migrate", &req(&|_| {})).await.unwrap_err();
+    tb.client("h2").start_vm(&common::plain_spec("filler", 512)).await.unwrap();
+    let e = c.migrate("vm", &req(&|_| {})).await.unwrap_err();
     let (s, code, msg) = api_code(e);
-    assert_eq!((s, code.as_str()), (409, "insufficient_memory"), "{msg}");
-    let _: serde_json::Value = tb.client("h2").delete("/v1/vms/filler").await.unwrap();
+    assert_eq!((s, code), (409, ErrorCode::InsufficientMemory), "{msg}");
+    tb.client("h2").stop_vm("filler").await.unwrap();
     // Nothing changed: the VM runs on h1, the same process, no job is running.
-    let info: VmInfo = c.get("/v1/vms/vm").await.unwrap();
-    assert_eq!((info.state.as_str(), info.pid, info.migrating.clone()), ("running", vm.pid, None));
+    let info = c.vm("vm").await.unwrap();
+    assert_eq!((info.state, info.pid, info.migrating.clone()), (VmState::Running, vm.pid, None));
     assert!(tb.vms("h2").await.is_empty());
     // A VM already migrating is refused a second migration.
     let slow = req(&|r| r.bandwidth = Some(5_000_000));
-    let job: pacer_api::JobInfo = c.post("/v1/vms/vm/migrate", &slow).await.unwrap();
-    let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/vm/migrate", &slow).await.unwrap_err();
-    let (s, code, _) = api_code(e);
-    assert_eq!((s, code.as_str()), (409, "already_migrating"));
+    let job = c.migrate("vm", &slow).await.unwrap();
+    let (s, code, _) = api_code(c.migrate("vm", &slow).await.unwrap_err());
+    assert_eq!((s, code), (409, ErrorCode::AlreadyMigrating));
     // Stopping a migrating VM is refused too.
-    let (s, code, _) = api_code(c.delete::<serde_json::Value>("/v1/vms/vm").await.unwrap_err());
-    assert_eq!((s, code.as_str()), (409, "migrating"));
-    let _: pacer_api::JobInfo = c.post(&format!("/v1/jobs/{}/cancel", job.id), &json!({})).await.unwrap();
+    let (s, code, _) = api_code(c.stop_vm("vm").await.unwrap_err());
+    assert_eq!((s, code), (409, ErrorCode::Migrating));
+    c.cancel_job(&job.id).await.unwrap();
     let r = tb.wait_job("h1", &job.id).await;
     assert_eq!(r.status, pacer_api::JobStatus::Cancelled);
 }
@@ -133,15 +139,15 @@ async fn restarted_agent_readopts_its_vms() {
     let before = tb.start_guest("h1", "vm", 384, 64, 10.0).await;
     let mut bed = tb.bed.clone();
     bed.kill_agent("h1").unwrap();
-    assert!(tb.client("h1").get::<Vec<VmInfo>>("/v1/vms").await.is_err(), "agent still answers");
+    assert!(tb.client("h1").vms().await.is_err(), "agent still answers");
     // The VM did not die with its agent.
     assert!(common::process_running(before.pid));
     bed.start_agent("h1").unwrap();
     let vms = tb.vms("h1").await;
     assert_eq!(vms.len(), 1, "{vms:?}");
-    assert_eq!((vms[0].pid, vms[0].state.as_str()), (before.pid, "running"));
+    assert_eq!((vms[0].pid, vms[0].state), (before.pid, VmState::Running));
     tb.assert_runs_healthy("h1", "vm").await;
-    let _: serde_json::Value = tb.client("h1").delete("/v1/vms/vm").await.unwrap();
+    tb.client("h1").stop_vm("vm").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!common::process_running(before.pid), "stop left QEMU running");
 }
@@ -165,9 +171,9 @@ async fn adopts_a_qemu_started_elsewhere() {
     assert!(status.success());
     let out = tb.pacer(&["vm", "adopt", "ext", "--host", "h1", "--qmp-socket", qmp.to_str().unwrap(), "--console-log", log.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let info: VmInfo = tb.client("h1").get("/v1/vms/ext").await.unwrap();
+    let info = tb.client("h1").vm("ext").await.unwrap();
     assert_eq!((info.memory_mib, info.origin), (256, pacer_api::VmOrigin::Adopted));
-    assert!(info.state == pacer_api::VmState::Running, "{info:?}");
+    assert_eq!(info.state, VmState::Running, "{info:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let out = tb.pacer(&["vm", "console", "ext"]);
     assert!(out.status.success());

@@ -15,13 +15,12 @@ async fn cancel_during_precopy_keeps_the_vm_at_the_source() {
         .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.bandwidth = Some(10_000_000))
         .await;
     tb.wait_transferred("h1", &job.id, 20 << 20).await;
-    let _: pacer_api::JobInfo =
-        tb.client("h1").post(&format!("/v1/jobs/{}/cancel", job.id), &serde_json::json!({})).await.unwrap();
+    tb.client("h1").cancel_job(&job.id).await.unwrap();
     let r = tb.wait_job("h1", &job.id).await;
     assert_eq!(r.status, JobStatus::Cancelled, "{r:?}");
     assert_eq!(r.vm_location, "h1");
     assert!(r.reason.as_deref().unwrap().contains("cancel"), "{r:?}");
-    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    let info = tb.client("h1").vm("vm").await.unwrap();
     assert_eq!(info.pid, before.pid, "the source QEMU must be the same process");
     assert!(info.migrating.is_none());
     common::wait_destination_clean(&tb, "h2").await;
@@ -48,7 +47,7 @@ async fn link_cut_during_precopy_keeps_the_vm_at_the_source() {
     assert_eq!(r.status, JobStatus::Failed, "{r:?}");
     assert!(r.reason.as_deref().unwrap().contains("no data moved"), "{r:?}");
     assert_eq!(r.vm_location, "h1");
-    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    let info = tb.client("h1").vm("vm").await.unwrap();
     assert_eq!(info.pid, before.pid);
     // The destination hears nothing more from the source: its lease runs out.
     common::wait_destination_clean(&tb, "h2").await;
@@ -74,7 +73,7 @@ async fn dead_destination_keeps_the_vm_at_the_source() {
     let r = tb.wait_job("h1", &job.id).await;
     assert_eq!(r.status, JobStatus::Failed, "{r:?}");
     assert_eq!(r.vm_location, "h1");
-    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    let info = tb.client("h1").vm("vm").await.unwrap();
     assert_eq!(info.pid, before.pid);
     tb.assert_runs_healthy("h1", "vm").await;
 }

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{BedSpec, TestBed};
-use pacer_api::{JobInfo, JobStatus, Strategy};
+use pacer_api::{GroupInfo, GroupStatus, JobStatus, Strategy};
 
 /// One at a time: the timing of one must not suffer from another's guests.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -54,7 +54,7 @@ async fn predict_measures_the_guest_without_migrating_it() {
         postcopy_after_s: None,
         copy_storage: Default::default(),
     };
-    let p: pacer_api::PredictResponse = tb.client("h1").post("/v1/vms/vm/predict", &req).await.unwrap();
+    let p = tb.client("h1").predict("vm", &req).await.unwrap();
     // 20 MB/s over 128 MiB, read from guest memory: rate and working set both show.
     let rate = p.dirty_rate_bps / 20e6;
     assert!((0.6..1.4).contains(&rate), "dirty rate {} B/s: {p:?}", p.dirty_rate_bps);
@@ -64,7 +64,7 @@ async fn predict_measures_the_guest_without_migrating_it() {
     assert!(p.low_ms <= p.total_ms && p.total_ms <= p.high_ms && p.converges, "{p:?}");
     // Nothing moved.
     assert!(tb.vms("h2").await.is_empty());
-    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    let info = tb.client("h1").vm("vm").await.unwrap();
     assert_eq!((info.pid, info.migrating), (before.pid, None));
 }
 
@@ -77,11 +77,11 @@ async fn infeasible_target_is_reported_at_once_or_refused() {
     let mut req = pacer_api::MigrateRequest::new(tb.peer("h2"), Strategy::PreCopy);
     req.finish_in_s = Some(0.5);
     req.strict = true;
-    let e = tb.client("h1").post::<_, JobInfo>("/v1/vms/vm/migrate", &req).await.unwrap_err();
+    let e = tb.client("h1").migrate("vm", &req).await.unwrap_err();
     assert_eq!(e.code(), Some(pacer_api::ErrorCode::TargetInfeasible), "{e}");
     assert!(e.to_string().contains("earliest feasible finish"), "{e}");
     assert!(tb.vms("h2").await.is_empty());
-    let info: pacer_api::VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    let info = tb.client("h1").vm("vm").await.unwrap();
     assert_eq!((info.pid, info.migrating), (before.pid, None));
     // Not strict: reported in the job at once, then run flat out.
     let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.finish_in_s = Some(0.5)).await;
@@ -98,17 +98,13 @@ async fn retarget_mid_flight_takes_effect() {
     tb.start_guest("h1", "vm", 512, 128, 20.0).await;
     let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.finish_in_s = Some(60.0)).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let _: JobInfo = tb
-        .client("h1")
-        .post(&format!("/v1/jobs/{}/target", job.id), &pacer_api::RetargetRequest { finish_in_s: Some(8.0) })
-        .await
-        .unwrap();
+    tb.client("h1").retarget_job(&job.id, Some(8.0)).await.unwrap();
     let r = tb.wait_job("h1", &job.id).await;
     assert_eq!(r.status, JobStatus::Completed, "{r:?}");
     // About 12 s instead of 60 s.
     assert!(r.total_time_ms < 20_000, "the new target was ignored: {r:?}");
     assert!(r.total_time_ms > 8_000, "it did not wait for the new target: {r:?}");
-    let j: JobInfo = tb.client("h1").get(&format!("/v1/jobs/{}", job.id)).await.unwrap();
+    let j = tb.client("h1").job(&job.id).await.unwrap();
     assert!(j.events.iter().any(|e| e.contains("finish target changed")), "{:?}", j.events);
 }
 
@@ -124,11 +120,12 @@ fn two_vm_group_finishes_together() {
     let out = tb.pacer(&["migrate-group", "small", "big", "--to", "h2", "--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let g: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    assert_eq!(g["status"], "completed", "{g}");
-    assert_eq!(g["result"]["all_completed"], true, "{g}");
-    let spread = g["result"]["spread_s"].as_f64().unwrap();
-    assert!(spread <= 2.0, "finish spread {spread} s: {g}\n{stderr}");
+    let g: GroupInfo = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(g.status, GroupStatus::Completed, "{g:?}");
+    let result = g.result.as_ref().expect("the group's result");
+    assert!(result.all_completed, "{g:?}");
+    let spread = result.spread_s;
+    assert!(spread <= 2.0, "finish spread {spread} s: {g:?}\n{stderr}");
     rt.block_on(async {
         assert_eq!(tb.vms("h2").await.len(), 2);
         assert!(tb.vms("h1").await.is_empty());

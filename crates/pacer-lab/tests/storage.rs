@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{disk_files, disk_writer, fill_image, make_image, wait_destination_clean, BedSpec, TestBed};
-use pacer_api::{CopyStorage, JobStatus, Strategy, VmInfo};
+use pacer_api::{CopyStorage, JobStatus, Strategy, VmSpec, VmState};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn disk_and_memory_move_intact_under_write_load() {
@@ -24,12 +24,12 @@ async fn disk_and_memory_move_intact_under_write_load() {
     assert!(r.disk_bytes >= 256 << 20, "the filled disk must be copied: {r:?}");
     assert!(r.memory_bytes > 0 && r.bytes_transferred == r.disk_bytes + r.memory_bytes);
     // The destination runs on its own copy; the source image is left alone.
-    let info: VmInfo = tb.client("h2").get("/v1/vms/vm").await.unwrap();
+    let info = tb.client("h2").vm("vm").await.unwrap();
     let dest_disk = &info.spec.unwrap().disks[0];
     assert_ne!(dest_disk, &disk.display().to_string());
     assert!(disk.exists());
     tb.assert_runs_healthy("h2", "vm").await;
-    let j: pacer_api::JobInfo = tb.client("h1").get(&format!("/v1/jobs/{}", job.id)).await.unwrap();
+    let j = tb.client("h1").job(&job.id).await.unwrap();
     let d = j.progress.disk.expect("disk progress");
     assert!(d.write_rate_bps > 0.0 && d.dirty_bytes > 0, "disk writes were not measured: {d:?}");
 }
@@ -53,7 +53,7 @@ async fn incremental_copy_sends_only_the_top_layer() {
         assert!(r.integrity.as_ref().unwrap().ok, "{r:?}");
         tb.assert_runs_healthy("h2", name).await;
         sent.push(r.disk_bytes);
-        let _: serde_json::Value = tb.client("h2").delete(&format!("/v1/vms/{name}")).await.unwrap();
+        tb.client("h2").stop_vm(name).await.unwrap();
     }
     let (inc, full) = (sent[0], sent[1]);
     eprintln!("disk bytes: incremental {inc}, full {full}");
@@ -73,13 +73,12 @@ async fn cancel_during_disk_copy_keeps_the_vm_at_the_source() {
         .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.disk_bandwidth = Some(10_000_000))
         .await;
     tb.wait_transferred("h1", &job.id, 20 << 20).await;
-    let j: pacer_api::JobInfo = tb.client("h1").get(&format!("/v1/jobs/{}", job.id)).await.unwrap();
+    let j = tb.client("h1").job(&job.id).await.unwrap();
     assert!(!j.progress.phase.memory_started(), "{:?}", j.progress);
-    let _: pacer_api::JobInfo =
-        tb.client("h1").post(&format!("/v1/jobs/{}/cancel", job.id), &serde_json::json!({})).await.unwrap();
+    tb.client("h1").cancel_job(&job.id).await.unwrap();
     let r = tb.wait_job("h1", &job.id).await;
     assert_eq!(r.status, JobStatus::Cancelled, "{r:?}");
-    let info: VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    let info = tb.client("h1").vm("vm").await.unwrap();
     assert_eq!((info.pid, info.spec.unwrap().disks[0].clone()), (before.pid, disk.display().to_string()));
     wait_destination_clean(&tb, "h2").await;
     tb.assert_runs_healthy("h1", "vm").await;
@@ -103,7 +102,7 @@ async fn link_cut_during_disk_copy_keeps_the_vm_at_the_source() {
     tb.bed.set_link_up("h2", false).unwrap();
     let r = tb.wait_job("h1", &job.id).await;
     assert_eq!(r.status, JobStatus::Failed, "{r:?}");
-    let info: VmInfo = tb.client("h1").get("/v1/vms/vm").await.unwrap();
+    let info = tb.client("h1").vm("vm").await.unwrap();
     assert_eq!(info.pid, before.pid);
     wait_destination_clean(&tb, "h2").await;
     tb.assert_runs_healthy("h1", "vm").await;
@@ -143,21 +142,20 @@ async fn destination_without_space_is_refused_and_nothing_changes() {
         .await;
     let c = tb.client("h1");
     let req = pacer_api::MigrateRequest::new(tb.peer("h2"), Strategy::PreCopy);
-    let e = c.post::<_, pacer_api::JobInfo>("/v1/vms/vm/migrate", &req).await.unwrap_err();
+    let e = c.migrate("vm", &req).await.unwrap_err();
     assert_eq!(e.code(), Some(pacer_api::ErrorCode::InsufficientSpace), "{e}");
     assert!(e.to_string().contains("free"), "{e}");
-    let info: VmInfo = c.get("/v1/vms/vm").await.unwrap();
-    assert_eq!((info.pid, info.state.as_str(), info.migrating), (before.pid, "running", None));
+    let info = c.vm("vm").await.unwrap();
+    assert_eq!((info.pid, info.state, info.migrating), (before.pid, VmState::Running, None));
     assert!(tb.vms("h2").await.is_empty());
     assert!(disk_files(&small).is_empty());
-    let jobs: Vec<pacer_api::JobInfo> = c.get("/v1/jobs").await.unwrap();
+    let jobs = c.jobs().await.unwrap();
     assert!(jobs.is_empty(), "{jobs:?}");
     // An unsupported format is refused before anything starts too.
     let raw = tb.root.path().join("x.vmdk");
     make_image(&raw, "vmdk", "16M", None);
-    let img = common::image();
-    let spec = serde_json::json!({"name": "vmdk", "memory_mib": 256, "kernel": img.kernel, "initrd": img.initrd, "disks": [raw]});
-    let e = c.post::<_, VmInfo>("/v1/vms", &spec).await.unwrap_err();
+    let spec = VmSpec { disks: vec![raw.display().to_string()], ..common::plain_spec("vmdk", 256) };
+    let e = c.start_vm(&spec).await.unwrap_err();
     assert!(e.to_string().contains("raw and qcow2"), "{e}");
     tb.assert_runs_healthy("h1", "vm").await;
 }
@@ -178,12 +176,12 @@ async fn two_disks_raw_and_qcow2_move_together() {
     assert_eq!(r.status, JobStatus::Completed, "{r:?}");
     assert!(r.integrity.as_ref().unwrap().ok && r.integrity.as_ref().unwrap().disk_ok, "{r:?}");
     assert!(r.disk_bytes >= (128 + 48) << 20, "both disks copied: {r:?}");
-    let info: VmInfo = tb.client("h2").get("/v1/vms/vm").await.unwrap();
+    let info = tb.client("h2").vm("vm").await.unwrap();
     let copies = info.spec.unwrap().disks;
     assert_eq!(copies.len(), 2);
     assert!(copies[1].ends_with(".raw"), "{copies:?}");
     // Stop the VM so the raw copy is settled, then compare it with the source.
-    let _: serde_json::Value = tb.client("h2").delete("/v1/vms/vm").await.unwrap();
+    tb.client("h2").stop_vm("vm").await.unwrap();
     let cmp = std::process::Command::new("qemu-img")
         .args(["compare", "-f", "raw", "-F", "raw"])
         .arg(&b)

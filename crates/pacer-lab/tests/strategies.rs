@@ -65,7 +65,7 @@ async fn hybrid_switches_when_precopy_does_not_converge() {
     let r = tb.wait_job("h1", &job.id).await;
     assert_eq!(r.status, JobStatus::Completed, "{r:?}");
     assert!(r.postcopy_bytes > 0, "hybrid never switched to post-copy: {r:?}");
-    let j: pacer_api::JobInfo = tb.client("h1").get(&format!("/v1/jobs/{}", job.id)).await.unwrap();
+    let j = tb.client("h1").job(&job.id).await.unwrap();
     assert!(j.events.iter().any(|e| e.contains("not converging")), "{:?}", j.events);
     assert!(r.integrity.unwrap().ok);
 }

@@ -686,7 +686,7 @@ mod tests {
         Sample {
             at_ms,
             elapsed_ms: at_ms,
-            phase: "pre-copy".into(),
+            phase: pacer_api::JobPhase::PreCopy,
             transferred: 0,
             remaining: 0,
             rate_bps: 0.0,

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use pacer_api::{
-    JobInfo, MigrateRequest, MigrationResult, PredictRequest, PredictResponse, PredictionPoint,
-    Strategy, TargetStatus, VmInfo,
+    JobInfo, JobPhase, MigrateRequest, MigrationResult, PredictRequest, PredictResponse,
+    PredictionPoint, Strategy, TargetStatus, VmInfo,
 };
+use pacer_guest_proto::{parse_line, Command, GuestLine};
 use pacer_model::format_bytes;
 use serde::Serialize;
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
@@ -51,11 +51,7 @@ pub async fn predict_before(bed: &LiveBed, name: &str) -> Result<PredictResponse
         postcopy_after_s: None,
         copy_storage: pacer_api::CopyStorage::All,
     };
-    Ok(bed
-        .hosts
-        .client("h1")?
-        .post(&format!("/v1/vms/{name}/predict"), &req)
-        .await?)
+    Ok(bed.hosts.client("h1")?.predict(name, &req).await?)
 }
 
 /// One look at a running job, as the benchmark saw it.
@@ -65,8 +61,9 @@ pub struct Sample {
     pub at_ms: u64,
     /// The job's own elapsed time, ms.
     pub elapsed_ms: u64,
-    /// Phase.
-    pub phase: String,
+    /// Phase (written in words, `disk bulk copy`).
+    #[serde(serialize_with = "in_words")]
+    pub phase: JobPhase,
     /// Memory bytes sent.
     pub transferred: u64,
     /// Memory bytes left (QEMU's count).
@@ -83,13 +80,23 @@ pub struct Sample {
     pub target: Option<TargetStatus>,
 }
 
+/// A job phase in its words (`disk bulk copy`), as benchmark records write it.
+fn in_words<S: serde::Serializer>(phase: &JobPhase, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(phase.words())
+}
+
 impl Sample {
+    /// Whether the job was copying disks (memory not yet started).
+    pub fn copying_disks(&self) -> bool {
+        matches!(self.phase, JobPhase::DiskBulkCopy | JobPhase::DiskSync)
+    }
+
     fn of(at: Duration, j: &JobInfo) -> Sample {
         let p = &j.progress;
         Sample {
             at_ms: at.as_millis() as u64,
             elapsed_ms: p.elapsed_ms,
-            phase: p.phase.words().to_string(),
+            phase: p.phase,
             transferred: p.transferred,
             remaining: p.remaining,
             rate_bps: p.rate_bps,
@@ -138,7 +145,7 @@ pub async fn follow_migration(
         }
     };
     let t0 = Instant::now();
-    let job: JobInfo = match client.post(&format!("/v1/vms/{name}/migrate"), req).await {
+    let job = match client.migrate(name, req).await {
         Ok(j) => j,
         Err(e) => {
             out.reason = Some(format!("the migration was refused: {e}"));
@@ -151,7 +158,7 @@ pub async fn follow_migration(
     let mut last_note = Instant::now();
     let mut lost = 0;
     loop {
-        let j: JobInfo = match client.get(&format!("/v1/jobs/{}", job.id)).await {
+        let j = match client.job(&job.id).await {
             Ok(j) => {
                 lost = 0;
                 j
@@ -196,9 +203,7 @@ pub async fn follow_migration(
             };
             if let Some(why) = why {
                 eprintln!("  cancelling the migration: {why}");
-                let _: Result<JobInfo, _> = client
-                    .post(&format!("/v1/jobs/{}/cancel", job.id), &json!({}))
-                    .await;
+                let _ = client.cancel_job(&job.id).await;
                 cancelled = Some(why);
             }
         }
@@ -268,7 +273,7 @@ impl WriterPause {
                 if *stop_rx.borrow() {
                     return Ok(sweeps);
                 }
-                w.write_all(b"verify\n").await?;
+                w.write_all(Command::Verify.line().as_bytes()).await?;
                 // Until this sweep's answer; the console also carries status lines.
                 loop {
                     let line = tokio::select! {
@@ -279,7 +284,7 @@ impl WriterPause {
                         Err(_) => bail!("the guest did not answer a memory sweep within 30 s"),
                         // The VM is gone (migrated away): nothing left to pause.
                         Ok(Ok(None)) | Ok(Err(_)) => return Ok(sweeps),
-                        Ok(Ok(Some(l))) if l.contains("\"kind\":\"verify\"") => {
+                        Ok(Ok(Some(l))) if matches!(parse_line(&l), Some(GuestLine::Verify(_))) => {
                             sweeps += 1;
                             break;
                         }

@@ -505,7 +505,7 @@ pub fn bench_naive(samples: &[Sample], ram_bytes: u64) -> Vec<Estimate> {
     samples
         .iter()
         .filter_map(|s| {
-            let (left, rate) = if s.phase.starts_with("disk") {
+            let (left, rate) = if s.copying_disks() {
                 (s.disk_remaining? + ram_bytes, s.disk_rate_bps?)
             } else {
                 (s.remaining, s.rate_bps)
@@ -868,7 +868,7 @@ pub fn chart(r: &PredictRun, ram_bytes: u64) -> Option<Chart> {
             .filter(|e| {
                 r.samples
                     .iter()
-                    .any(|x| x.elapsed_ms == e.at_ms && x.phase.starts_with("disk"))
+                    .any(|x| x.elapsed_ms == e.at_ms && x.copying_disks())
             })
             .map(|e| (s(e.at_ms), s(e.total_ms)))
             .collect();
@@ -1182,7 +1182,7 @@ async fn one_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pacer_api::{MigrationResult, PredictionPoint};
+    use pacer_api::{JobPhase, MigrationResult, PredictionPoint};
 
     fn opts() -> PredictOpts {
         PredictOpts {
@@ -1301,10 +1301,10 @@ mod tests {
 
     #[test]
     fn bench_naive_from_progress() {
-        let s = |elapsed_ms, phase: &str, remaining, rate_bps, disk: Option<(u64, f64)>| Sample {
+        let s = |elapsed_ms, phase, remaining, rate_bps, disk: Option<(u64, f64)>| Sample {
             at_ms: elapsed_ms,
             elapsed_ms,
-            phase: phase.into(),
+            phase,
             transferred: 0,
             remaining,
             rate_bps,
@@ -1313,14 +1313,22 @@ mod tests {
             prediction: None,
             target: None,
         };
-        let e = bench_naive(
-            &[
-                s(0, "preparing", 0, 0.0, None),
-                s(1000, "disk bulk copy", 0, 0.0, Some((900_000_000, 100e6))),
-                s(20_000, "pre-copy", 50_000_000, 100e6, None),
-            ],
-            100_000_000,
-        );
+        let samples = [
+            s(0, JobPhase::Preparing, 0, 0.0, None),
+            s(
+                1000,
+                JobPhase::DiskBulkCopy,
+                0,
+                0.0,
+                Some((900_000_000, 100e6)),
+            ),
+            s(20_000, JobPhase::PreCopy, 50_000_000, 100e6, None),
+        ];
+        // Records write the phase in words.
+        let written = serde_json::to_value(&samples[1]).unwrap();
+        assert_eq!(written["phase"], "disk bulk copy");
+        assert!(samples[1].copying_disks() && !samples[2].copying_disks());
+        let e = bench_naive(&samples, 100_000_000);
         assert_eq!(e.len(), 2);
         assert_eq!(
             e[0],

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use pacer_api::{
     AccelChoice, AgentClient, JobInfo, MigrateRequest, MigrationResult, PeerRef, Strategy,
-    VmInfo, VmSpec, Workload,
+    VmInfo, VmSpec, VmState, Workload,
 };
+use pacer_guest_proto::{scan, status_count, DiskPhase, GuestLine};
 use pacer_lab::bed::{self, Bed, BedOptions};
 use pacer_lab::guest_image::{ensure_guest_image, GuestImage, ImageOptions};
 
@@ -115,19 +116,14 @@ impl TestBed {
     pub async fn start_guest(&self, host: &str, name: &str, memory_mib: u64, wss_mib: u64, rate_mbps: f64) -> VmInfo {
         let kind = if rate_mbps > 0.0 { "memwrite" } else { "idle" };
         let spec = guest_spec(name, memory_mib, vec![], Workload { kind: kind.into(), ..memwrite(wss_mib, rate_mbps, None) });
-        let info: VmInfo = self.client(host).post("/v1/vms", &spec).await.expect("start VM");
+        let info = self.client(host).start_vm(&spec).await.expect("start VM");
         self.wait_status_line(host, name, 1).await;
         info
     }
 
     /// Console text of a VM.
     pub async fn console(&self, host: &str, vm: &str) -> String {
-        let v: serde_json::Value = self
-            .client(host)
-            .get(&format!("/v1/vms/{vm}/console?bytes=1000000"))
-            .await
-            .expect("console");
-        v["text"].as_str().unwrap_or_default().to_string()
+        self.client(host).console(vm, 1_000_000).await.expect("console").text
     }
 
     /// Waits until the guest has printed at least `n` status lines.
@@ -135,7 +131,7 @@ impl TestBed {
         let t0 = Instant::now();
         loop {
             let text = self.console(host, vm).await;
-            if text.matches("\"kind\":\"status\"").count() >= n {
+            if status_count(&text) >= n {
                 return;
             }
             assert!(t0.elapsed() < Duration::from_secs(240), "guest {vm} never reported; console:\n{text}");
@@ -147,14 +143,14 @@ impl TestBed {
     pub async fn start_migration(&self, from: &str, to: &str, vm: &str, strategy: Strategy, f: impl FnOnce(&mut MigrateRequest)) -> JobInfo {
         let mut req = MigrateRequest::new(self.peer(to), strategy);
         f(&mut req);
-        self.client(from).post(&format!("/v1/vms/{vm}/migrate"), &req).await.expect("start migration")
+        self.client(from).migrate(vm, &req).await.expect("start migration")
     }
 
     /// Waits for a job to end and returns its result.
     pub async fn wait_job(&self, host: &str, id: &str) -> MigrationResult {
         let t0 = Instant::now();
         loop {
-            let j: JobInfo = self.client(host).get(&format!("/v1/jobs/{id}")).await.expect("job");
+            let j = self.client(host).job(id).await.expect("job");
             if let Some(r) = j.result {
                 return r;
             }
@@ -167,7 +163,7 @@ impl TestBed {
     pub async fn wait_transferred(&self, host: &str, id: &str, bytes: u64) {
         let t0 = Instant::now();
         loop {
-            let j: JobInfo = self.client(host).get(&format!("/v1/jobs/{id}")).await.expect("job");
+            let j = self.client(host).job(id).await.expect("job");
             assert!(j.result.is_none(), "job ended early: {:?}", j.result);
             if j.progress.transferred >= bytes {
                 return;
@@ -179,20 +175,16 @@ impl TestBed {
 
     /// VMs on a host.
     pub async fn vms(&self, host: &str) -> Vec<VmInfo> {
-        self.client(host).get("/v1/vms").await.expect("list")
+        self.client(host).vms().await.expect("list")
     }
 
     /// Asserts the VM runs on `host` with a working guest whose memory verifies.
     pub async fn assert_runs_healthy(&self, host: &str, vm: &str) {
-        let info: VmInfo = self.client(host).get(&format!("/v1/vms/{vm}")).await.expect("show");
-        assert_eq!(info.state, pacer_api::VmState::Running, "{vm} on {host}: {info:?}");
-        let before = self.console(host, vm).await.matches("\"kind\":\"status\"").count();
+        let info = self.client(host).vm(vm).await.expect("show");
+        assert_eq!(info.state, VmState::Running, "{vm} on {host}: {info:?}");
+        let before = status_count(&self.console(host, vm).await);
         self.wait_status_line(host, vm, before + 1).await;
-        let r: pacer_api::IntegrityResult = self
-            .client(host)
-            .post(&format!("/v1/vms/{vm}/verify"), &serde_json::json!({}))
-            .await
-            .expect("verify");
+        let r = self.client(host).verify(vm).await.expect("verify");
         assert!(r.ok && r.bad_pages == 0 && r.pages_checked > 0, "memory check on {host}: {r:?}");
     }
 }
@@ -217,8 +209,9 @@ fn radix36(mut n: u64) -> String {
     String::from_utf8(s).unwrap()
 }
 
-/// A Pacer guest of the cached image running `workload`.
-fn guest_spec(name: &str, memory_mib: u64, disks: Vec<String>, workload: Workload) -> VmSpec {
+/// A Pacer guest of the cached image with no disk and no workload of its own (the
+/// guest program's defaults).
+pub fn plain_spec(name: &str, memory_mib: u64) -> VmSpec {
     let img = image();
     VmSpec {
         name: name.into(),
@@ -227,10 +220,15 @@ fn guest_spec(name: &str, memory_mib: u64, disks: Vec<String>, workload: Workloa
         kernel: Some(img.kernel.display().to_string()),
         initrd: Some(img.initrd.display().to_string()),
         append: None,
-        disks,
-        workload: Some(workload),
+        disks: vec![],
+        workload: None,
         accel: AccelChoice::Auto,
     }
+}
+
+/// A Pacer guest of the cached image running `workload`.
+fn guest_spec(name: &str, memory_mib: u64, disks: Vec<String>, workload: Workload) -> VmSpec {
+    VmSpec { disks, workload: Some(workload), ..plain_spec(name, memory_mib) }
 }
 
 /// The memory writer over `wss_mib` at `rate_mbps`, uniform, with a disk writer if given.
@@ -281,12 +279,15 @@ impl TestBed {
         disk: Option<pacer_api::DiskWorkload>,
     ) -> VmInfo {
         let spec = guest_spec(name, memory_mib, disks, memwrite(64, mem_rate_mbps, disk));
-        let info: VmInfo = self.client(host).post("/v1/vms", &spec).await.expect("start VM");
+        let info = self.client(host).start_vm(&spec).await.expect("start VM");
+        let has_disk_writer = spec.workload.as_ref().is_some_and(|w| w.disk.is_some());
         let t0 = Instant::now();
         loop {
             let text = self.console(host, name).await;
-            let ready = text.contains("\"kind\":\"status\"")
-                && (spec.workload.as_ref().unwrap().disk.is_none() || text.contains("\"disk_phase\":\"write\""));
+            // A status line, and with a disk writer one that shows it writing.
+            let ready = scan(&text).any(|l| {
+                matches!(l, GuestLine::Status(s) if !has_disk_writer || s.disk_phase == DiskPhase::Write)
+            });
             if ready {
                 return info;
             }
