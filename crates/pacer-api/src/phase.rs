@@ -106,6 +106,26 @@ impl JobPhase {
         }
     }
 
+    /// Its word in the API (`disk-bulk-copy`).
+    pub fn as_str(self) -> &'static str {
+        use JobPhase::*;
+        match self {
+            Preparing => "preparing",
+            DiskBulkCopy => "disk-bulk-copy",
+            DiskSync => "disk-sync",
+            WaitingToStart => "waiting-to-start",
+            Setup => "setup",
+            BulkCopy => "bulk-copy",
+            PreCopy => "pre-copy",
+            PostCopy => "post-copy",
+            SwitchOver => "switch-over",
+            Verifying => "verifying",
+            Done => "done",
+            RollingBack => "rolling-back",
+            Ended => "ended",
+        }
+    }
+
     /// Human words for progress displays (`disk bulk copy`).
     pub fn words(self) -> &'static str {
         use JobPhase::*;
@@ -178,5 +198,8 @@ mod tests {
     fn phases_serialize_in_kebab_case() {
         assert_eq!(serde_json::to_string(&DiskBulkCopy).unwrap(), "\"disk-bulk-copy\"");
         assert_eq!(DiskBulkCopy.to_string(), "disk bulk copy");
+        for p in ALL {
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.as_str()));
+        }
     }
 }

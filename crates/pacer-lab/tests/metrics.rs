@@ -54,7 +54,7 @@ async fn metrics_are_scraped_during_a_real_migration_and_pass_promtool() {
         format!("pacer_migration_remaining_bytes{{{labels},part=\"memory\"}} "),
         format!("pacer_migration_transferred_bytes{{{labels},part=\"memory\"}} "),
         format!("pacer_migration_dirty_rate_bytes_per_second{{{labels}}} "),
-        format!("pacer_migration_phase{{job=\"{}\",vm=\"vm\",phase=\"{}\"}} 1", job.id, serde_json::to_value(j.progress.phase).unwrap().as_str().unwrap()),
+        format!("pacer_migration_phase{{job=\"{}\",vm=\"vm\",phase=\"{}\"}} 1", job.id, j.progress.phase.as_str()),
         "pacer_vms 1".to_string(),
     ] {
         assert!(text.contains(&series), "no {series:?} in:\n{text}");

@@ -29,6 +29,6 @@ async fn an_agent_stopped_mid_migration_rolls_it_back_and_the_vm_stays() {
     wait_destination_clean(&tb, "h2").await;
     tb.bed.start_agent("h1").unwrap();
     let info = tb.client("h1").vm("vm").await.unwrap();
-    assert_eq!((info.pid, info.migrating), (before.pid, None), "{info:?}");
+    assert_eq!((info.pid, info.migrating.as_deref()), (before.pid, None), "{info:?}");
     tb.assert_runs_healthy("h1", "vm").await;
 }

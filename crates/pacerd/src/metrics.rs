@@ -178,9 +178,8 @@ impl Metrics {
                 eta.get_or_create(&l).set(s(pr.total_ms.saturating_sub(p.elapsed_ms)));
                 downtime.get_or_create(&l).set(s(pr.downtime_ms));
             }
-            let words = serde_json::to_value(p.phase).ok().and_then(|v| v.as_str().map(String::from));
             phase
-                .get_or_create(&PhaseLabels { job: j.id.clone(), vm: j.vm.clone(), phase: words.unwrap_or_default() })
+                .get_or_create(&PhaseLabels { job: j.id.clone(), vm: j.vm.clone(), phase: p.phase.as_str().into() })
                 .set(1.0);
         }
         let m = r.sub_registry_with_prefix("migration");
