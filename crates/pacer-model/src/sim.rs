@@ -407,6 +407,7 @@ impl PrecopySim {
                 _ => self.precopy_bytes,
             },
             disk: None,
+            throttle: 0.0,
         }
     }
 

@@ -22,6 +22,16 @@ pub(super) const MIN_SPEED_BPS: f64 = 1.0;
 const MAX_SPEED_BPS: f64 = 1.25e14;
 /// Upper bound on simulated rounds (each at least 25 ms long).
 const MAX_ROUNDS: usize = 20_000;
+/// Auto-converge (QEMU's defaults): the first throttle, the step, the most.
+pub const THROTTLE_INITIAL: f64 = 0.2;
+/// Throttle step after each trigger.
+pub const THROTTLE_INCREMENT: f64 = 0.1;
+/// The most QEMU throttles a guest.
+pub const THROTTLE_MAX: f64 = 0.99;
+/// QEMU throttles when the guest dirtied more than this share of what was sent (twice).
+const THROTTLE_TRIGGER: f64 = 0.5;
+/// Pre-copy that shrinks its dirty set by less than this share a round has stopped shrinking.
+const STUCK_SHRINK: f64 = 0.001;
 
 /// Which part of the migration is under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,9 +76,38 @@ pub struct Finish {
     pub downtime_s: f64,
     /// False when pre-copy would not converge on its own (paused at the cap, or hybrid switched).
     pub converges: bool,
-    /// False when the migration would not end by itself under its plan (pre-copy stuck at the
-    /// cap: `total_s` is then the end if the guest were paused; or a disk that never gets ready).
+    /// False when the migration would not end by itself under its plan (pre-copy whose dirty
+    /// set stops shrinking above QEMU's threshold: QEMU then never switches over, and
+    /// `total_s` is the end if the guest were paused at that point; or a disk that never gets
+    /// ready).
     pub completes: bool,
+    /// Memory still dirty when pre-copy ends (sent during the downtime, or after a post-copy
+    /// switch) or, when it does not complete, the dirty set it keeps coming back to, bytes.
+    #[serde(default)]
+    pub dirty_set_bytes: f64,
+}
+
+/// Pre-copy that does not converge at its speed: where it is stuck and what would finish it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stuck {
+    /// The dirty set pre-copy keeps coming back to at each sync, bytes.
+    pub dirty_set_bytes: f64,
+    /// The guest's dirty rate (after any throttle), bytes/s.
+    pub dirty_rate_bps: f64,
+    /// The speed it was judged at, bytes/s.
+    pub speed_bps: f64,
+    /// A downtime limit that lets QEMU switch over now, seconds (QEMU switches once the dirty
+    /// set fits `its bandwidth x the limit`; 10% to spare).
+    pub downtime_limit_s: f64,
+    /// The downtime that limit means: the dirty set sent with the guest stopped, seconds.
+    pub downtime_s: f64,
+    /// The least speed at which pre-copy converges with the plan's downtime limit (none below
+    /// 100x the speed).
+    pub speed_needed_bps: Option<f64>,
+    /// Switching to post-copy now.
+    pub postcopy: Finish,
+    /// Turning on auto-converge now (none if it is on).
+    pub auto_converge: Option<Finish>,
 }
 
 /// A snapshot of one migration, enough to play the rest forward ([`MigrationState::finish`]).
@@ -104,6 +143,8 @@ pub struct MigrationState {
     pub disk: Option<DiskState>,
     /// The detector hybrid migrations use to decide on switching (fed with past rounds).
     pub convergence: ConvergenceDetector,
+    /// How much auto-converge throttles the guest's vCPUs now (0 to 0.99).
+    pub throttle: f64,
 }
 
 impl MigrationState {
@@ -125,6 +166,7 @@ impl MigrationState {
             dirty,
             disk: None,
             convergence: ConvergenceDetector::default(),
+            throttle: 0.0,
         }
     }
 
@@ -178,6 +220,7 @@ impl MigrationState {
                 downtime_s: 0.0,
                 converges: true,
                 completes: true,
+                dirty_set_bytes: 0.0,
             },
             Phase::PostCopy => Finish {
                 total_s: t + self.wire_bytes(self.pending_bytes, self.pending_zero_fraction)
@@ -185,6 +228,7 @@ impl MigrationState {
                 downtime_s: SWITCHOVER_S,
                 converges: true,
                 completes: true,
+                dirty_set_bytes: self.pending_bytes,
             },
             Phase::NotStarted | Phase::PreCopy => {
                 let mem_start = self.memory_start_s.unwrap_or(t).max(0.0);
@@ -201,6 +245,7 @@ impl MigrationState {
                         downtime_s: end,
                         converges: true,
                         completes: true,
+                        dirty_set_bytes: pending,
                     }
                 } else {
                     self.precopy(t, v_mem, pending, since, mem_start)
@@ -210,6 +255,51 @@ impl MigrationState {
         out.converges &= converges;
         out.completes &= converges;
         out
+    }
+
+    /// When pre-copy at `speed_bps` would not converge: where it is stuck and what would
+    /// finish it (`None` when it converges, or is not pre-copy).
+    pub fn stuck(&self, speed_bps: f64) -> Option<Stuck> {
+        if !matches!(self.phase, Phase::NotStarted | Phase::PreCopy) || self.plan.strategy == Strategy::StopAndCopy {
+            return None;
+        }
+        let v = speed_bps.clamp(MIN_SPEED_BPS, MAX_SPEED_BPS);
+        let f = self.finish(v);
+        if f.completes {
+            return None;
+        }
+        let with = |plan: Plan| MigrationState { plan, ..self.clone() };
+        // Post-copy from now: every page still dirty crosses once.
+        let postcopy = MigrationState { phase: Phase::PostCopy, ..self.clone() };
+        let postcopy = if self.phase == Phase::NotStarted { with(Plan { strategy: Strategy::PostCopy { after_s: 0.0 }, ..self.plan }) } else { postcopy };
+        let auto = (!self.plan.auto_converge).then(|| with(Plan { auto_converge: true, ..self.plan }).finish(v));
+        // The least speed that converges with the plan's downtime limit (bisection, up to 100x).
+        let speed_needed_bps = {
+            let (mut lo, mut hi) = (v, 100.0 * v);
+            if with(self.plan).finish(hi).completes {
+                for _ in 0..40 {
+                    let mid = (lo * hi).sqrt();
+                    if self.finish(mid).completes {
+                        hi = mid;
+                    } else {
+                        lo = mid;
+                    }
+                }
+                Some(hi)
+            } else {
+                None
+            }
+        };
+        Some(Stuck {
+            dirty_set_bytes: f.dirty_set_bytes,
+            dirty_rate_bps: self.dirty.rate_bps * (1.0 - self.throttle),
+            speed_bps: v,
+            downtime_limit_s: 1.1 * f.dirty_set_bytes / v,
+            downtime_s: self.wire_bytes(f.dirty_set_bytes, self.dirty_zero_fraction) / v + SWITCHOVER_S,
+            speed_needed_bps,
+            postcopy: postcopy.finish(v),
+            auto_converge: auto,
+        })
     }
 
     /// Plays pre-copy rounds from time `t` at speed `v`.
@@ -222,14 +312,18 @@ impl MigrationState {
         mem_start: f64,
     ) -> Finish {
         let ram = self.ram_total.max(1) as f64;
-        let dirty = self.dirty.capped(ram);
+        let full = self.dirty.capped(ram);
         let thr = v * self.plan.downtime_limit_s();
         let leftover = (thr - v * CHECK_INTERVAL_S / 2.0).max(0.0);
-        let cap_bytes = ConvergenceConfig::default().max_transfer_factor * ram;
+        // QEMU never gives up on plain pre-copy; Xen's 3x rule decides hybrid's switch.
+        let plain = matches!(self.plan.strategy, Strategy::PreCopy);
+        let cap_bytes = if plain { f64::INFINITY } else { ConvergenceConfig::default().max_transfer_factor * ram };
         let dz = self.dirty_zero_fraction;
         let mut z = self.pending_zero_fraction;
         let mut sent = self.sent_bytes;
         let mut sync = self.sync_count;
+        let mut throttle = self.throttle.clamp(0.0, THROTTLE_MAX);
+        let mut high = 0;
         let mut detector =
             (self.plan.strategy == Strategy::Hybrid).then(|| self.convergence.clone());
         let switch_at = match self.plan.strategy {
@@ -238,8 +332,11 @@ impl MigrationState {
         };
         let mut prev = f64::INFINITY;
         for round in 0..MAX_ROUNDS {
+            let dirty = full.scaled(1.0 - throttle);
             let to_send = (pending - leftover).max(0.0);
             let wire = self.wire_bytes(to_send, z);
+            // QEMU's 50 ms iterations are in `leftover`: a round ends, on average, half an
+            // iteration after the dirty set fell below the threshold.
             let dt = wire / v;
             if let Some(sw) = switch_at {
                 if t + dt >= sw {
@@ -273,7 +370,15 @@ impl MigrationState {
                     downtime_s: downtime,
                     converges: true,
                     completes: true,
+                    dirty_set_bytes: pending,
                 };
+            }
+            if self.plan.auto_converge && sync > 2 && new > THROTTLE_TRIGGER * wire {
+                high += 1;
+                if high >= 2 {
+                    high = 0;
+                    throttle = if throttle == 0.0 { THROTTLE_INITIAL } else { (throttle + THROTTLE_INCREMENT).min(THROTTLE_MAX) };
+                }
             }
             if let Some(det) = detector.as_mut() {
                 det.observe(sync, pending as u64, sent as u64, self.ram_total);
@@ -281,7 +386,8 @@ impl MigrationState {
                     return self.postcopy_from(t, t, v, pending, z, 0.0, false);
                 }
             }
-            if round >= 3 && pending >= prev * 0.999 {
+            let throttling_more = self.plan.auto_converge && throttle < THROTTLE_MAX;
+            if round >= 3 && pending >= prev * (1.0 - STUCK_SHRINK) && !throttling_more {
                 return self.give_up(t, t, v, pending, z, 0.0, switch_at);
             }
             prev = pending;
@@ -316,6 +422,7 @@ impl MigrationState {
                     downtime_s: downtime,
                     converges: false,
                     completes: false,
+                    dirty_set_bytes: at_pause,
                 }
             }
         }
@@ -354,6 +461,7 @@ impl MigrationState {
             downtime_s: SWITCHOVER_S,
             converges,
             completes: true,
+            dirty_set_bytes: d,
         }
     }
 }
@@ -436,6 +544,39 @@ mod tests {
             p.converges && p.total_s > 5.0 && p.downtime_s == SWITCHOVER_S,
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn plain_precopy_never_gives_up_and_says_what_would_finish_it() {
+        // 60 MB/s over 512 MB through 25 MB/s: the dirty set stays far above 25 MB/s x 300 ms.
+        let dirty = DirtyModel::new(60.0 * MB, 512.0 * MB).unwrap();
+        let s = MigrationState::before(GIB, 0.3, dirty, Plan::default());
+        let f = s.finish(25.0 * MB);
+        assert!(!f.completes && !f.converges, "{f:?}");
+        let stuck = s.stuck(25.0 * MB).expect("stuck");
+        // Steady state: p = W (1 - exp(-r p / (v W))) with r/v = 2.4: p ~ 0.88 W.
+        let p = stuck.dirty_set_bytes / (512.0 * MB);
+        assert!((0.8..0.95).contains(&p), "{stuck:?}");
+        assert!((stuck.downtime_limit_s - 1.1 * stuck.dirty_set_bytes / (25.0 * MB)).abs() < 1e-9);
+        assert!(stuck.downtime_s > 10.0, "{stuck:?}");
+        let needed = stuck.speed_needed_bps.expect("some speed converges");
+        assert!(needed > 50.0 * MB && needed < 70.0 * MB, "{stuck:?}");
+        assert!(s.finish(needed).completes && !s.finish(needed * 0.95).completes);
+        assert!(stuck.postcopy.completes && stuck.postcopy.downtime_s == SWITCHOVER_S, "{stuck:?}");
+        // Auto-converge throttles the guest until it fits.
+        let auto = stuck.auto_converge.expect("not on yet");
+        assert!(auto.completes && auto.total_s > f.total_s.min(stuck.postcopy.total_s), "{auto:?}");
+        // A guest that converges is not stuck.
+        let calm = MigrationState::before(GIB, 0.3, DirtyModel::new(5.0 * MB, 512.0 * MB).unwrap(), Plan::default());
+        assert!(calm.finish(25.0 * MB).completes && calm.stuck(25.0 * MB).is_none());
+    }
+
+    #[test]
+    fn a_small_working_set_converges_however_fast_it_is_written() {
+        // Written at 4x the link, but all of it fits the threshold.
+        let dirty = DirtyModel::new(100.0 * MB, 4.0 * MB).unwrap();
+        let s = MigrationState::before(GIB, 0.3, dirty, Plan::default());
+        assert!(s.finish(25.0 * MB).completes);
     }
 
     #[test]

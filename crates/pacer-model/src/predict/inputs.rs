@@ -112,6 +112,9 @@ pub struct Sample {
     pub precopy_bytes: u64,
     /// Disk mirror progress, if disks are copied too.
     pub disk: Option<DiskSample>,
+    /// How much auto-converge throttles the guest's vCPUs (QEMU's `cpu-throttle-percentage` / 100).
+    #[serde(default)]
+    pub throttle: f64,
 }
 
 /// How the migration will be carried out.
@@ -141,6 +144,9 @@ pub struct Plan {
     pub downtime_limit_ms: u64,
     /// QEMU's max-bandwidth in bytes/s, if capped.
     pub bandwidth_cap_bps: Option<f64>,
+    /// QEMU's auto-converge: the guest's vCPUs are throttled while pre-copy falls behind.
+    #[serde(default)]
+    pub auto_converge: bool,
 }
 
 impl Default for Plan {
@@ -150,6 +156,7 @@ impl Default for Plan {
             strategy: Strategy::PreCopy,
             downtime_limit_ms: 300,
             bandwidth_cap_bps: None,
+            auto_converge: false,
         }
     }
 }

@@ -71,7 +71,7 @@ mod online;
 pub use band::Prediction;
 pub use before::{predict_before, predict_before_model};
 pub use forward::{
-    DiskState, Finish, MigrationState, Phase, CHECK_INTERVAL_S, PAGE_HEADER_BYTES, SWITCHOVER_S,
+    DiskState, Finish, MigrationState, Phase, Stuck, THROTTLE_INCREMENT, THROTTLE_INITIAL, THROTTLE_MAX, CHECK_INTERVAL_S, PAGE_HEADER_BYTES, SWITCHOVER_S,
     ZERO_PAGE_WIRE_BYTES,
 };
 pub use inputs::{DiskSample, Plan, PredictError, Prior, Sample, Status, Strategy};

@@ -420,6 +420,7 @@ impl Predictor {
                 ready: d.ready,
             }),
             convergence: self.convergence.clone(),
+            throttle: s.throttle.clamp(0.0, 1.0),
         })
     }
 
