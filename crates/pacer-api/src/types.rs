@@ -369,16 +369,61 @@ pub struct RetargetRequest {
 pub struct PredictionPoint {
     /// When it was made, ms since the job started.
     pub elapsed_ms: u64,
-    /// Predicted total time, ms.
-    pub total_ms: u64,
+    /// Predicted total time, ms; none when the migration will not end on its own as it
+    /// runs (pre-copy does not converge: `stuck` says why and what would end it).
+    pub total_ms: Option<u64>,
     /// Early end of the band, ms.
     pub low_ms: u64,
-    /// Late end of the band, ms.
-    pub high_ms: u64,
+    /// Late end of the band, ms; none when the band reaches the inputs at which pre-copy
+    /// does not converge. The band is an 80% interval.
+    pub high_ms: Option<u64>,
     /// Predicted downtime, ms.
     pub downtime_ms: u64,
     /// The naive estimate (elapsed + remaining / current rate) at the same moment, ms.
     pub naive_total_ms: Option<u64>,
+    /// How likely the migration is to end on its own, 0 to 1.
+    #[serde(default = "certain")]
+    pub completes_chance: f64,
+    /// Pre-copy does not converge at this rate: why, and what would end it.
+    #[serde(default)]
+    pub stuck: Option<StuckAdvice>,
+}
+
+fn certain() -> f64 {
+    1.0
+}
+
+/// A pre-copy that does not converge at its rate, and what would end it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct StuckAdvice {
+    /// The dirty set pre-copy keeps coming back to at each round's end, bytes.
+    pub dirty_set_bytes: u64,
+    /// How fast the guest dirties memory, bytes/s.
+    pub dirty_rate_bps: f64,
+    /// The rate the migration gets (the link's, or the cap), bytes/s.
+    pub speed_bps: f64,
+    /// A downtime limit that lets QEMU switch over now, ms.
+    pub downtime_limit_ms: u64,
+    /// The downtime that limit means, ms.
+    pub downtime_ms: u64,
+    /// The least bandwidth at which pre-copy converges with the current downtime limit,
+    /// bytes/s (none: not within 100x of the rate it gets).
+    pub bandwidth_needed_bps: Option<f64>,
+    /// Switching to post-copy now: when the migration would end, ms since it started.
+    pub postcopy_total_ms: u64,
+    /// Turning on auto-converge now: when it would end, ms since it started (none: it is on).
+    pub auto_converge_total_ms: Option<u64>,
+}
+
+/// A predicted finish and its band, ms.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct FinishBand {
+    /// Early end, ms.
+    pub low_ms: u64,
+    /// Most likely, ms.
+    pub total_ms: u64,
+    /// Late end, ms.
+    pub high_ms: u64,
 }
 
 /// A finish-time target and how the job is doing against it.
@@ -419,16 +464,26 @@ pub struct PredictRequest {
 /// The answer to `pacer predict`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PredictResponse {
-    /// Predicted total time, ms.
-    pub total_ms: u64,
-    /// Band, ms.
+    /// Predicted total time, ms (none: pre-copy would not converge, see `stuck`).
+    pub total_ms: Option<u64>,
+    /// Band (80%), ms.
     pub low_ms: u64,
-    /// Band, ms.
-    pub high_ms: u64,
+    /// Band (80%), ms (none: it reaches inputs at which pre-copy does not converge).
+    pub high_ms: Option<u64>,
     /// Predicted downtime, ms.
     pub downtime_ms: u64,
-    /// Whether pre-copy converges on its own.
+    /// Whether pre-copy converges on its own (at the measured figures).
     pub converges: bool,
+    /// How likely the migration is to end on its own, 0 to 1 (near the edge, both
+    /// outcomes are possible: `if_it_converges` and `stuck` describe each).
+    #[serde(default = "certain")]
+    pub completes_chance: f64,
+    /// The finish if it converges (from the likely inputs under which it does).
+    #[serde(default)]
+    pub if_it_converges: Option<FinishBand>,
+    /// What would end it if it does not converge.
+    #[serde(default)]
+    pub stuck: Option<StuckAdvice>,
     /// Measured link rate to the destination, bytes/s.
     pub link_bps: f64,
     /// Guest dirty rate, bytes/s.

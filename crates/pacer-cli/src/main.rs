@@ -253,18 +253,11 @@ async fn run(cli: Cli) -> Result<i32> {
                 copy_storage: pacer_api::CopyStorage::All,
             };
             let p = hosts.client(&src)?.predict(&vm, &req).await?;
+            let converges = p.total_ms.is_some();
             if json {
                 println!("{}", serde_json::to_string(&p)?);
             } else {
-                println!(
-                    "migrating {vm} {src} -> {to} ({}) would take {:.1} s ({:.1}-{:.1} s), downtime about {} ms{}",
-                    strategy.as_str(),
-                    p.total_ms as f64 / 1000.0,
-                    p.low_ms as f64 / 1000.0,
-                    p.high_ms as f64 / 1000.0,
-                    p.downtime_ms,
-                    if p.converges { "" } else { "; pre-copy would NOT converge on its own" }
-                );
+                println!("migrating {vm} {src} -> {to} ({}) {}", strategy.as_str(), migrate::predict_words(&p));
                 println!(
                     "  link {:.0} Mbit/s; guest dirties {} over a working set of {}{}; {:.0}% of its {} is zero pages; disks {}",
                     p.link_bps * 8.0 / 1e6,
@@ -280,7 +273,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     pacer_model::format_bytes(p.disk_bytes)
                 );
             }
-            Ok(0)
+            Ok(if converges { 0 } else { 3 })
         }
         Cmd::Job(cmd) => {
             let hosts = Hosts::load(cli.hosts_file)?;

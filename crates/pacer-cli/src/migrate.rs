@@ -205,6 +205,8 @@ struct Display {
     bar: Option<ProgressBar>,
     plain: bool,
     last_line: Option<Instant>,
+    /// The display has said that pre-copy does not converge.
+    stuck_said: bool,
 }
 
 impl Display {
@@ -220,14 +222,15 @@ impl Display {
             b.enable_steady_tick(Duration::from_millis(200));
             b
         });
-        Display { bar, plain: enabled && !tty, last_line: None }
+        Display { bar, plain: enabled && !tty, last_line: None, stuck_said: false }
     }
 
     fn line(job: &JobInfo) -> String {
         let p = &job.progress;
+        let stuck = job.prediction.is_some_and(|pr| pr.stuck.is_some());
         let mut s = format!(
-            "{:5.1}%  {} / {}  {}  dirty {}  round {}  {}",
-            p.percent,
+            "{}  {} / {}  {}  dirty {}  round {}  {}",
+            if stuck { "  --  ".to_string() } else { format!("{:5.1}%", p.percent) },
             format_bytes(p.transferred),
             format_bytes(p.total),
             format_rate(p.rate_bps),
@@ -236,13 +239,8 @@ impl Display {
             format_duration_ms(p.elapsed_ms)
         );
         if let Some(pr) = &job.prediction {
-            let left = |ms: u64| format_duration_ms(ms.saturating_sub(p.elapsed_ms));
-            s.push_str(&format!(
-                "  ETA {} ({}-{})",
-                left(pr.total_ms),
-                left(pr.low_ms),
-                left(pr.high_ms)
-            ));
+            s.push_str("  ");
+            s.push_str(&eta_words(pr, p.elapsed_ms));
         }
         if let Some(t) = &job.target {
             s.push_str(&format!(
@@ -255,12 +253,22 @@ impl Display {
     }
 
     fn update(&mut self, job: &JobInfo) {
+        // Say it once when pre-copy is found not to converge, and what would end it.
+        let stuck = job.prediction.and_then(|p| p.stuck);
+        if stuck.is_some() != self.stuck_said {
+            self.stuck_said = stuck.is_some();
+            match stuck {
+                Some(a) => self.note(&format!("pre-copy does not converge at this rate: {}", stuck_words(&a, job.progress.elapsed_ms))),
+                None => self.note("pre-copy converges again"),
+            }
+        }
+        let phase = if stuck.is_some() { "not converging" } else { job.progress.phase.words() };
         if let Some(b) = &self.bar {
-            b.set_prefix(job.progress.phase.words());
+            b.set_prefix(phase);
             b.set_position((job.progress.percent * 10.0) as u64);
             b.set_message(Self::line(job));
         } else if self.plain && self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            eprintln!("migrate {}: {:>11} {}", job.vm, job.progress.phase, Self::line(job));
+            eprintln!("migrate {}: {:>11} {}", job.vm, phase, Self::line(job));
             self.last_line = Some(Instant::now());
         }
     }
@@ -281,6 +289,85 @@ impl Display {
             b.finish_and_clear();
         }
     }
+}
+
+/// The prediction as the progress line says it: time left and its band, or that it
+/// will not end on its own.
+pub fn eta_words(pr: &pacer_api::PredictionPoint, elapsed_ms: u64) -> String {
+    let left = |ms: u64| format_duration_ms(ms.saturating_sub(elapsed_ms));
+    match (pr.total_ms, pr.high_ms) {
+        (None, _) => "does not converge at this rate".into(),
+        (Some(t), Some(h)) => format!("ETA {} ({}-{})", left(t), left(pr.low_ms), left(h)),
+        (Some(t), None) => format!(
+            "ETA {} (or never: {:.0}% chance pre-copy does not converge)",
+            left(t),
+            (1.0 - pr.completes_chance) * 100.0
+        ),
+    }
+}
+
+/// A prediction before the start, in words: one outcome, or both with their chances.
+pub fn predict_words(p: &pacer_api::PredictResponse) -> String {
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    let band = |t: u64, lo: u64, hi: Option<u64>| match hi {
+        Some(h) => format!("{:.1} s ({:.1}-{:.1} s)", secs(t), secs(lo), secs(h)),
+        None => format!("{:.1} s (from {:.1} s)", secs(t), secs(lo)),
+    };
+    let chance = p.completes_chance;
+    let stuck = p.stuck.as_ref().map(|a| stuck_words(a, 0));
+    match p.total_ms {
+        Some(t) if chance >= 0.9 => {
+            format!("would take {}, downtime about {} ms", band(t, p.low_ms, p.high_ms), p.downtime_ms)
+        }
+        Some(t) => format!(
+            "is on the edge of converging: {:.0}% likely to take {}, downtime about {} ms; \
+             {:.0}% likely not to converge at all{}",
+            chance * 100.0,
+            band(t, p.low_ms, p.high_ms),
+            p.downtime_ms,
+            (1.0 - chance) * 100.0,
+            stuck.map(|s| format!(" ({s})")).unwrap_or_default()
+        ),
+        None => {
+            let maybe = match p.if_it_converges {
+                Some(b) if chance >= 0.1 => format!(
+                    "; {:.0}% likely to converge after all, then taking {}",
+                    chance * 100.0,
+                    band(b.total_ms, b.low_ms, Some(b.high_ms))
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "would NOT finish: pre-copy does not converge at this rate: {}{maybe}",
+                stuck.unwrap_or_else(|| "the guest dirties memory faster than the link sends it".into())
+            )
+        }
+    }
+}
+
+/// What would end a pre-copy that does not converge, in words.
+pub fn stuck_words(a: &pacer_api::StuckAdvice, elapsed_ms: u64) -> String {
+    let left = |ms: u64| format_duration_ms(ms.saturating_sub(elapsed_ms));
+    let mut s = format!(
+        "the guest dirties {} and {} stays dirty at each round's end, over {}; it would end with ",
+        format_rate(a.dirty_rate_bps),
+        format_bytes(a.dirty_set_bytes),
+        format_rate(a.speed_bps)
+    );
+    let mut ways = vec![format!(
+        "a downtime limit of {} (about {} of downtime)",
+        format_duration_ms(a.downtime_limit_ms),
+        format_duration_ms(a.downtime_ms)
+    )];
+    if let Some(b) = a.bandwidth_needed_bps {
+        ways.push(format!("{} of bandwidth", format_rate(b)));
+    }
+    ways.push(format!("post-copy from now (done in {})", left(a.postcopy_total_ms)));
+    if let Some(t) = a.auto_converge_total_ms {
+        ways.push(format!("auto-converge from now (done in {}, the guest slowed)", left(t)));
+    }
+    s.push_str(&ways.join(", or "));
+    s
 }
 
 /// A human summary of a result.
@@ -317,11 +404,13 @@ pub fn summary(r: &MigrationResult) -> String {
     }
     if let Some(first) = r.predictions.iter().find(|p| p.elapsed_ms > 0) {
         s.push_str(&format!(
-            "\n  first prediction (at {}): {} ({}-{})",
+            "\n  first prediction (at {}): {}",
             format_duration_ms(first.elapsed_ms),
-            format_duration_ms(first.total_ms),
-            format_duration_ms(first.low_ms),
-            format_duration_ms(first.high_ms)
+            match (first.total_ms, first.high_ms) {
+                (Some(t), Some(h)) => format!("{} ({}-{})", format_duration_ms(t), format_duration_ms(first.low_ms), format_duration_ms(h)),
+                (Some(t), None) => format!("{} (or never: pre-copy may not converge)", format_duration_ms(t)),
+                (None, _) => "does not converge at this rate".into(),
+            }
         ));
     }
     if let Some(i) = &r.integrity {

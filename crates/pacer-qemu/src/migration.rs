@@ -60,6 +60,8 @@ pub struct MigrationInfo {
     pub ram: Option<RamStats>,
     /// Why the migration failed.
     pub error_desc: Option<String>,
+    /// How much auto-converge throttles the guest's vCPUs, percent.
+    pub cpu_throttle_percentage: Option<u64>,
 }
 
 impl MigrationInfo {
@@ -112,6 +114,7 @@ pub fn model_sample(t_s: f64, ram_total: u64, info: Option<&MigrationInfo>, disk
         mbps: ram.mbps,
         precopy_bytes: ram.precopy_bytes,
         disk,
+        throttle: info.and_then(|i| i.cpu_throttle_percentage).unwrap_or(0) as f64 / 100.0,
     }
 }
 

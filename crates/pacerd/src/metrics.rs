@@ -144,8 +144,8 @@ impl Metrics {
         let part = || Family::<PartLabels, FloatGauge>::default();
         let (remaining, transferred) = (part(), part());
         let (total, rate, dirty) = (gauge(), gauge(), gauge());
-        let (elapsed, eta, predicted, low, high, downtime, done) =
-            (gauge(), gauge(), gauge(), gauge(), gauge(), gauge(), gauge());
+        let (elapsed, eta, predicted, low, high, downtime, done, converges) =
+            (gauge(), gauge(), gauge(), gauge(), gauge(), gauge(), gauge(), gauge());
         let phase = Family::<PhaseLabels, FloatGauge>::default();
         for j in running.iter().filter(|j| j.status == JobStatus::Running) {
             let l = JobLabels { job: j.id.clone(), vm: j.vm.clone(), destination: j.destination.clone() };
@@ -172,10 +172,13 @@ impl Metrics {
             done.get_or_create(&l).set(p.percent / 100.0);
             if let Some(pr) = &j.prediction {
                 let s = |ms: u64| ms as f64 / 1000.0;
-                predicted.get_or_create(&l).set(s(pr.total_ms));
+                // A migration that will not end on its own has no ETA: +Inf, as Prometheus writes it.
+                let or_inf = |ms: Option<u64>| ms.map_or(f64::INFINITY, s);
+                predicted.get_or_create(&l).set(or_inf(pr.total_ms));
                 low.get_or_create(&l).set(s(pr.low_ms));
-                high.get_or_create(&l).set(s(pr.high_ms));
-                eta.get_or_create(&l).set(s(pr.total_ms.saturating_sub(p.elapsed_ms)));
+                high.get_or_create(&l).set(or_inf(pr.high_ms));
+                eta.get_or_create(&l).set(or_inf(pr.total_ms.map(|t| t.saturating_sub(p.elapsed_ms))));
+                converges.get_or_create(&l).set(pr.completes_chance);
                 downtime.get_or_create(&l).set(s(pr.downtime_ms));
             }
             phase
@@ -195,6 +198,11 @@ impl Metrics {
         m.register_with_unit("predicted_total_high", "Late end of the prediction's band", Unit::Seconds, high);
         m.register_with_unit("predicted_downtime", "Predicted guest downtime", Unit::Seconds, downtime);
         m.register("done_ratio", "Share of the predicted time that has passed (never decreases)", done);
+        m.register(
+            "completes_chance",
+            "How likely the migration is to end on its own (0: pre-copy does not converge at this rate)",
+            converges,
+        );
         m.register("phase", "The phase each running migration is in (1 for its phase)", phase);
         let mut out = String::new();
         let _ = encode_registry(&mut out, &r);
@@ -284,7 +292,16 @@ mod tests {
             },
             result: None,
             events: vec![],
-            prediction: Some(PredictionPoint { elapsed_ms: 2_000, total_ms: 5_000, low_ms: 4_500, high_ms: 5_500, downtime_ms: 300, naive_total_ms: None }),
+            prediction: Some(PredictionPoint {
+                elapsed_ms: 2_000,
+                total_ms: Some(5_000),
+                low_ms: 4_500,
+                high_ms: Some(5_500),
+                downtime_ms: 300,
+                naive_total_ms: None,
+                completes_chance: 1.0,
+                stuck: None,
+            }),
             predictions: vec![],
             target: None,
             started_unix_ms: 0,

@@ -814,11 +814,12 @@ mod tests {
         a.run.status = "completed".into();
         a.run.predictions = vec![PredictionPoint {
             elapsed_ms: 1000,
-            total_ms: 5700,
+            total_ms: Some(5700),
             low_ms: 5000,
-            high_ms: 6500,
+            high_ms: Some(6500),
             downtime_ms: 1,
             naive_total_ms: Some(3000),
+            ..Default::default()
         }];
         a.run.total_time_ms = Some(6100);
         let svg = chart(&a).unwrap().to_svg();

@@ -366,12 +366,7 @@ pub fn chart(g: &GroupRun) -> Option<Chart> {
             .run
             .predictions
             .iter()
-            .map(|p| {
-                (
-                    start + p.elapsed_ms as f64 / 1000.0,
-                    start + p.total_ms as f64 / 1000.0,
-                )
-            })
+            .filter_map(|p| Some((start + p.elapsed_ms as f64 / 1000.0, start + p.total_ms? as f64 / 1000.0)))
             .collect();
         lines.push(Line::new(
             &format!("{}: predicted finish", m.role),
@@ -563,11 +558,12 @@ mod tests {
     fn group(finish: [f64; 2], totals: [u64; 2], target: Option<f64>) -> GroupResult {
         let p = vec![PredictionPoint {
             elapsed_ms: 1000,
-            total_ms: 5000,
+            total_ms: Some(5000),
             low_ms: 4000,
-            high_ms: 6000,
+            high_ms: Some(6000),
             downtime_ms: 1,
             naive_total_ms: None,
+            ..Default::default()
         }];
         GroupResult {
             results: vec![Some(result(totals[0], p.clone())), Some(result(totals[1], p))],

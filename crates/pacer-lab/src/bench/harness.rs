@@ -188,7 +188,10 @@ pub async fn follow_migration(
             last_note = Instant::now();
             let pred = j
                 .prediction
-                .map(|p| format!(", Pacer predicts {:.1} s", p.total_ms as f64 / 1000.0))
+                .map(|p| match p.total_ms {
+                    Some(t) => format!(", Pacer predicts {:.1} s", t as f64 / 1000.0),
+                    None => ", Pacer says pre-copy does not converge".into(),
+                })
                 .unwrap_or_default();
             eprintln!("  {}{pred}", progress_line(&j));
         }
@@ -362,11 +365,11 @@ pub fn prediction_chart(
     let actual = s(actual_ms);
     let pacer = predictions
         .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.total_ms)))
+        .filter_map(|p| Some((s(p.elapsed_ms), s(p.total_ms?))))
         .collect();
     let band = predictions
         .iter()
-        .map(|p| (s(p.elapsed_ms), s(p.low_ms), s(p.high_ms)))
+        .filter_map(|p| Some((s(p.elapsed_ms), s(p.low_ms), s(p.high_ms?))))
         .collect();
     let naive = predictions
         .iter()

@@ -383,7 +383,7 @@ pub struct Before {
 impl From<&PredictResponse> for Before {
     fn from(p: &PredictResponse) -> Self {
         Before {
-            total_ms: p.total_ms,
+            total_ms: p.total_ms.unwrap_or(crate::bench::score::NEVER_MS),
             dirty_rate_bps: p.dirty_rate_bps,
             wss_bytes: p.wss_bytes,
             hot_bytes: p.hot_bytes,
@@ -1204,11 +1204,12 @@ mod tests {
     fn pt(elapsed_ms: u64, total_ms: u64, naive: Option<u64>) -> PredictionPoint {
         PredictionPoint {
             elapsed_ms,
-            total_ms,
+            total_ms: Some(total_ms),
             low_ms: total_ms.saturating_sub(500),
-            high_ms: total_ms + 500,
+            high_ms: Some(total_ms + 500),
             downtime_ms: 100,
             naive_total_ms: naive,
+            ..Default::default()
         }
     }
 

@@ -12,6 +12,9 @@ pub const GOAL_FROM: usize = 1;
 /// The accuracy goal: median absolute error at most this fraction of the duration.
 pub const GOAL_MAX_ERROR: f64 = 0.05;
 
+/// The total of a prediction that the migration will not end (pre-copy does not converge).
+pub const NEVER_MS: u64 = u64::MAX;
+
 /// One estimate of the total time made at some moment (ms since the job started).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
@@ -49,7 +52,8 @@ pub fn pacer_estimates(points: &[PredictionPoint]) -> Vec<Estimate> {
         .iter()
         .map(|p| Estimate {
             at_ms: p.elapsed_ms,
-            total_ms: p.total_ms,
+            // "Does not converge" scored as never.
+            total_ms: p.total_ms.unwrap_or(NEVER_MS),
         })
         .collect()
 }
@@ -156,11 +160,12 @@ mod tests {
     fn pt(elapsed_ms: u64, total_ms: u64, naive: Option<u64>) -> PredictionPoint {
         PredictionPoint {
             elapsed_ms,
-            total_ms,
+            total_ms: Some(total_ms),
             low_ms: total_ms,
-            high_ms: total_ms,
+            high_ms: Some(total_ms),
             downtime_ms: 0,
             naive_total_ms: naive,
+            ..Default::default()
         }
     }
 

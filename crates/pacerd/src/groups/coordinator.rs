@@ -173,12 +173,14 @@ async fn plan(d: &Deps, g: &Group) -> Result<Result<(), String>, Stopped> {
             match r {
                 Ok(p) => {
                     g.event(format!(
-                        "{} on {}: {:.1} s alone ({:.1}-{:.1}), link {:.0} Mbit/s",
+                        "{} on {}: {} alone, link {:.0} Mbit/s",
                         m.vm,
                         m.source.name,
-                        p.total_ms as f64 / 1000.0,
-                        p.low_ms as f64 / 1000.0,
-                        p.high_ms as f64 / 1000.0,
+                        match (p.total_ms, p.high_ms) {
+                            (Some(t), Some(h)) => format!("{:.1} s ({:.1}-{:.1})", t as f64 / 1e3, p.low_ms as f64 / 1e3, h as f64 / 1e3),
+                            (Some(t), None) => format!("{:.1} s (or more: may not converge)", t as f64 / 1e3),
+                            (None, _) => "does not converge".into(),
+                        },
                         p.link_bps * 8.0 / 1e6
                     ));
                     preds.push(p);

@@ -36,7 +36,7 @@ pub fn earliest_common_finish(preds: &[PredictResponse], plan: Plan) -> Result<f
         .collect();
     let capacity = preds.iter().map(|p| p.link_bps).fold(f64::INFINITY, f64::min);
     let g = plan_group(&states, capacity)?;
-    let alone = preds.iter().map(|p| p.total_ms as f64 / 1000.0).fold(0.0, f64::max);
+    let alone = preds.iter().map(|p| p.total_ms.map_or(f64::INFINITY, |t| t as f64 / 1000.0)).fold(0.0, f64::max);
     Ok(g.finish_s.max(alone))
 }
 
@@ -101,9 +101,12 @@ mod tests {
 
     fn pred(total_ms: u64, ram: u64, rate: f64) -> PredictResponse {
         PredictResponse {
-            total_ms,
+            total_ms: Some(total_ms),
             low_ms: total_ms,
-            high_ms: total_ms,
+            high_ms: Some(total_ms),
+            completes_chance: 1.0,
+            if_it_converges: None,
+            stuck: None,
             downtime_ms: 300,
             converges: true,
             link_bps: 125e6,

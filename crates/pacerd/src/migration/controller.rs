@@ -426,8 +426,13 @@ impl Controller {
     fn percent(&mut self, t_s: f64, completed: bool) -> f64 {
         let elapsed = ms(t_s);
         match self.foresight.latest() {
-            Some(p) => self.progress.update(elapsed, p.total_ms.saturating_sub(elapsed), completed),
-            None => self.progress.update(0, 1, completed),
+            Some(PredictionPoint { total_ms: Some(total), .. }) => {
+                self.progress.update(elapsed, total.saturating_sub(elapsed), completed)
+            }
+            // A migration that does not end on its own is not any further along: its
+            // percentage stays where it was (the display says why, in words).
+            Some(_) if !completed => self.progress.percent(),
+            _ => self.progress.update(0, 1, completed),
         }
     }
 }

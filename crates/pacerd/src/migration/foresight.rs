@@ -197,13 +197,16 @@ impl Foresight {
                     }
                 }
                 let ms = |x: f64| (x.max(0.0) * 1000.0) as u64;
+                let finite = |x: f64| x.is_finite().then(|| ms(x));
                 self.history.push(PredictionPoint {
                     elapsed_ms: ms(s.t_s),
-                    total_ms: ms(p.total_s),
+                    total_ms: finite(p.total_s),
                     low_ms: ms(p.low_s),
-                    high_ms: ms(p.high_s),
+                    high_ms: finite(p.high_s),
                     downtime_ms: p.downtime_ms.max(0.0) as u64,
                     naive_total_ms: naive.map(ms),
+                    completes_chance: p.completes_chance,
+                    stuck: p.stuck.as_ref().map(crate::migration::plan::advice),
                 });
             }
         }

@@ -1,8 +1,8 @@
 //! The model's plan for a migration request: the one place the API's request
 //! becomes the model's input (the API crate does not know the model).
 
-use pacer_api::{MigrateRequest, Strategy};
-use pacer_model::predict::Strategy as ModelStrategy;
+use pacer_api::{MigrateRequest, Strategy, StuckAdvice};
+use pacer_model::predict::{Strategy as ModelStrategy, Stuck};
 use pacer_model::Plan;
 
 /// QEMU's default downtime limit (ms), used when the request sets none.
@@ -19,6 +19,23 @@ pub fn model_plan(req: &MigrateRequest) -> Plan {
         },
         downtime_limit_ms: req.downtime_limit_ms.unwrap_or(DEFAULT_DOWNTIME_LIMIT_MS),
         bandwidth_cap_bps: req.bandwidth.map(|b| b as f64),
+        auto_converge: req.auto_converge,
+    }
+}
+
+/// The model's verdict on a pre-copy that does not converge, as the API says it.
+pub fn advice(s: &Stuck) -> StuckAdvice {
+    let ms = |x: f64| (x.max(0.0) * 1000.0).round() as u64;
+    StuckAdvice {
+        dirty_set_bytes: s.dirty_set_bytes.max(0.0) as u64,
+        dirty_rate_bps: s.dirty_rate_bps,
+        speed_bps: s.speed_bps,
+        // In QEMU's own unit, rounded up to 10 ms.
+        downtime_limit_ms: ((s.downtime_limit_s * 100.0).ceil() * 10.0) as u64,
+        downtime_ms: ms(s.downtime_s),
+        bandwidth_needed_bps: s.speed_needed_bps,
+        postcopy_total_ms: ms(s.postcopy.total_s),
+        auto_converge_total_ms: s.auto_converge.filter(|f| f.completes).map(|f| ms(f.total_s)),
     }
 }
 

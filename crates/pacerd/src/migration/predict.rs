@@ -62,9 +62,12 @@ pub async fn predict(
         .map_err(AgentError::internal)?;
     let ms = |s: f64| (s * 1000.0) as u64;
     Ok(PredictResponse {
-        total_ms: ms(p.total_s),
+        total_ms: p.total_s.is_finite().then(|| ms(p.total_s)),
         low_ms: ms(p.low_s),
-        high_ms: ms(p.high_s),
+        high_ms: p.high_s.is_finite().then(|| ms(p.high_s)),
+        completes_chance: p.completes_chance,
+        if_it_converges: p.if_completes.map(|(lo, mid, hi)| pacer_api::FinishBand { low_ms: ms(lo), total_ms: ms(mid), high_ms: ms(hi) }),
+        stuck: p.stuck.as_ref().map(crate::migration::plan::advice),
         downtime_ms: p.downtime_ms as u64,
         converges: p.converges,
         link_bps: link,
