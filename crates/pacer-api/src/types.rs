@@ -334,6 +334,47 @@ pub struct MigrateRequest {
     /// Refuse (rather than run flat out) when the target cannot be met.
     #[serde(default)]
     pub strict: bool,
+    /// What Pacer may do when pre-copy does not converge.
+    #[serde(default)]
+    pub converge: ConvergePolicy,
+}
+
+/// What Pacer may do to end a pre-copy that does not converge (nothing by default: it
+/// says so, and the migration goes on as asked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvergePolicy {
+    /// Raise QEMU's downtime limit, a step a round, up to this (ms): to what the model says
+    /// lets QEMU switch over, at least doubling it each step.
+    #[serde(default)]
+    pub max_downtime_ms: Option<u64>,
+    /// Switch to post-copy when raising the limit is not enough (or not allowed).
+    #[serde(default)]
+    pub allow_postcopy: bool,
+}
+
+/// Something the controller did to end a pre-copy that did not converge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvergeStep {
+    /// When, ms since the job started.
+    pub at_ms: u64,
+    /// What.
+    pub action: ConvergeAction,
+    /// Why, in words.
+    pub why: String,
+}
+
+/// The controller's ways of ending a pre-copy that does not converge.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum ConvergeAction {
+    /// Raised QEMU's downtime limit to this.
+    DowntimeLimit {
+        /// The new limit, ms.
+        ms: u64,
+    },
+    /// Switched to post-copy.
+    Postcopy,
 }
 
 impl MigrateRequest {
@@ -352,6 +393,7 @@ impl MigrateRequest {
             disk_bandwidth: None,
             finish_in_s: None,
             strict: false,
+            converge: ConvergePolicy::default(),
         }
     }
 }
@@ -693,6 +735,9 @@ pub struct MigrationResult {
     /// The finish-time target at the end, if there was one.
     #[serde(default)]
     pub target: Option<TargetStatus>,
+    /// What the controller did because pre-copy did not converge, in order.
+    #[serde(default)]
+    pub converge_steps: Vec<ConvergeStep>,
 }
 
 /// A migration job as the API reports it.

@@ -56,6 +56,12 @@ pub struct MigrateOpts {
     /// Refuse to start when the target cannot be met (default: report it, run flat out).
     #[arg(long)]
     pub strict: bool,
+    /// If pre-copy does not converge: raise the downtime limit, a step a round, up to this (e.g. 2s).
+    #[arg(long, value_parser = parse_ms)]
+    pub max_downtime: Option<u64>,
+    /// If pre-copy does not converge (and raising the limit is not enough): switch to post-copy.
+    #[arg(long)]
+    pub allow_postcopy: bool,
 }
 
 impl MigrateOpts {
@@ -75,6 +81,8 @@ impl MigrateOpts {
             finish_in: None,
             finish_at: None,
             strict: false,
+            max_downtime: None,
+            allow_postcopy: false,
         }
     }
 
@@ -91,6 +99,7 @@ impl MigrateOpts {
             disk_bandwidth: self.disk_bandwidth,
             finish_in_s: self.finish_in_s()?,
             strict: self.strict,
+            converge: pacer_api::ConvergePolicy { max_downtime_ms: self.max_downtime, allow_postcopy: self.allow_postcopy },
             ..MigrateRequest::new(destination, self.strategy)
         })
     }
@@ -412,6 +421,9 @@ pub fn summary(r: &MigrationResult) -> String {
                 (None, _) => "does not converge at this rate".into(),
             }
         ));
+    }
+    for step in &r.converge_steps {
+        s.push_str(&format!("\n  at {}: {}", format_duration_ms(step.at_ms), step.why));
     }
     if let Some(i) = &r.integrity {
         s.push_str(&format!(

@@ -100,6 +100,11 @@ impl Predictor {
         &self.plan
     }
 
+    /// QEMU's downtime limit was changed (ms, at least 1) while the migration runs.
+    pub fn set_downtime_limit_ms(&mut self, ms: u64) {
+        self.plan.downtime_limit_ms = ms.max(1);
+    }
+
     /// How many times the bandwidth estimate has jumped to a changed link rate.
     pub fn bandwidth_shifts(&self) -> u64 {
         self.bandwidth_shifts

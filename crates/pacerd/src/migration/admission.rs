@@ -54,6 +54,19 @@ pub fn validate(req: &MigrateRequest) -> AgentResult<()> {
     if req.strict && req.finish_in_s.is_none() {
         return Err(AgentError::Invalid("--strict needs a finish target (--finish-in or --finish-at)".into()));
     }
+    if let Some(m) = req.converge.max_downtime_ms {
+        let limit = req.downtime_limit_ms.unwrap_or(crate::migration::plan::DEFAULT_DOWNTIME_LIMIT_MS);
+        if !(limit..=600_000).contains(&m) {
+            return Err(AgentError::Invalid(format!(
+                "maximum downtime {m} ms is out of range: give the downtime limit ({limit} ms) to 10 min"
+            )));
+        }
+    }
+    if (req.converge.max_downtime_ms.is_some() || req.converge.allow_postcopy) && req.strategy == Strategy::StopAndCopy {
+        return Err(AgentError::Invalid(
+            "--max-downtime and --allow-postcopy apply to pre-copy; stop-and-copy always finishes".into(),
+        ));
+    }
     if let Some(s) = req.stall_timeout_s {
         if !s.is_finite() || !(1.0..=3600.0).contains(&s) {
             return Err(AgentError::Invalid(format!(

@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use pacer_api::{DiskProgress, JobPhase, MigrateRequest, PredictionPoint, Progress, Strategy, TargetStatus};
+use pacer_api::{
+    ConvergeAction, ConvergePolicy, ConvergeStep, DiskProgress, JobPhase, MigrateRequest, PredictionPoint, Progress,
+    Strategy, TargetStatus,
+};
 use pacer_model::predict::DiskSample;
 use pacer_model::{ConvergenceDetector, DirtyModel, MigrationState, MonotonicProgress, RateEstimator, StallDetector, Verdict as Convergence};
 use pacer_qemu::migration::{model_sample, MigrationInfo, MigrationStatus};
@@ -26,6 +29,12 @@ const POLL_NEAR_TARGET: Duration = Duration::from_millis(50);
 pub const UNLIMITED_BPS: u64 = 1 << 40;
 /// Default stall timeout (s): no byte moved for this long ends a pre-copy.
 pub const DEFAULT_STALL_S: f64 = 10.0;
+/// Pre-copy judged not to converge for this long (s) is acted on, if the policy allows.
+const STUCK_FOR_S: f64 = 3.0;
+/// ... when it is at most this likely to end on its own.
+const STUCK_CHANCE: f64 = 0.2;
+/// A step waits for the next round's end, or this long (s).
+const STEP_WAIT_S: f64 = 15.0;
 
 /// What the controller asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +124,14 @@ pub struct Controller {
     postcopy_at_s: Option<f64>,
     last_disk: Option<DiskProgress>,
     start_held_announced: bool,
+    policy: ConvergePolicy,
+    /// QEMU's downtime limit now, ms.
+    limit_ms: u64,
+    /// Since when pre-copy is judged not to converge (s).
+    stuck_since: Option<f64>,
+    /// The last step: when (s) and at which sync.
+    last_step: Option<(f64, u64)>,
+    steps: Vec<ConvergeStep>,
 }
 
 impl Controller {
@@ -157,7 +174,17 @@ impl Controller {
             postcopy_at_s: None,
             last_disk: None,
             start_held_announced: false,
+            policy: req.converge,
+            limit_ms: req.downtime_limit_ms.unwrap_or(DEFAULT_DOWNTIME_LIMIT_MS),
+            stuck_since: None,
+            last_step: None,
+            steps: Vec::new(),
         }
+    }
+
+    /// What the controller did because pre-copy did not converge.
+    pub fn converge_steps(&self) -> &[ConvergeStep] {
+        &self.steps
     }
 
     /// Every prediction made so far.
@@ -375,9 +402,65 @@ impl Controller {
                 self.postcopy_asked = true;
                 actions.push(Action::StartPostcopy);
                 events.push(why);
+            } else if let Some((action, step)) = self.converge_step(t_s, ram.dirty_sync_count) {
+                events.push(step.why.clone());
+                actions.push(action);
+                self.steps.push(step);
             }
         }
         Tick { actions, events, progress, verdict }
+    }
+
+    /// When pre-copy has not converged for a while and the policy allows: the next
+    /// step. The downtime limit goes up at most once a round, straight to what the
+    /// model says lets QEMU switch over (at least doubling), up to the policy's maximum;
+    /// post-copy comes when even the maximum would not do, or no raise is allowed.
+    fn converge_step(&mut self, t_s: f64, syncs: u64) -> Option<(Action, ConvergeStep)> {
+        let latest = self.foresight.latest();
+        let stuck = latest.and_then(|p| p.stuck.filter(|_| p.completes_chance <= STUCK_CHANCE));
+        let Some(advice) = stuck else {
+            self.stuck_since = None;
+            return None;
+        };
+        let since = *self.stuck_since.get_or_insert(t_s);
+        if t_s - since < STUCK_FOR_S {
+            return None;
+        }
+        // A raised limit counts only at the next round's end.
+        if let Some((at, sync)) = self.last_step {
+            if syncs <= sync && t_s - at < STEP_WAIT_S {
+                return None;
+            }
+        }
+        let at_ms = ms(t_s);
+        let why = format!(
+            "pre-copy does not converge: {} stays dirty at each round's end, and {} ms of downtime would send it",
+            pacer_model::format_bytes(advice.dirty_set_bytes),
+            advice.downtime_limit_ms
+        );
+        let room = self.policy.max_downtime_ms.filter(|m| *m > self.limit_ms);
+        let enough = room.is_some_and(|m| advice.downtime_limit_ms <= m);
+        match room {
+            Some(max) if enough || !self.policy.allow_postcopy => {
+                let new = advice.downtime_limit_ms.max(2 * self.limit_ms).min(max);
+                self.limit_ms = new;
+                self.last_step = Some((t_s, syncs));
+                self.stuck_since = None;
+                self.foresight.set_downtime_limit_ms(new);
+                Some((
+                    Action::SetSwitchover { downtime_limit_ms: new, switchover_bps: 0 },
+                    ConvergeStep { at_ms, action: ConvergeAction::DowntimeLimit { ms: new }, why: format!("{why}: downtime limit raised to {new} ms") },
+                ))
+            }
+            _ if self.policy.allow_postcopy => {
+                self.postcopy_asked = true;
+                Some((
+                    Action::StartPostcopy,
+                    ConvergeStep { at_ms, action: ConvergeAction::Postcopy, why: format!("{why}: switched to post-copy") },
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// Why to switch to post-copy now, if the strategy says so.
@@ -613,6 +696,77 @@ mod tests {
             last = t.progress.percent;
         }
         assert_eq!(c.tick(8.2, memory(&info("completed", GIB, 0, 3)), &m).progress.percent, 100.0);
+    }
+
+    /// Measured before the start: `rate` over `wss` (a curve as the sampler makes it).
+    fn measured(rate: f64, wss: f64) -> Measurements {
+        let d = pacer_model::DirtyModel::new(rate, wss).unwrap();
+        let now = std::time::Instant::now();
+        Measurements {
+            curve: Some(([0.5, 1.0, 2.0, 4.0, 8.0].iter().map(|w| (*w, d.dirtied(*w))).collect(), now)),
+            zero_fraction: Some((0.3, now)),
+            disk_regions: None,
+        }
+    }
+
+    /// Ticks a first round at 25 MB/s from `from` to `to` s; the actions taken.
+    fn first_round(c: &mut Controller, m: &Measurements, from: f64, to: f64) -> (Vec<Action>, Vec<String>) {
+        let (mut actions, mut events) = (Vec::new(), Vec::new());
+        let mut t = from;
+        while t < to {
+            let sent = (t * 25e6) as u64;
+            let t2 = c.tick(t, memory(&info("active", sent, GIB - sent, 1)), m);
+            actions.extend(t2.actions);
+            events.extend(t2.events);
+            t += 0.2;
+        }
+        (actions, events)
+    }
+
+    #[test]
+    fn a_guest_faster_than_the_link_is_reported_stuck_within_seconds() {
+        // 60 MB/s over 512 MB through 25 MB/s: known from the measurement before the start.
+        let r = req(Strategy::PreCopy);
+        let m = measured(60e6, 512e6);
+        let mut c = Controller::new(&r, GIB, &m, Some(25e6), None, 0.5);
+        c.memory_started(0.5);
+        let (actions, _) = first_round(&mut c, &m, 0.5, 3.0);
+        let p = c.prediction().expect("predictions");
+        assert!(p.total_ms.is_none() && p.completes_chance < 0.2, "{p:?}");
+        let a = p.stuck.expect("advice");
+        assert!(a.downtime_limit_ms > 10_000 && a.postcopy_total_ms > 0, "{a:?}");
+        assert!(a.bandwidth_needed_bps.is_some_and(|b| b > 50e6), "{a:?}");
+        // Nothing allowed: nothing done.
+        assert!(actions.iter().all(|a| !matches!(a, Action::StartPostcopy | Action::SetSwitchover { .. })), "{actions:?}");
+        assert!(c.converge_steps().is_empty());
+    }
+
+    #[test]
+    fn the_policy_raises_the_limit_to_what_converges_or_switches_to_postcopy() {
+        let m = measured(60e6, 512e6);
+        // Room enough: the limit goes to what the model says lets QEMU switch over.
+        let mut r = req(Strategy::PreCopy);
+        r.converge = ConvergePolicy { max_downtime_ms: Some(60_000), allow_postcopy: true };
+        let mut c = Controller::new(&r, GIB, &m, Some(25e6), None, 0.5);
+        c.memory_started(0.5);
+        let (actions, events) = first_round(&mut c, &m, 0.5, 6.0);
+        let raised = actions.iter().find_map(|a| match a {
+            Action::SetSwitchover { downtime_limit_ms, switchover_bps: 0 } => Some(*downtime_limit_ms),
+            _ => None,
+        });
+        assert!(raised.is_some_and(|ms| (10_000..=60_000).contains(&ms)), "{actions:?}");
+        assert!(!actions.contains(&Action::StartPostcopy), "{actions:?}");
+        assert_eq!(c.converge_steps().len(), 1, "{:?}", c.converge_steps());
+        assert!(events.iter().any(|e| e.contains("downtime limit raised")), "{events:?}");
+        // With the raised limit, the model expects it to end.
+        assert!(c.prediction().unwrap().total_ms.is_some(), "{:?}", c.prediction());
+        // A maximum that cannot do it: straight to post-copy.
+        r.converge.max_downtime_ms = Some(2_000);
+        let mut c = Controller::new(&r, GIB, &m, Some(25e6), None, 0.5);
+        c.memory_started(0.5);
+        let (actions, _) = first_round(&mut c, &m, 0.5, 6.0);
+        assert_eq!(actions.iter().filter(|a| **a == Action::StartPostcopy).count(), 1, "{actions:?}");
+        assert_eq!(c.converge_steps()[0].action, ConvergeAction::Postcopy);
     }
 
     #[test]

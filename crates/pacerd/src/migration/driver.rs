@@ -207,6 +207,7 @@ impl Migration {
         };
         result.predictions = self.ctl.predictions().to_vec();
         result.target = self.ctl.target();
+        result.converge_steps = self.ctl.converge_steps().to_vec();
         result
     }
 
@@ -233,7 +234,7 @@ impl Migration {
         let spec = self.rec.spec.clone().expect("checked at admission");
         let disks = describe_disks(&spec, self.req.copy_storage).await.map_err(|e| Outcome::Failed(e.to_string()))?;
         let mut capabilities = vec!["events".to_string()];
-        if matches!(self.req.strategy, Strategy::PostCopy | Strategy::Hybrid) {
+        if postcopy_possible(&self.req) {
             capabilities.push("postcopy-ram".into());
         }
         if !disks.is_empty() {
@@ -364,7 +365,7 @@ impl Migration {
     /// Capabilities and parameters for the strategy, then `migrate`.
     async fn begin(&mut self, uri: &str) -> Result<(), pacer_qemu::QmpError> {
         let req = &self.req;
-        let postcopy = matches!(req.strategy, Strategy::PostCopy | Strategy::Hybrid);
+        let postcopy = postcopy_possible(req);
         let qmp = self.qmp.clone().expect("connected");
         set_capabilities(
             &qmp,
@@ -507,6 +508,11 @@ impl Migration {
         self.result.reason = Some(outcome::rollback_reason(&reason, &still_here, &self.d.host_name));
         self.result.clone()
     }
+}
+
+/// Whether this migration may switch to post-copy (QEMU needs to know before it starts).
+fn postcopy_possible(req: &MigrateRequest) -> bool {
+    matches!(req.strategy, Strategy::PostCopy | Strategy::Hybrid) || req.converge.allow_postcopy
 }
 
 /// Cancels QEMU's migration if it still runs and makes sure the guest runs here.

@@ -93,6 +93,11 @@ impl Foresight {
         }
     }
 
+    /// QEMU's downtime limit was raised to `ms` (the predictor plays the rest with it).
+    pub fn set_downtime_limit_ms(&mut self, ms: u64) {
+        self.predictor.set_downtime_limit_ms(ms);
+    }
+
     /// The guest's dirtying as known before the start.
     pub fn prior_dirty(&self) -> Option<pacer_model::DirtyModel> {
         self.prior.dirty

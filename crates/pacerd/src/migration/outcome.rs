@@ -44,6 +44,7 @@ pub fn new_result(vm: &str, req: &MigrateRequest, source: &str) -> MigrationResu
         probe_bytes: 0,
         predictions: Vec::new(),
         target: None,
+        converge_steps: Vec::new(),
     }
 }
 
