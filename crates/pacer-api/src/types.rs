@@ -39,6 +39,9 @@ pub struct Workload {
     /// Disk writer, if any.
     #[serde(default)]
     pub disk: Option<DiskWorkload>,
+    /// Start with the memory writer paused (the guest's `resume` command starts it).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// The guest program's disk writer.
@@ -91,6 +94,9 @@ impl Workload {
             "pacer.workload={} pacer.wss_mib={} pacer.rate_mbps={} pacer.hot_fraction={} pacer.hot_share={}",
             self.kind, self.wss_mib, self.rate_mbps, self.hot_fraction, self.hot_share
         );
+        if self.paused {
+            s.push_str(" pacer.paused=1");
+        }
         if let Some(d) = &self.disk {
             s.push_str(&format!(
                 " pacer.disk={} pacer.disk_rate_mbps={} pacer.disk_bs_kib={} pacer.disk_pattern={} pacer.disk_hot_fraction={} pacer.disk_fill={}",

@@ -58,6 +58,9 @@ pub struct StartOpts {
     /// Fraction of writes going to the hot set.
     #[arg(long, default_value_t = 0.0)]
     pub hot_share: f64,
+    /// Start with the memory writer paused (resume it on the guest's console: `resume`).
+    #[arg(long)]
+    pub paused: bool,
     /// Accelerator: auto (KVM if it really works here), kvm or tcg.
     #[arg(long, default_value = "auto", value_parser = parse_accel)]
     pub accel: AccelChoice,
@@ -83,6 +86,7 @@ impl StartOpts {
             write_rate: 60.0,
             hot_fraction: 0.0,
             hot_share: 0.0,
+            paused: false,
             accel: AccelChoice::Auto,
         }
     }
@@ -127,6 +131,7 @@ pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
         rate_mbps: if opts.workload == "idle" { 0.0 } else { opts.write_rate },
         hot_fraction: opts.hot_fraction,
         hot_share: opts.hot_share,
+        paused: opts.paused,
         disk: (opts.disk_write_rate > 0.0).then(|| DiskWorkload {
             device: "/dev/vda".into(),
             rate_mbps: opts.disk_write_rate,

@@ -10,17 +10,23 @@ pub enum Command {
     Verify,
     /// Print a [`crate::StatusLine`] now, out of turn.
     Status,
+    /// Stop the memory writer (the working set stays as it is); answered by a status line.
+    Pause,
+    /// Start the memory writer again at its rate; answered by a status line.
+    Resume,
 }
 
 impl Command {
     /// Every command, in the order the guest lists them.
-    pub const ALL: [Command; 2] = [Command::Verify, Command::Status];
+    pub const ALL: [Command; 4] = [Command::Verify, Command::Status, Command::Pause, Command::Resume];
 
     /// The command's word on the wire (`"verify"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Command::Verify => "verify",
             Command::Status => "status",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
         }
     }
 
@@ -29,6 +35,8 @@ impl Command {
         match self {
             Command::Verify => "verify\n",
             Command::Status => "status\n",
+            Command::Pause => "pause\n",
+            Command::Resume => "resume\n",
         }
     }
 

@@ -88,6 +88,8 @@ pub struct Config {
     pub hot_share: f64,
     /// Status interval in milliseconds.
     pub status_ms: u64,
+    /// Start with the memory writer paused (the `resume` command starts it).
+    pub paused: bool,
     /// The disk workload.
     pub disk: DiskConfig,
 }
@@ -101,6 +103,7 @@ impl Default for Config {
             hot_fraction: 0.1,
             hot_share: 0.9,
             status_ms: 1000,
+            paused: false,
             disk: DiskConfig::default(),
         }
     }
@@ -157,6 +160,17 @@ pub fn parse_cmdline(cmdline: &str) -> (Config, Vec<String>) {
             },
             "hot_fraction" => parse_fraction(val).map(|f| cfg.hot_fraction = f),
             "hot_share" => parse_fraction(val).map(|f| cfg.hot_share = f),
+            "paused" => match val {
+                "1" | "true" => {
+                    cfg.paused = true;
+                    Ok(())
+                }
+                "0" | "false" => {
+                    cfg.paused = false;
+                    Ok(())
+                }
+                _ => Err(format!("expected 0 or 1, got {val:?}")),
+            },
             "status_ms" => match val.parse::<u64>() {
                 Ok(n) if (10..=3_600_000).contains(&n) => {
                     cfg.status_ms = n;
@@ -267,9 +281,14 @@ mod tests {
                 hot_fraction: 0.0,
                 hot_share: 1.0,
                 status_ms: 250,
+                paused: false,
                 disk: DiskConfig::default(),
             }
         );
+        let (c, e) = parse_cmdline("pacer.paused=1");
+        assert!(e.is_empty() && c.paused, "{e:?}");
+        let (_, e) = parse_cmdline("pacer.paused=maybe");
+        assert_eq!(e.len(), 1);
     }
 
     #[test]

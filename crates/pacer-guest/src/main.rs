@@ -162,6 +162,8 @@ struct Guest {
     /// The disk workload, if any.
     disk: Option<DiskHandle>,
     disk_written_at_last_status: u64,
+    /// The memory writer is paused (`pause`), or starts paused.
+    paused: bool,
 }
 
 impl Guest {
@@ -327,6 +329,14 @@ impl Guest {
         match Command::parse(line) {
             Some(Command::Verify) => self.verify(),
             Some(Command::Status) => self.status(),
+            Some(Command::Pause) => {
+                self.paused = true;
+                self.status();
+            }
+            Some(Command::Resume) => {
+                self.paused = false;
+                self.status();
+            }
             None if line.trim().is_empty() => {}
             None => {
                 let shown: String = line.trim().chars().take(80).collect();
@@ -367,13 +377,15 @@ impl Guest {
             };
             if let Some(line) = cmd {
                 self.command(&line);
-                // Time spent in a sweep is not credited to the writer.
-                if Command::parse(&line) == Some(Command::Verify) {
+                // Time spent in a sweep, or paused, is not credited to the writer.
+                if matches!(Command::parse(&line), Some(Command::Verify | Command::Resume)) {
                     last = Instant::now();
                 }
             }
             let now = Instant::now();
-            if writing {
+            if writing && self.paused {
+                last = now;
+            } else if writing {
                 let dt = now.duration_since(last).as_secs_f64();
                 last = now;
                 tokens = (tokens + bytes_per_sec * dt).min(burst);
@@ -470,6 +482,7 @@ fn main() {
 
     let rx = spawn_stdin_reader();
     let now = Instant::now();
+    let cfg_paused = cfg.paused;
     let mut guest = Guest {
         picker: Picker::new(pages, cfg.hot_fraction, cfg.hot_share),
         cfg,
@@ -484,6 +497,7 @@ fn main() {
         written_at_last_status: 0,
         disk,
         disk_written_at_last_status: 0,
+        paused: cfg_paused,
     };
     guest.run(rx)
 }

@@ -227,6 +227,7 @@ impl GuestPlan {
                 hot_fraction: 0.0,
                 hot_share: 0.0,
                 disk: None,
+                paused: false,
             },
             disk_size: None,
             backing: None,

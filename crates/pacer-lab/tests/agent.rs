@@ -48,6 +48,7 @@ async fn bad_vm_specs_are_refused_and_change_nothing() {
             hot_fraction: 0.0,
             hot_share: 0.0,
             disk: None,
+            paused: false,
         }),
         ..common::plain_spec("vm", 256)
     };

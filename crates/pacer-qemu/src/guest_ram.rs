@@ -230,6 +230,65 @@ impl GuestRam {
     }
 }
 
+/// A dirtying curve that follows the guest as it goes: a fixed sample of pages hashed
+/// at every step (say every 0.5 s), each new snapshot compared with older ones, so a
+/// guest that starts, stops or changes its writing shows at the next step rather than
+/// at the end of a whole measurement.
+#[derive(Debug)]
+pub struct RollingCurve {
+    pages: Vec<u64>,
+    /// Snapshots, oldest first: when each pass began, and its hashes.
+    snaps: std::collections::VecDeque<(Instant, Vec<u64>)>,
+    windows_s: Vec<f64>,
+}
+
+impl RollingCurve {
+    /// Follows `sample` random pages of a guest of `pages` pages, giving points at about
+    /// the windows in `windows_s` (ascending) once the snapshots reach back that far.
+    pub fn new(pages: u64, sample: usize, windows_s: &[f64]) -> RollingCurve {
+        RollingCurve {
+            pages: sample_pages(pages, sample),
+            snaps: std::collections::VecDeque::new(),
+            windows_s: windows_s.to_vec(),
+        }
+    }
+
+    /// Takes a snapshot of `ram` now; the curve against the older snapshots.
+    pub fn step(&mut self, ram: &GuestRam) -> io::Result<Vec<(f64, f64)>> {
+        let at = Instant::now();
+        let hashes = ram.hashes(&self.pages)?;
+        Ok(self.push(at, hashes, ram.size()))
+    }
+
+    /// Adds a snapshot made at `at` of a guest of `size` bytes; for each window, the
+    /// distinct bytes changed since the snapshot about that far back.
+    pub fn push(&mut self, at: Instant, hashes: Vec<u64>, size: u64) -> Vec<(f64, f64)> {
+        let longest = self.windows_s.last().copied().unwrap_or(0.0);
+        while self.snaps.front().is_some_and(|(t, _)| at.duration_since(*t).as_secs_f64() > longest * 1.3) {
+            self.snaps.pop_front();
+        }
+        let n = hashes.len().max(1) as f64;
+        let mut out = Vec::new();
+        for w in &self.windows_s {
+            // The snapshot whose age is nearest the window (within 30% of it).
+            let best = self
+                .snaps
+                .iter()
+                .map(|(t, h)| (at.duration_since(*t).as_secs_f64(), h))
+                .filter(|(age, _)| (age / w - 1.0).abs() <= 0.3)
+                .min_by(|a, b| (a.0 / w - 1.0).abs().total_cmp(&(b.0 / w - 1.0).abs()));
+            if let Some((age, old)) = best {
+                let changed = old.iter().zip(&hashes).filter(|(a, b)| a != b).count();
+                if out.last().is_none_or(|l: &(f64, f64)| age > l.0) {
+                    out.push((age, changed as f64 / n * size as f64));
+                }
+            }
+        }
+        self.snaps.push_back((at, hashes));
+        out
+    }
+}
+
 /// `n` distinct random page numbers below `pages` (all of them if fewer), ascending.
 fn sample_pages(pages: u64, n: usize) -> Vec<u64> {
     let mut rng = rand::thread_rng();
@@ -277,6 +336,25 @@ mod tests {
             assert!(s.windows(2).all(|w| w[0] < w[1]));
             assert!(s.iter().all(|p| *p < pages));
         }
+    }
+
+    #[test]
+    fn a_rolling_curve_compares_each_snapshot_with_older_ones() {
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let mut c = RollingCurve::new(1000, 4, &[0.5, 1.0, 2.0]);
+        assert_eq!(c.pages.len(), 4);
+        assert!(c.push(at(0.0), vec![1, 2, 3, 4], 4096).is_empty());
+        // Half a second later one page of four changed.
+        assert_eq!(c.push(at(0.5), vec![1, 2, 3, 5], 4096), vec![(0.5, 1024.0)]);
+        // Another half second: two changed since the start, one since the last pass.
+        assert_eq!(c.push(at(1.0), vec![1, 2, 6, 5], 4096), vec![(0.5, 1024.0), (1.0, 2048.0)]);
+        // Snapshots older than the longest window (and 30%) go.
+        c.push(at(3.0), vec![1, 2, 6, 5], 4096);
+        assert!(c.snaps.len() <= 3, "{:?}", c.snaps.len());
+        // The writer stops: the short windows read nothing at once.
+        let p = c.push(at(3.5), vec![1, 2, 6, 5], 4096);
+        assert_eq!(p[0], (0.5, 0.0));
     }
 
     #[test]

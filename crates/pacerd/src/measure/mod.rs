@@ -29,9 +29,14 @@ pub mod sampler;
 
 /// Windows (s) of one dirtying-curve measurement from guest memory.
 pub const CURVE_WINDOWS_S: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
-/// While the VM migrates: shorter windows, to follow a change during the first round
-/// sooner (the longer windows of the last curve are kept if the two agree).
-const MIGRATING_WINDOWS_S: [f64; 4] = [0.5, 1.0, 2.0, 4.0];
+/// While the VM migrates, its dirtying is followed: this many pages hashed every
+/// [`FOLLOW_STEP`], compared with the snapshots about these windows back (the longer
+/// windows of the last full measurement are kept while the rolling curve is short and
+/// agrees with them).
+const FOLLOW_SAMPLE_PAGES: usize = 16384;
+/// How often a migrating guest is looked at.
+pub const FOLLOW_STEP: Duration = Duration::from_millis(500);
+const FOLLOW_WINDOWS_S: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
 /// Two curves agree if they differ by at most this share at their longest common window.
 const CURVES_AGREE: f64 = 0.3;
 /// Pages hashed for a dirtying curve.
@@ -131,16 +136,53 @@ impl MeasureStore {
         if m.curve_at().is_some_and(|t| t.elapsed() < max_age) && m.zero_fraction.is_some() {
             return Ok(m);
         }
-        self.measure_locked(vms, vm, false).await
+        self.measure_locked(vms, vm).await
     }
 
-    /// Measures one VM now: its dirtying curve and zero fraction. While it migrates, only
-    /// where guest memory can be read directly (QEMU refuses its sampling then).
-    async fn measure_locked(&self, vms: &Registry, vm: &str, migrating: bool) -> Result<Measurements, String> {
+    /// Follows a migrating VM's dirtying every [`FOLLOW_STEP`] until `stop`, replacing its
+    /// curve at each step, so the predictor sees a guest change its ways within about a
+    /// second. Returns at once where guest memory cannot be read (QEMU's own sampling
+    /// does not run during a migration).
+    pub async fn follow(self: Arc<Self>, vms: Arc<Registry>, vm: String, stop: tokio_util::sync::CancellationToken) {
+        let Some(ram) = self.guest_ram(&vms, &vm).await else { return };
+        let mut roll = Some(pacer_qemu::guest_ram::RollingCurve::new(ram.pages(), FOLLOW_SAMPLE_PAGES, &FOLLOW_WINDOWS_S));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(FOLLOW_STEP) => {}
+            }
+            let (mut r, ram2) = (roll.take().expect("put back"), ram.clone());
+            let Ok((r, curve)) = tokio::task::spawn_blocking(move || {
+                let c = r.step(&ram2);
+                (r, c)
+            })
+            .await
+            else {
+                return;
+            };
+            roll = Some(r);
+            let Ok(curve) = curve else {
+                debug!("{vm}: guest memory no longer readable; not followed");
+                return;
+            };
+            if curve.is_empty() {
+                continue;
+            }
+            let mut vms_map = self.vms.lock().unwrap();
+            let e = vms_map.entry(vm.clone()).or_default();
+            let old = e.latest.curve.take();
+            let merged = merge_curves(curve, old.as_ref().map(|(c, _)| c.as_slice()));
+            e.latest.curve = Some((merged, Instant::now()));
+        }
+    }
+
+    /// Measures one VM now (not while it migrates: then it is followed): its dirtying
+    /// curve and zero fraction.
+    async fn measure_locked(&self, vms: &Registry, vm: &str) -> Result<Measurements, String> {
         let qmp = vms.qmp(vm).await.map_err(|e| e.to_string())?;
         let rec = vms.record(vm).map_err(|e| e.to_string())?;
         let mut m = Measurements::default();
-        let windows: &'static [f64] = if migrating { &MIGRATING_WINDOWS_S } else { &CURVE_WINDOWS_S };
+        let windows: &'static [f64] = &CURVE_WINDOWS_S;
         let longest = Duration::from_secs_f64(windows[windows.len() - 1]);
         let disks = disks::disk_writes(&rec, longest);
         if let Some(ram) = self.guest_ram(vms, vm).await {
@@ -153,16 +195,8 @@ impl MeasureStore {
             .map_err(|e| e.to_string())?;
             let now = Instant::now();
             let curve = curve.map_err(|e| format!("reading guest memory: {e}"))?;
-            let curve = if migrating {
-                let old = self.latest(vm).curve;
-                merge_curves(curve, old.as_ref().map(|(c, _)| c.as_slice()))
-            } else {
-                curve
-            };
             m.zero_fraction = Some((zero.map_err(|e| format!("reading guest memory: {e}"))?, now));
             m.curve = Some((curve, now));
-        } else if migrating {
-            return Err("guest memory cannot be read while the VM migrates".into());
         } else {
             let scratch = vms.vm_dir(vm).join("page.sample");
             let (points, z) = guest::measure_with_qemu(&qmp, rec.memory_mib << 20, &scratch).await?;

@@ -1,6 +1,6 @@
 //! The background sampler: keeps every running VM's measurements fresh, one VM
-//! at a time, including VMs migrating away (whose first round the predictor then
-//! follows: measured back to back, over shorter windows).
+//! at a time; a VM migrating away is followed by its job instead
+//! ([`MeasureStore::follow`], every half second).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,15 +18,11 @@ const SAMPLE_PAUSE: Duration = Duration::from_secs(4);
 
 /// Runs until `stop` is cancelled.
 pub async fn run(store: Arc<MeasureStore>, vms: Arc<Registry>, stop: CancellationToken) {
-    let mut measured_migrating = false;
     loop {
-        if !measured_migrating {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(SAMPLE_PAUSE) => {}
-            }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(SAMPLE_PAUSE) => {}
         }
-        measured_migrating = false;
         let records = vms.records();
         store.retain(&records.iter().map(|r| r.name.clone()).collect::<Vec<_>>());
         for rec in records {
@@ -45,17 +41,16 @@ pub async fn run(store: Arc<MeasureStore>, vms: Arc<Registry>, stop: Cancellatio
             if vms.run_state(&name).await.ok() != Some(RunState::Running) {
                 continue;
             }
-            let migrating = store.is_migrating(&name);
-            if migrating && store.guest_ram(&vms, &name).await.is_none() {
+            // A migrating VM is followed by its job's own task.
+            if store.is_migrating(&name) {
                 continue;
             }
             // A job may start meanwhile: QEMU's own sampling then fails, harmlessly.
             let t0 = Instant::now();
             let r = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = store.measure_locked(&vms, &name, migrating) => r,
+                r = store.measure_locked(&vms, &name) => r,
             };
-            measured_migrating |= migrating && r.is_ok();
             debug!("measured {name} in {:?}: {r:?}", t0.elapsed());
         }
     }

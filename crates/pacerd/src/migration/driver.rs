@@ -111,6 +111,8 @@ pub async fn start(d: &Arc<Deps>, vm: &str, req: MigrateRequest) -> AgentResult<
     };
     let job = d.jobs.insert(info.clone(), started, d.shutdown.child_token())?;
     d.measure.set_migrating(vm, true);
+    let following = job.cancel.child_token();
+    d.tasks.spawn(d.measure.clone().follow(d.vms.clone(), vm.to_string(), following.clone()));
     let ctl = Controller::new(
         &req,
         rec.memory_mib << 20,
@@ -123,6 +125,7 @@ pub async fn start(d: &Arc<Deps>, vm: &str, req: MigrateRequest) -> AgentResult<
     let d = d.clone();
     d.tasks.clone().spawn(async move {
         let mut result = Migration::new(&d, job.clone(), req, rec, peer, ctl).run().await;
+        following.cancel();
         result.probe_bytes = probe_bytes;
         info!("job {} ended: {:?} {:?}", job.id, result.status, result.reason);
         d.jobs.release(&job);
