@@ -88,7 +88,7 @@ mod tests {
         assert_eq!(Command::Verify.as_str(), "verify");
         assert_eq!(Command::Verify.line(), "verify\n");
         assert_eq!(Command::Status.to_string(), "status");
-        assert_eq!(Command::choices(), "verify|status");
+        assert_eq!(Command::choices(), "verify|status|pause|resume");
         for c in Command::ALL {
             assert_eq!(c.line(), format!("{c}\n"));
             assert_eq!(Command::parse(c.line()), Some(c));
@@ -105,7 +105,7 @@ mod tests {
         let e = "frobnicate\n".parse::<Command>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            r#"unknown command "frobnicate" (verify|status)"#
+            r#"unknown command "frobnicate" (verify|status|pause|resume)"#
         );
     }
 }
