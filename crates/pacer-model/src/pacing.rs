@@ -91,12 +91,14 @@ pub fn pace(
     let at_max = state.finish(max_bps);
     let earliest = finish_time(state, max_bps);
     let decision = |speed_bps: f64, predicted: f64| {
+        // Nothing to wait for when even flat out does not make it (or does not end at all).
+        let slack = predicted.is_finite() && earliest <= target_s;
         let predicted = if predicted.is_finite() {
             predicted
         } else {
             at_max.total_s
         };
-        let start_delay_s = if state.phase == Phase::NotStarted {
+        let start_delay_s = if state.phase == Phase::NotStarted && slack {
             (aim - predicted).max(0.0)
         } else {
             0.0
@@ -201,6 +203,14 @@ mod tests {
             How::PostCopy { after_s: 0.0 },
         );
         assert!(pace(&pc, 125.0 * MB, 1000.0).unwrap().feasible);
+    }
+
+    #[test]
+    fn a_migration_that_does_not_converge_does_not_wait_to_start() {
+        let dirty = DirtyModel::new(60.0 * MB, 512.0 * MB).unwrap();
+        let s = MigrationState::before(1 << 30, 0.3, dirty, Plan::default());
+        let d = pace(&s, 25.0 * MB, 90.0).unwrap();
+        assert!(!d.feasible && d.start_delay_s == 0.0, "{d:?}");
     }
 
     #[test]

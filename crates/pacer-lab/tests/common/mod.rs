@@ -121,6 +121,14 @@ impl TestBed {
         info
     }
 
+    /// Starts a guest whose memory writer waits, paused, for the `resume` command.
+    pub async fn start_guest_paused(&self, host: &str, name: &str, memory_mib: u64, wss_mib: u64, rate_mbps: f64) -> VmInfo {
+        let spec = guest_spec(name, memory_mib, vec![], Workload { paused: true, ..memwrite(wss_mib, rate_mbps, None) });
+        let info = self.client(host).start_vm(&spec).await.expect("start VM");
+        self.wait_status_line(host, name, 1).await;
+        info
+    }
+
     /// Console text of a VM.
     pub async fn console(&self, host: &str, vm: &str) -> String {
         self.client(host).console(vm, 1_000_000).await.expect("console").text
