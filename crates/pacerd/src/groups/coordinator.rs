@@ -188,6 +188,19 @@ async fn plan(d: &Deps, g: &Group) -> Result<Result<(), String>, Stopped> {
                 Err(e) => return Ok(Err(format!("cannot predict {} on {}: {e}", m.vm, m.source.name))),
             }
         }
+        // A member whose pre-copy would not converge cannot finish with the others,
+        // unless it may switch to post-copy (then it counts with its post-copy finish).
+        if let Some((m, p)) = req.members.iter().zip(&preds).find(|(_, p)| p.total_ms.is_none()) {
+            if !req.migration.converge.allow_postcopy {
+                let why = p.stuck.as_ref().map(|a| format!(
+                    ": it dirties {:.1} MB/s and the link gives {:.1} MB/s; allow post-copy, or raise the bandwidth to {}",
+                    a.dirty_rate_bps / 1e6,
+                    a.speed_bps / 1e6,
+                    a.bandwidth_needed_bps.map_or("more than 100x".into(), |b| format!("{:.1} MB/s", b / 1e6))
+                ));
+                return Ok(Err(format!("{} on {} would not converge{}", m.vm, m.source.name, why.unwrap_or_default())));
+            }
+        }
         let earliest = match earliest_common_finish(&preds, model_plan(&req.migration)) {
             Ok(f) => f * SLACK + now_s(g),
             Err(e) => return Ok(Err(format!("cannot plan the group: {e}"))),

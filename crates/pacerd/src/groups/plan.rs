@@ -36,7 +36,11 @@ pub fn earliest_common_finish(preds: &[PredictResponse], plan: Plan) -> Result<f
         .collect();
     let capacity = preds.iter().map(|p| p.link_bps).fold(f64::INFINITY, f64::min);
     let g = plan_group(&states, capacity)?;
-    let alone = preds.iter().map(|p| p.total_ms.map_or(f64::INFINITY, |t| t as f64 / 1000.0)).fold(0.0, f64::max);
+    // A member that does not converge (and may switch) counts with its post-copy finish.
+    let alone = preds
+        .iter()
+        .map(|p| p.total_ms.or(p.stuck.map(|a| a.postcopy_total_ms)).map_or(f64::INFINITY, |t| t as f64 / 1000.0))
+        .fold(0.0, f64::max);
     Ok(g.finish_s.max(alone))
 }
 
