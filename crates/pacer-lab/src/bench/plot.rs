@@ -27,7 +27,9 @@ pub struct Line {
     pub dashed: bool,
     /// Draw a small circle at every point.
     pub markers: bool,
-    /// (x, y) points.
+    /// Join the points with a line (false: marks only).
+    pub joined: bool,
+    /// (x, y) points; an infinite y is drawn at the top edge.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -38,7 +40,7 @@ pub struct Band {
     pub label: String,
     /// SVG colour (drawn translucent).
     pub color: String,
-    /// (x, low, high).
+    /// (x, low, high); an infinite high (an open top) reaches the top edge.
     pub points: Vec<(f64, f64, f64)>,
 }
 
@@ -86,8 +88,16 @@ impl Line {
             color: color.into(),
             dashed: false,
             markers: true,
+            joined: true,
             points,
         }
+    }
+
+    /// Marks only, not joined (a legend entry is still drawn).
+    pub fn marks(mut self) -> Line {
+        self.joined = false;
+        self.markers = true;
+        self
     }
 
     /// The same, dashed.
@@ -179,11 +189,18 @@ impl Chart {
         (0.0, if hi > 0.0 { hi * 1.08 } else { 1.0 })
     }
 
-    /// Whether some value lies above the y range (and is drawn clipped).
+    /// Whether some finite value lies above the y range (and is drawn clipped);
+    /// infinite ones are meant to be drawn at the top edge.
     pub fn clipped(&self) -> bool {
         let (_, hi) = self.y_range();
-        self.lines.iter().any(|l| l.points.iter().any(|p| p.1 > hi))
-            || self.bands.iter().any(|b| b.points.iter().any(|p| p.2 > hi))
+        let over = |y: f64| y.is_finite() && y > hi;
+        self.lines
+            .iter()
+            .any(|l| l.points.iter().any(|p| over(p.1)))
+            || self
+                .bands
+                .iter()
+                .any(|b| b.points.iter().any(|p| over(p.2)))
     }
 
     /// The chart as an SVG document.
@@ -302,13 +319,15 @@ impl Chart {
                 .iter()
                 .map(|p| format!("{:.1},{:.1}", sx(p.0), sy(p.1)))
                 .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{}/>"#,
-                pts.join(" "),
-                l.color,
-                dash(l.dashed)
-            );
+            if l.joined {
+                let _ = writeln!(
+                    s,
+                    r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{}/>"#,
+                    pts.join(" "),
+                    l.color,
+                    dash(l.dashed)
+                );
+            }
             if l.markers {
                 // A lone point gets a bigger mark: there is no line to see.
                 let r = if l.points.len() == 1 { 5.0 } else { 2.5 };
@@ -329,7 +348,11 @@ impl Chart {
             entries.push((
                 l.label.clone(),
                 l.color.clone(),
-                if l.dashed { "dash" } else { "line" },
+                match (l.joined, l.dashed) {
+                    (false, _) => "mark",
+                    (true, true) => "dash",
+                    (true, false) => "line",
+                },
             ));
         }
         for b in &self.bands {
@@ -353,6 +376,14 @@ impl Chart {
                 ly += 18.0;
             }
             match *kind {
+                "mark" => {
+                    let _ = write!(
+                        s,
+                        r#"<circle cx="{}" cy="{}" r="4" fill="{color}"/>"#,
+                        x + 12.0,
+                        ly - 4.0
+                    );
+                }
                 "band" => {
                     let _ = write!(
                         s,
@@ -457,6 +488,30 @@ mod tests {
             let v: f64 = cap.split('"').next().unwrap().parse().unwrap();
             assert!((TOP..=PLOT_BOTTOM).contains(&v), "{v}");
         }
+    }
+
+    #[test]
+    fn marks_and_open_tops_reach_the_top_edge() {
+        let c = Chart {
+            lines: vec![
+                Line::new("p", PALETTE[0], vec![(1.0, 10.0), (2.0, 12.0)]),
+                Line::new("never", PALETTE[1], vec![(3.0, f64::INFINITY)]).marks(),
+            ],
+            bands: vec![Band {
+                label: "band".into(),
+                color: PALETTE[0].into(),
+                points: vec![(1.0, 8.0, 12.0), (3.0, 9.0, f64::INFINITY)],
+            }],
+            ..Chart::default()
+        };
+        let svg = c.to_svg();
+        // One joined line; the marks are circles only.
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        // The infinite ones at the top edge; not reported as clipped.
+        assert!(svg.contains(&format!("cy=\"{TOP:.1}\"")), "{svg}");
+        assert!(!c.clipped());
+        assert!(svg.contains(">never</text>"));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
     }
 
     #[test]
