@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 const WIDTH: f64 = 860.0;
+/// The least height; a long legend makes the chart taller.
 const HEIGHT: f64 = 540.0;
 const LEFT: f64 = 72.0;
 const RIGHT: f64 = 24.0;
@@ -424,6 +425,13 @@ impl Chart {
             );
         }
         s.push_str("</svg>\n");
+        // Room for every legend row and note.
+        let height = HEIGHT.max(ly + 14.0);
+        if height > HEIGHT {
+            let head = format!(r#"height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}""#);
+            let tall = format!(r#"height="{height}" viewBox="0 0 {WIDTH} {height}""#);
+            s = s.replacen(&head, &tall, 1);
+        }
         s
     }
 }
@@ -512,6 +520,37 @@ mod tests {
         assert!(!c.clipped());
         assert!(svg.contains(">never</text>"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        assert!(
+            svg.contains(&format!(r#"height="{HEIGHT}""#)),
+            "a short legend: the usual height"
+        );
+        // A long legend makes room for itself.
+        let mut long = c.clone();
+        for i in 0..8 {
+            long.lines
+                .push(Line::new(&format!("l{i}"), PALETTE[2], vec![(1.0, 1.0)]));
+        }
+        long.notes = vec!["a".into(), "b".into()];
+        let svg = long.to_svg();
+        let h: f64 = svg
+            .split("height=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let last: f64 = svg
+            .rsplit("y=\"")
+            .next()
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(h > HEIGHT && last < h, "{h} {last}");
     }
 
     #[test]
