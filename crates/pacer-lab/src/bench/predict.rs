@@ -1512,8 +1512,9 @@ pub fn goals(rows: &[RowSummary], runs: &[PredictRun]) -> Goals {
         not_met_in: where5,
     });
 
-    let met =
-        list.iter().all(|g| g.met != Some(false)) && list[0].met.is_some() && no_outcome.is_empty();
+    let met = list.iter().all(|g| g.met != Some(false))
+        && list.iter().any(|g| g.met.is_some())
+        && no_outcome.is_empty();
     Goals {
         within_5pct_everywhere: within,
         below_naive_everywhere: below,
