@@ -1,16 +1,17 @@
 //! What the benchmarks share while a migration runs: the wait for the agent's
 //! background measurements, Pacer's prediction before the start, the one
 //! follower of a migration job (polled, with something done to it on the way: a
-//! link rate change, the guest's writer released; cancelled on Ctrl-C or when it
-//! takes too long), the guest writer's pause, and where plots go.
+//! link rate change, the guest's writer resumed; cancelled on Ctrl-C, when it
+//! takes too long, or when the caller gives up on it), a command to the guest's
+//! console, and where plots go.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use pacer_api::{
     JobInfo, JobPhase, MigrateRequest, MigrationResult, PredictRequest, PredictResponse,
-    PredictionPoint, Strategy, TargetStatus, VmInfo,
+    PredictionPoint, Strategy, TargetStatus,
 };
 use pacer_guest_proto::{parse_line, Command, GuestLine};
 use pacer_model::format_bytes;
@@ -123,6 +124,8 @@ pub struct Followed {
     pub reason: Option<String>,
     /// It was cancelled for taking longer than its limit.
     pub timed_out: bool,
+    /// It was cancelled because the caller's `on_poll` gave up on it.
+    pub given_up: bool,
 }
 
 /// Starts a migration of `name` from h1 and follows it until it ends; `on_poll`
@@ -135,6 +138,24 @@ pub async fn follow_migration(
     limit: Duration,
     stop: &watch::Receiver<bool>,
     mut on_poll: impl FnMut(Duration, &JobInfo),
+) -> Followed {
+    follow_migration_until(bed, name, req, limit, stop, |at, j| {
+        on_poll(at, j);
+        None
+    })
+    .await
+}
+
+/// [`follow_migration`] whose `on_poll` may also give up on the migration: when
+/// it returns a reason, the job is cancelled with it (and still followed to its
+/// end; [`Followed::given_up`] says so).
+pub async fn follow_migration_until(
+    bed: &LiveBed,
+    name: &str,
+    req: &MigrateRequest,
+    limit: Duration,
+    stop: &watch::Receiver<bool>,
+    mut on_poll: impl FnMut(Duration, &JobInfo) -> Option<String>,
 ) -> Followed {
     let mut out = Followed::default();
     let client = match bed.hosts.client("h1") {
@@ -183,7 +204,7 @@ pub async fn follow_migration(
             return out;
         }
         out.samples.push(Sample::of(at, &j));
-        on_poll(at, &j);
+        let give_up = on_poll(at, &j);
         if last_note.elapsed() >= PROGRESS_EVERY {
             last_note = Instant::now();
             let pred = j
@@ -198,6 +219,9 @@ pub async fn follow_migration(
         if cancelled.is_none() {
             let why = if *stop.borrow() {
                 Some("interrupted".to_string())
+            } else if let Some(why) = give_up {
+                out.given_up = true;
+                Some(why)
             } else if at > limit {
                 out.timed_out = true;
                 Some(format!("not done after {} s", limit.as_secs()))
@@ -245,74 +269,43 @@ pub fn precopy_request(bed: &LiveBed) -> Result<MigrateRequest> {
     Ok(MigrateRequest::new(bed.peer("h2")?, Strategy::PreCopy))
 }
 
-/// Keeps the guest program's memory writer paused by asking it to verify its
-/// memory over and over: the program does not write while it sweeps, and time
-/// spent sweeping is not credited to the writer, so it writes (almost) nothing
-/// until the requests stop. This is the only way to change a running guest's
-/// write phase: the program's rate is fixed at boot and it knows no other command.
-pub struct WriterPause {
-    stop_tx: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<u64>>,
-}
-
-impl WriterPause {
-    /// Connects to the guest's serial console (next to its QMP socket) and starts.
-    pub async fn start(info: &VmInfo) -> Result<WriterPause> {
-        let serial = serial_socket(Path::new(&info.qmp_socket));
-        let stream = tokio::net::UnixStream::connect(&serial)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open the guest's serial console {}",
-                    serial.display()
-                )
-            })?;
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let (r, mut w) = stream.into_split();
-            let mut lines = BufReader::new(r).lines();
-            let mut sweeps = 0u64;
-            loop {
-                if *stop_rx.borrow() {
-                    return Ok(sweeps);
-                }
-                w.write_all(Command::Verify.line().as_bytes()).await?;
-                // Until this sweep's answer; the console also carries status lines.
-                loop {
-                    let line = tokio::select! {
-                        l = tokio::time::timeout(Duration::from_secs(30), lines.next_line()) => l,
-                        _ = stop_rx.wait_for(|s| *s) => return Ok(sweeps),
-                    };
-                    match line {
-                        Err(_) => bail!("the guest did not answer a memory sweep within 30 s"),
-                        // The VM is gone (migrated away): nothing left to pause.
-                        Ok(Ok(None)) | Ok(Err(_)) => return Ok(sweeps),
-                        Ok(Ok(Some(l))) if matches!(parse_line(&l), Some(GuestLine::Verify(_))) => {
-                            sweeps += 1;
-                            break;
-                        }
-                        Ok(Ok(Some(_))) => {}
-                    }
-                }
+/// Sends one command to the guest program on its serial console (next to its QMP
+/// socket) and waits up to `answer_within` for its answer (a status line, or a
+/// verify line for `verify`); the connection is closed at once after, so the
+/// console stays free. Ok(false): sent, but no answer came in time.
+pub async fn console_command(
+    qmp_socket: &str,
+    cmd: Command,
+    answer_within: Duration,
+) -> Result<bool> {
+    let serial = serial_socket(Path::new(qmp_socket));
+    let stream = tokio::net::UnixStream::connect(&serial)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the guest's serial console {}",
+                serial.display()
+            )
+        })?;
+    let (r, mut w) = stream.into_split();
+    w.write_all(cmd.line().as_bytes())
+        .await
+        .with_context(|| format!("cannot write {:?} to the guest's console", cmd.as_str()))?;
+    let mut lines = BufReader::new(r).lines();
+    let answer = async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            match (cmd, parse_line(&l)) {
+                (Command::Verify, Some(GuestLine::Verify(_))) => return true,
+                (Command::Verify, _) => {}
+                (_, Some(GuestLine::Status(_))) => return true,
+                _ => {}
             }
-        });
-        Ok(WriterPause { stop_tx, task })
-    }
-
-    /// Lets the writer run again (at once: the task stops asking).
-    pub fn release(&self) {
-        let _ = self.stop_tx.send(true);
-    }
-
-    /// Releases and returns how many sweeps the guest made.
-    pub async fn finish(self) -> Result<u64> {
-        self.release();
-        match tokio::time::timeout(Duration::from_secs(35), self.task).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => bail!("writer pause task failed: {e}"),
-            Err(_) => bail!("writer pause task did not stop"),
         }
-    }
+        false
+    };
+    Ok(tokio::time::timeout(answer_within, answer)
+        .await
+        .unwrap_or(false))
 }
 
 /// The serial console socket beside a VM's QMP socket (the agent's layout).
@@ -361,42 +354,90 @@ pub fn prediction_chart(
     actual_ms: u64,
     naive_label: &str,
 ) -> Chart {
+    prediction_chart_of(title, predictions, Some(actual_ms), naive_label)
+}
+
+/// [`prediction_chart`] of a migration that may have no actual total (it did
+/// not end): "does not converge" predictions are marks at the top edge, and a
+/// band without a late end reaches it.
+pub fn prediction_chart_of(
+    title: String,
+    predictions: &[PredictionPoint],
+    actual_ms: Option<u64>,
+    naive_label: &str,
+) -> Chart {
     let s = |ms: u64| ms as f64 / 1000.0;
-    let actual = s(actual_ms);
     let pacer = predictions
         .iter()
         .filter_map(|p| Some((s(p.elapsed_ms), s(p.total_ms?))))
         .collect();
-    let band = predictions
+    let band: Vec<(f64, f64, f64)> = predictions
         .iter()
-        .filter_map(|p| Some((s(p.elapsed_ms), s(p.low_ms), s(p.high_ms?))))
+        .map(|p| {
+            let high = p.high_ms.map_or(f64::INFINITY, s);
+            (s(p.elapsed_ms), s(p.low_ms), high)
+        })
         .collect();
     let naive = predictions
         .iter()
         .filter_map(|p| p.naive_total_ms.map(|n| (s(p.elapsed_ms), s(n))))
         .collect();
+    let never: Vec<(f64, f64)> = predictions
+        .iter()
+        .filter(|p| p.total_ms.is_none())
+        .map(|p| (s(p.elapsed_ms), f64::INFINITY))
+        .collect();
+    let mut lines = vec![
+        Line::new("Pacer: predicted total", PALETTE[0], pacer),
+        Line::new(naive_label, PALETTE[1], naive).dashed(),
+    ];
+    let mut notes = Vec::new();
+    if !never.is_empty() {
+        lines.push(
+            Line::new(
+                "Pacer: does not converge (marked at the top)",
+                PALETTE[5],
+                never,
+            )
+            .marks(),
+        );
+    }
+    if band.iter().any(|b| b.2.is_infinite()) {
+        notes.push("where the band has no late end (an open top) it reaches the top edge".into());
+    }
+    let (hrules, y_max) = match actual_ms {
+        Some(a) => (
+            vec![Rule::new(
+                &format!("actual total {:.2} s", s(a)),
+                "#000000",
+                false,
+                s(a),
+            )],
+            Some(s(a) * 3.0),
+        ),
+        None => {
+            let last = predictions
+                .iter()
+                .map(|p| p.elapsed_ms)
+                .max()
+                .unwrap_or(1000);
+            (vec![], Some(s(last) * 3.0))
+        }
+    };
     Chart {
         title,
         x_label: "elapsed since the request (s)".into(),
         y_label: "total migration time (s)".into(),
-        lines: vec![
-            Line::new("Pacer: predicted total", PALETTE[0], pacer),
-            Line::new(naive_label, PALETTE[1], naive).dashed(),
-        ],
+        lines,
         bands: vec![Band {
-            label: "Pacer's band".into(),
+            label: "Pacer's band (80%)".into(),
             color: PALETTE[0].into(),
             points: band,
         }],
-        hrules: vec![Rule::new(
-            &format!("actual total {actual:.2} s"),
-            "#000000",
-            false,
-            actual,
-        )],
+        hrules,
         vrules: vec![],
-        y_max: Some(actual * 3.0),
-        notes: vec![],
+        y_max,
+        notes,
     }
 }
 

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 const WIDTH: f64 = 860.0;
+/// The least height; a long legend makes the chart taller.
 const HEIGHT: f64 = 540.0;
 const LEFT: f64 = 72.0;
 const RIGHT: f64 = 24.0;
@@ -27,7 +28,9 @@ pub struct Line {
     pub dashed: bool,
     /// Draw a small circle at every point.
     pub markers: bool,
-    /// (x, y) points.
+    /// Join the points with a line (false: marks only).
+    pub joined: bool,
+    /// (x, y) points; an infinite y is drawn at the top edge.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -38,7 +41,7 @@ pub struct Band {
     pub label: String,
     /// SVG colour (drawn translucent).
     pub color: String,
-    /// (x, low, high).
+    /// (x, low, high); an infinite high (an open top) reaches the top edge.
     pub points: Vec<(f64, f64, f64)>,
 }
 
@@ -86,8 +89,16 @@ impl Line {
             color: color.into(),
             dashed: false,
             markers: true,
+            joined: true,
             points,
         }
+    }
+
+    /// Marks only, not joined (a legend entry is still drawn).
+    pub fn marks(mut self) -> Line {
+        self.joined = false;
+        self.markers = true;
+        self
     }
 
     /// The same, dashed.
@@ -179,11 +190,18 @@ impl Chart {
         (0.0, if hi > 0.0 { hi * 1.08 } else { 1.0 })
     }
 
-    /// Whether some value lies above the y range (and is drawn clipped).
+    /// Whether some finite value lies above the y range (and is drawn clipped);
+    /// infinite ones are meant to be drawn at the top edge.
     pub fn clipped(&self) -> bool {
         let (_, hi) = self.y_range();
-        self.lines.iter().any(|l| l.points.iter().any(|p| p.1 > hi))
-            || self.bands.iter().any(|b| b.points.iter().any(|p| p.2 > hi))
+        let over = |y: f64| y.is_finite() && y > hi;
+        self.lines
+            .iter()
+            .any(|l| l.points.iter().any(|p| over(p.1)))
+            || self
+                .bands
+                .iter()
+                .any(|b| b.points.iter().any(|p| over(p.2)))
     }
 
     /// The chart as an SVG document.
@@ -302,13 +320,15 @@ impl Chart {
                 .iter()
                 .map(|p| format!("{:.1},{:.1}", sx(p.0), sy(p.1)))
                 .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{}/>"#,
-                pts.join(" "),
-                l.color,
-                dash(l.dashed)
-            );
+            if l.joined {
+                let _ = writeln!(
+                    s,
+                    r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{}/>"#,
+                    pts.join(" "),
+                    l.color,
+                    dash(l.dashed)
+                );
+            }
             if l.markers {
                 // A lone point gets a bigger mark: there is no line to see.
                 let r = if l.points.len() == 1 { 5.0 } else { 2.5 };
@@ -329,7 +349,11 @@ impl Chart {
             entries.push((
                 l.label.clone(),
                 l.color.clone(),
-                if l.dashed { "dash" } else { "line" },
+                match (l.joined, l.dashed) {
+                    (false, _) => "mark",
+                    (true, true) => "dash",
+                    (true, false) => "line",
+                },
             ));
         }
         for b in &self.bands {
@@ -353,6 +377,14 @@ impl Chart {
                 ly += 18.0;
             }
             match *kind {
+                "mark" => {
+                    let _ = write!(
+                        s,
+                        r#"<circle cx="{}" cy="{}" r="4" fill="{color}"/>"#,
+                        x + 12.0,
+                        ly - 4.0
+                    );
+                }
                 "band" => {
                     let _ = write!(
                         s,
@@ -393,6 +425,13 @@ impl Chart {
             );
         }
         s.push_str("</svg>\n");
+        // Room for every legend row and note.
+        let height = HEIGHT.max(ly + 14.0);
+        if height > HEIGHT {
+            let head = format!(r#"height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}""#);
+            let tall = format!(r#"height="{height}" viewBox="0 0 {WIDTH} {height}""#);
+            s = s.replacen(&head, &tall, 1);
+        }
         s
     }
 }
@@ -457,6 +496,61 @@ mod tests {
             let v: f64 = cap.split('"').next().unwrap().parse().unwrap();
             assert!((TOP..=PLOT_BOTTOM).contains(&v), "{v}");
         }
+    }
+
+    #[test]
+    fn marks_and_open_tops_reach_the_top_edge() {
+        let c = Chart {
+            lines: vec![
+                Line::new("p", PALETTE[0], vec![(1.0, 10.0), (2.0, 12.0)]),
+                Line::new("never", PALETTE[1], vec![(3.0, f64::INFINITY)]).marks(),
+            ],
+            bands: vec![Band {
+                label: "band".into(),
+                color: PALETTE[0].into(),
+                points: vec![(1.0, 8.0, 12.0), (3.0, 9.0, f64::INFINITY)],
+            }],
+            ..Chart::default()
+        };
+        let svg = c.to_svg();
+        // One joined line; the marks are circles only.
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        // The infinite ones at the top edge; not reported as clipped.
+        assert!(svg.contains(&format!("cy=\"{TOP:.1}\"")), "{svg}");
+        assert!(!c.clipped());
+        assert!(svg.contains(">never</text>"));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        assert!(
+            svg.contains(&format!(r#"height="{HEIGHT}""#)),
+            "a short legend: the usual height"
+        );
+        // A long legend makes room for itself.
+        let mut long = c.clone();
+        for i in 0..8 {
+            long.lines
+                .push(Line::new(&format!("l{i}"), PALETTE[2], vec![(1.0, 1.0)]));
+        }
+        long.notes = vec!["a".into(), "b".into()];
+        let svg = long.to_svg();
+        let h: f64 = svg
+            .split("height=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let last: f64 = svg
+            .rsplit("y=\"")
+            .next()
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(h > HEIGHT && last < h, "{h} {last}");
     }
 
     #[test]

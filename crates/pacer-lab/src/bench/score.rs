@@ -1,6 +1,9 @@
 //! Scoring predictions against what happened: the absolute error of a predicted
 //! total time at fixed fractions of the ACTUAL duration, using the prediction in
-//! force then (the last one made at or before that moment).
+//! force then (the last one made at or before that moment); how often the band
+//! held the actual total and how wide it was; and, for a migration that does not
+//! converge, how soon Pacer said so (and for one that does, how long it wrongly
+//! said it would not).
 
 use pacer_api::PredictionPoint;
 use serde::Serialize;
@@ -14,6 +17,20 @@ pub const GOAL_MAX_ERROR: f64 = 0.05;
 
 /// The total of a prediction that the migration will not end (pre-copy does not converge).
 pub const NEVER_MS: u64 = u64::MAX;
+/// An error at least this large comes from a "does not converge" verdict
+/// ([`NEVER_MS`]) in a migration that ended: an infinite error, written `never`.
+pub const NEVER_ERROR: f64 = 1e9;
+/// The coverage the band claims (`pacer_model::predict::BAND_COVERAGE`).
+pub const BAND_COVERAGE: f64 = 0.8;
+/// The band goal: over all runs, the actual total inside the band this often.
+pub const BAND_GOAL: (f64, f64) = (0.70, 0.90);
+/// Index in [`FRACTIONS`] from which predictions count for the band (10%).
+pub const BAND_FROM: f64 = 0.10;
+/// The recognition goal: a migration that does not converge said so this soon
+/// after the condition (dirty rate above the link) became true, ms.
+pub const GOAL_RECOGNISED_MS: u64 = 5_000;
+/// The goal of the prediction before the start, where nothing changes after it.
+pub const GOAL_BEFORE_ERROR: f64 = 0.10;
 
 /// One estimate of the total time made at some moment (ms since the job started).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,6 +112,170 @@ pub fn late(errs: &[Option<f64>; 4]) -> impl Iterator<Item = f64> + '_ {
     errs[GOAL_FROM..].iter().flatten().copied()
 }
 
+/// Whether a prediction says pre-copy does not converge as it runs.
+pub fn is_stuck(p: &PredictionPoint) -> bool {
+    p.total_ms.is_none() && p.stuck.is_some()
+}
+
+/// The prediction in force at `t_ms`: the last made at or before it.
+pub fn point_in_force(points: &[PredictionPoint], t_ms: f64) -> Option<&PredictionPoint> {
+    points
+        .iter()
+        .filter(|p| p.elapsed_ms as f64 <= t_ms)
+        .max_by_key(|p| p.elapsed_ms)
+}
+
+/// How long, in ms of the job's time within `[from_ms, to_ms)`, a prediction for
+/// which `pick` holds was the one in force, and how many such predictions were
+/// made in that time (one made before `from_ms` and still in force counts too).
+pub fn in_force_ms(
+    points: &[PredictionPoint],
+    from_ms: u64,
+    to_ms: u64,
+    pick: impl Fn(&PredictionPoint) -> bool,
+) -> (u64, usize) {
+    let mut sorted: Vec<&PredictionPoint> = points.iter().collect();
+    sorted.sort_by_key(|p| p.elapsed_ms);
+    let mut ms = 0;
+    let mut count = 0;
+    for (i, p) in sorted.iter().enumerate() {
+        let end = sorted.get(i + 1).map_or(to_ms, |n| n.elapsed_ms.min(to_ms));
+        let start = p.elapsed_ms.max(from_ms);
+        if end > start && pick(p) {
+            ms += end - start;
+            count += 1;
+        }
+    }
+    (ms, count)
+}
+
+/// When Pacer recognised that pre-copy does not converge: ms from `from_ms` (the
+/// moment the condition became true, job time) to the first "does not converge"
+/// prediction made at or after it; None if none was.
+pub fn recognised_after(points: &[PredictionPoint], from_ms: u64) -> Option<u64> {
+    points
+        .iter()
+        .filter(|p| p.elapsed_ms >= from_ms && is_stuck(p))
+        .map(|p| p.elapsed_ms - from_ms)
+        .min()
+}
+
+/// The band scored against the actual total of a completed migration.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct BandScore {
+    /// Predictions scored: those made from 10% of the actual duration to its end.
+    pub scored: usize,
+    /// Of them, those whose band held the actual total (low <= actual <= high, or
+    /// no high).
+    pub inside: usize,
+    /// Of them, those whose band had no late end (an open top).
+    pub open_top: usize,
+    /// Mean of (high - low) / actual over the scored predictions with a top.
+    pub mean_width: Option<f64>,
+    /// At 10, 25, 50 and 75% of the actual duration: whether the band in force
+    /// held the actual total (None: no prediction yet).
+    pub inside_at: [Option<bool>; 4],
+    /// Its relative width then (None: no prediction yet, or an open top).
+    pub width_at: [Option<f64>; 4],
+}
+
+impl BandScore {
+    /// The share of scored predictions whose band held the actual total.
+    pub fn coverage(&self) -> Option<f64> {
+        (self.scored > 0).then(|| self.inside as f64 / self.scored as f64)
+    }
+}
+
+fn holds(p: &PredictionPoint, actual_ms: u64) -> bool {
+    p.low_ms <= actual_ms && p.high_ms.is_none_or(|h| actual_ms <= h)
+}
+
+fn width(p: &PredictionPoint, actual_ms: u64) -> Option<f64> {
+    let h = p.high_ms?;
+    (actual_ms > 0).then(|| h.saturating_sub(p.low_ms) as f64 / actual_ms as f64)
+}
+
+/// Scores the band of every prediction made from [`BAND_FROM`] of the actual
+/// duration on (to its end), and of those in force at [`FRACTIONS`].
+pub fn band_score(points: &[PredictionPoint], actual_ms: u64) -> BandScore {
+    let from = BAND_FROM * actual_ms as f64;
+    let mut b = BandScore::default();
+    let mut widths = Vec::new();
+    for p in points
+        .iter()
+        .filter(|p| p.elapsed_ms as f64 >= from && p.elapsed_ms <= actual_ms)
+    {
+        b.scored += 1;
+        b.inside += usize::from(holds(p, actual_ms));
+        match width(p, actual_ms) {
+            Some(w) => widths.push(w),
+            None => b.open_top += 1,
+        }
+    }
+    b.mean_width = (!widths.is_empty()).then(|| widths.iter().sum::<f64>() / widths.len() as f64);
+    for (i, f) in FRACTIONS.iter().enumerate() {
+        if let Some(p) = point_in_force(points, f * actual_ms as f64) {
+            b.inside_at[i] = Some(holds(p, actual_ms));
+            b.width_at[i] = width(p, actual_ms);
+        }
+    }
+    b
+}
+
+/// Band scores pooled over runs: every scored prediction counts once.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct BandPool {
+    /// Predictions scored.
+    pub scored: usize,
+    /// Of them, inside.
+    pub inside: usize,
+    /// Of them, with an open top.
+    pub open_top: usize,
+    /// `inside / scored`.
+    pub coverage: Option<f64>,
+    /// Mean relative width over the predictions with a top.
+    pub mean_width: Option<f64>,
+    /// At 10, 25, 50, 75%: the share of runs whose band in force held the actual.
+    pub coverage_at: [Option<f64>; 4],
+    /// The mean relative width then (bands with a top).
+    pub width_at: [Option<f64>; 4],
+}
+
+impl BandPool {
+    /// Pools band scores.
+    pub fn of<'a>(scores: impl IntoIterator<Item = &'a BandScore>) -> BandPool {
+        let scores: Vec<&BandScore> = scores.into_iter().collect();
+        let mut p = BandPool::default();
+        let (mut wsum, mut wn) = (0.0, 0usize);
+        for s in &scores {
+            p.scored += s.scored;
+            p.inside += s.inside;
+            p.open_top += s.open_top;
+            if let Some(w) = s.mean_width {
+                let n = s.scored - s.open_top;
+                wsum += w * n as f64;
+                wn += n;
+            }
+        }
+        p.coverage = (p.scored > 0).then(|| p.inside as f64 / p.scored as f64);
+        p.mean_width = (wn > 0).then(|| wsum / wn as f64);
+        for i in 0..FRACTIONS.len() {
+            let at: Vec<bool> = scores.iter().filter_map(|s| s.inside_at[i]).collect();
+            p.coverage_at[i] = (!at.is_empty())
+                .then(|| at.iter().filter(|x| **x).count() as f64 / at.len() as f64);
+            let w: Vec<f64> = scores.iter().filter_map(|s| s.width_at[i]).collect();
+            p.width_at[i] = (!w.is_empty()).then(|| w.iter().sum::<f64>() / w.len() as f64);
+        }
+        p
+    }
+
+    /// Whether the coverage is within [`BAND_GOAL`] (None: nothing scored).
+    pub fn within_goal(&self) -> Option<bool> {
+        self.coverage
+            .map(|c| (BAND_GOAL.0..=BAND_GOAL.1).contains(&c))
+    }
+}
+
 /// Pacer's and the naive estimate's errors at each fraction, of one run.
 pub type ErrorPair = ([Option<f64>; 4], [Option<f64>; 4]);
 
@@ -147,6 +328,7 @@ impl Verdict {
 pub fn pct(e: Option<f64>) -> String {
     match e {
         None => "-".into(),
+        Some(e) if e >= NEVER_ERROR => "never".into(),
         Some(e) if e >= 10.0 => format!("{:.0}x", e + 1.0),
         Some(e) if e >= 0.995 => format!("{:.0}%", e * 100.0),
         Some(e) => format!("{:.1}%", e * 100.0),
@@ -258,5 +440,110 @@ mod tests {
         assert_eq!(pct(Some(0.0123)), "1.2%");
         assert_eq!(pct(Some(1.62)), "162%");
         assert_eq!(pct(Some(25.0)), "26x");
+        let never = rel_error(NEVER_MS, 30_000);
+        assert_eq!(pct(never), "never");
+    }
+
+    fn band(elapsed_ms: u64, low_ms: u64, high_ms: Option<u64>) -> PredictionPoint {
+        PredictionPoint {
+            elapsed_ms,
+            total_ms: high_ms.map(|h| (low_ms + h) / 2),
+            low_ms,
+            high_ms,
+            ..Default::default()
+        }
+    }
+
+    fn stuck(elapsed_ms: u64) -> PredictionPoint {
+        PredictionPoint {
+            elapsed_ms,
+            total_ms: None,
+            low_ms: elapsed_ms,
+            high_ms: None,
+            completes_chance: 0.0,
+            stuck: Some(Default::default()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn band_coverage_and_width() {
+        // Actual 10 s: predictions from 1 s on count.
+        let points = [
+            band(500, 1000, Some(2000)),    // before 10%: not scored
+            band(1000, 8000, Some(12000)),  // inside, width 40%
+            band(3000, 10500, Some(11000)), // outside (too late), width 5%
+            band(6000, 9000, None),         // inside, open top
+            band(8000, 9500, Some(10000)),  // inside (at the edge), width 5%
+            band(10_500, 1, Some(2)),       // after the end: not scored
+        ];
+        let b = band_score(&points, 10_000);
+        assert_eq!((b.scored, b.inside, b.open_top), (4, 3, 1));
+        assert_eq!(b.coverage(), Some(0.75));
+        assert!((b.mean_width.unwrap() - 0.5 / 3.0).abs() < 1e-12);
+        // In force at 1, 2.5, 5, 7.5 s.
+        assert_eq!(
+            b.inside_at,
+            [Some(true), Some(true), Some(false), Some(true)]
+        );
+        assert_eq!(b.width_at[3], None, "an open top has no width");
+        assert!((b.width_at[0].unwrap() - 0.4).abs() < 1e-12);
+        let none = band_score(&[], 10_000);
+        assert_eq!((none.coverage(), none.inside_at), (None, [None; 4]));
+        // Pooled: every prediction counts once.
+        let other = BandScore {
+            scored: 1,
+            inside: 1,
+            open_top: 0,
+            mean_width: Some(0.5),
+            inside_at: [None, Some(true), Some(true), Some(true)],
+            width_at: [None, Some(0.5), Some(0.5), Some(0.5)],
+        };
+        let p = BandPool::of([&b, &other]);
+        assert_eq!((p.scored, p.inside, p.open_top), (5, 4, 1));
+        assert_eq!(p.coverage, Some(0.8));
+        assert_eq!(p.within_goal(), Some(true));
+        // (0.4 + 0.05 + 0.05 + 0.5) / 4
+        assert!((p.mean_width.unwrap() - 0.25).abs() < 1e-12);
+        assert_eq!(p.coverage_at[0], Some(1.0));
+        assert_eq!(p.coverage_at[2], Some(0.5));
+        assert_eq!(BandPool::of([]).within_goal(), None);
+        let low = BandPool {
+            coverage: Some(0.6),
+            ..Default::default()
+        };
+        assert_eq!(low.within_goal(), Some(false));
+    }
+
+    #[test]
+    fn recognition_and_verdicts_in_force() {
+        let points = [
+            band(1000, 8000, Some(12000)),
+            stuck(2000),
+            band(4000, 8000, Some(12000)),
+            stuck(6000),
+            stuck(7000),
+        ];
+        assert!(is_stuck(&points[1]) && !is_stuck(&points[0]));
+        // A total of None without advice is not a verdict.
+        let bare = PredictionPoint {
+            total_ms: None,
+            ..Default::default()
+        };
+        assert!(!is_stuck(&bare));
+        assert_eq!(recognised_after(&points, 0), Some(2000));
+        // The condition came at 3 s: the first verdict after it, at 6 s.
+        assert_eq!(recognised_after(&points, 3000), Some(3000));
+        assert_eq!(recognised_after(&points, 7001), None);
+        // Stuck in force: 2-4 s and 6 s to the end (10 s).
+        assert_eq!(in_force_ms(&points, 0, 10_000, is_stuck), (6000, 3));
+        // Within 3-6.5 s: 3-4 s (the verdict of 2 s, still in force) and 6-6.5 s.
+        assert_eq!(in_force_ms(&points, 3000, 6500, is_stuck), (1500, 2));
+        // Converging verdicts in force after the first stuck one (2 s).
+        assert_eq!(
+            in_force_ms(&points, 2000, 10_000, |p| !is_stuck(p)),
+            (2000, 1)
+        );
+        assert_eq!(in_force_ms(&[], 0, 10, is_stuck), (0, 0));
     }
 }
