@@ -48,6 +48,10 @@ pub const HOT_TAU_S: f64 = 0.1;
 /// A hot set is only looked for in curves measured at windows this short, seconds.
 const HOT_MAX_WINDOW_S: f64 = 0.75;
 
+/// A hot set is believed only if the shortest window saw this many times what the curve
+/// without one says there (sampling noise alone is about 10%).
+const HOT_EVIDENCE: f64 = 1.3;
+
 /// Probe results seen as a fraction of the working set above which the set is deemed too small.
 const SATURATED: f64 = 0.95;
 
@@ -242,7 +246,10 @@ impl DirtyModel {
                     hot_best = c;
                 }
             }
-            if hot_best.0 < 0.5 * best.0 {
+            // ... and must show beyond the noise of a sampled curve (~10%): the shortest
+            // window saw clearly more than the cold curve through the rest says.
+            let beyond_noise = shortest.1 > HOT_EVIDENCE * best.1.dirtied(shortest.0);
+            if hot_best.0 < 0.5 * best.0 && beyond_noise {
                 best = hot_best;
             }
         }

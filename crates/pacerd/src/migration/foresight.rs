@@ -18,6 +18,8 @@ const RECORD_EVERY_S: f64 = 0.5;
 /// Until the agent has seen a released migration end: how much later than the
 /// model's flat-out end it ends (QEMU's check interval, the commit).
 pub const DEFAULT_SWITCH_LAG_S: f64 = 0.5;
+/// Predictions in a row that must say "does not converge" before it is said.
+const STUCK_STREAK: u32 = 3;
 /// While held after the bulk copy, send this fraction of the link (at least 1 MB/s).
 const TRICKLE_FRACTION: f64 = 0.01;
 
@@ -61,6 +63,10 @@ pub struct Foresight {
     naive: NaiveEstimator,
     /// When the guest's dirtying curve the predictor uses was measured.
     pub dirty_measured_at: Option<std::time::Instant>,
+    /// Predictions in a row that said "does not converge".
+    stuck_streak: u32,
+    /// The last finite prediction (low, total, high).
+    last_completing: Option<(f64, f64, f64)>,
 }
 
 impl Foresight {
@@ -90,6 +96,8 @@ impl Foresight {
             paced_bps: 0.0,
             dirty_measured_at: None,
             naive: NaiveEstimator::default(),
+            stuck_streak: 0,
+            last_completing: None,
         }
     }
 
@@ -200,6 +208,21 @@ impl Foresight {
                     if let (Some(state), Some(max)) = (self.predictor.state(), self.max_bps()) {
                         p.downtime_ms = state.finish(max).downtime_s * 1000.0;
                     }
+                }
+                // "Does not converge" is said once the model has said it for a second or
+                // so (three predictions): near the edge one noisy measurement flips it.
+                // Meanwhile the prediction is the finish if it converges, with an open band.
+                self.stuck_streak = if p.stuck.is_some() { self.stuck_streak + 1 } else { 0 };
+                if p.stuck.is_some() && self.stuck_streak < STUCK_STREAK {
+                    if let Some((lo, mid, _)) = p.if_completes.or(self.last_completing) {
+                        p.total_s = mid.max(s.t_s);
+                        p.low_s = lo.clamp(s.t_s, p.total_s);
+                        p.high_s = f64::INFINITY;
+                        p.stuck = None;
+                    }
+                }
+                if p.total_s.is_finite() {
+                    self.last_completing = Some((p.low_s, p.total_s, p.high_s));
                 }
                 let ms = |x: f64| (x.max(0.0) * 1000.0) as u64;
                 let finite = |x: f64| x.is_finite().then(|| ms(x));
