@@ -51,9 +51,11 @@ pub fn predict_before_model(
     Ok(band(
         &state,
         v,
+        // A fresh measurement: the dirty rate within about 25% (sampled pages, a guest
+        // that varies), the link within about 5% (a timed upload).
         Spread {
-            bandwidth: 0.1,
-            dirty: 0.5,
+            bandwidth: 0.05,
+            dirty: 0.25,
         },
         None,
     ))
