@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{BedSpec, TestBed};
-use pacer_api::{ConvergeAction, ConvergePolicy, JobInfo, JobStatus, PredictRequest, Strategy};
+use pacer_api::{ConvergeAction, ConvergePolicy, JobInfo, JobStatus, Strategy};
 use tokio::io::AsyncWriteExt;
 
 /// One at a time: each judges rates, which another's guests would disturb.
@@ -22,18 +22,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// 200 Mbit/s between the hosts: 25 MB/s, well under what the writer dirties.
 fn slow_bed() -> TestBed {
     TestBed::new(BedSpec { rate: "200mbit", ..Default::default() })
-}
-
-/// A plain pre-copy to h2, to predict.
-fn predict_req(tb: &TestBed) -> PredictRequest {
-    PredictRequest {
-        destination: tb.peer("h2"),
-        strategy: Strategy::PreCopy,
-        bandwidth: None,
-        downtime_limit_ms: None,
-        postcopy_after_s: None,
-        copy_storage: Default::default(),
-    }
 }
 
 /// Polls a job until `done` holds for it (or it ends, or `limit` passes).
@@ -60,7 +48,7 @@ async fn a_guest_dirtying_faster_than_the_link_is_reported_not_converging_within
     let before = tb.start_guest("h1", "vm", 512, 256, 60.0).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     // Before the start: it would not converge, and Pacer says what would end it.
-    let p = tb.client("h1").predict("vm", &predict_req(&tb)).await.unwrap();
+    let p = tb.client("h1").predict("vm", &tb.precopy_prediction("h2")).await.unwrap();
     assert!(p.total_ms.is_none() && !p.converges && p.completes_chance < 0.2, "{p:?}");
     let advice = p.stuck.expect("what would end it");
     assert!(advice.downtime_limit_ms > 1000 && advice.bandwidth_needed_bps.is_some_and(|b| b > 30e6), "{advice:?}");
@@ -91,7 +79,7 @@ async fn with_postcopy_allowed_and_a_target_a_stuck_migration_finishes_by_switch
     tb.start_guest("h1", "vm", 512, 256, 60.0).await;
     // Measured first (a prediction measures the guest afresh).
     tokio::time::sleep(Duration::from_secs(5)).await;
-    tb.client("h1").predict("vm", &predict_req(&tb)).await.unwrap();
+    tb.client("h1").predict("vm", &tb.precopy_prediction("h2")).await.unwrap();
     let job = tb
         .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| {
             r.finish_in_s = Some(90.0);
@@ -115,7 +103,7 @@ async fn a_guest_that_starts_writing_mid_migration_moves_the_prediction_within_s
     // Its writer is paused: the agent measures an idle guest.
     let vm = tb.start_guest_paused("h1", "vm", 768, 384, 20.0).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    tb.client("h1").predict("vm", &predict_req(&tb)).await.unwrap();
+    tb.client("h1").predict("vm", &tb.precopy_prediction("h2")).await.unwrap();
     let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |_| {}).await;
     let j = watch(&tb, &job.id, Duration::from_secs(30), |j| j.predictions.len() >= 4).await;
     let idle = j.prediction.and_then(|p| p.total_ms).expect("an idle guest converges");

@@ -46,15 +46,7 @@ async fn predict_measures_the_guest_without_migrating_it() {
     let before = tb.start_guest("h1", "vm", 512, 128, 20.0).await;
     // Let the guest's writer fill its working set first: its start-up is not its work.
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let req = pacer_api::PredictRequest {
-        destination: tb.peer("h2"),
-        strategy: Strategy::PreCopy,
-        bandwidth: None,
-        downtime_limit_ms: None,
-        postcopy_after_s: None,
-        copy_storage: Default::default(),
-    };
-    let p = tb.client("h1").predict("vm", &req).await.unwrap();
+    let p = tb.client("h1").predict("vm", &tb.precopy_prediction("h2")).await.unwrap();
     // 20 MB/s over 128 MiB, read from guest memory: rate and working set both show.
     let rate = p.dirty_rate_bps / 20e6;
     assert!((0.6..1.4).contains(&rate), "dirty rate {} B/s: {p:?}", p.dirty_rate_bps);

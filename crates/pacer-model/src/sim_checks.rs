@@ -43,6 +43,24 @@ fn plan_for(p: &SimParams) -> Plan {
     }
 }
 
+/// A guest of `mib` MiB, `zero` of it zero pages, writing `write_frac` of the link's
+/// rate over `wss_frac` of its data.
+#[allow(clippy::too_many_arguments)]
+fn guest(mib: u64, zero: f64, wss_frac: f64, write_frac: f64, link: f64, dl: u64, jitter: f64, seed: u64) -> SimParams {
+    let ram = mib << 20;
+    SimParams {
+        ram_bytes: ram,
+        zero_fraction: zero,
+        wss_bytes: (ram as f64 * (1.0 - zero) * wss_frac) as u64,
+        write_rate_bps: write_frac * link,
+        link_bps: link,
+        downtime_limit_ms: dl,
+        jitter,
+        seed,
+        ..SimParams::default()
+    }
+}
+
 /// Guests that converge comfortably (writes up to 40% of the link), links up to `max_jitter`.
 fn any_guest(max_jitter: f64) -> impl Strategy<Value = SimParams> {
     (
@@ -57,18 +75,7 @@ fn any_guest(max_jitter: f64) -> impl Strategy<Value = SimParams> {
     )
         .prop_map(
             |(mib, zero, wss_frac, write_frac, link, dl, jitter, seed)| {
-                let ram = mib << 20;
-                SimParams {
-                    ram_bytes: ram,
-                    zero_fraction: zero,
-                    wss_bytes: (ram as f64 * (1.0 - zero) * wss_frac) as u64,
-                    write_rate_bps: write_frac * link,
-                    link_bps: link,
-                    downtime_limit_ms: dl,
-                    jitter,
-                    seed,
-                    ..SimParams::default()
-                }
+                guest(mib, zero, wss_frac, write_frac, link, dl, jitter, seed)
             },
         )
 }
@@ -164,20 +171,9 @@ proptest! {
 /// Guests from idle to writing at twice the link: converging, on the edge, and not.
 fn any_writer() -> impl Strategy<Value = SimParams> {
     (256u64..1024, 0.2f64..0.7, 0.05f64..0.6, 0.0f64..2.0, 10e6f64..60e6, 100u64..500, any::<u64>()).prop_map(
-        |(mib, zero, wss_frac, write_frac, link, dl, seed)| {
-            let ram = mib << 20;
-            SimParams {
-                ram_bytes: ram,
-                zero_fraction: zero,
-                wss_bytes: (ram as f64 * (1.0 - zero) * wss_frac) as u64,
-                write_rate_bps: write_frac * link,
-                link_bps: link,
-                downtime_limit_ms: dl,
-                jitter: 0.02,
-                max_duration_s: 400.0,
-                seed,
-                ..SimParams::default()
-            }
+        |(mib, zero, wss_frac, write_frac, link, dl, seed)| SimParams {
+            max_duration_s: 400.0,
+            ..guest(mib, zero, wss_frac, write_frac, link, dl, 0.02, seed)
         },
     )
 }

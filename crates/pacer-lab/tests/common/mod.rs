@@ -101,6 +101,18 @@ impl TestBed {
         PeerRef { name: e.name.clone(), url: e.peer_url().to_string(), token: e.token }
     }
 
+    /// What to ask for to predict a plain pre-copy to `to`.
+    pub fn precopy_prediction(&self, to: &str) -> pacer_api::PredictRequest {
+        pacer_api::PredictRequest {
+            destination: self.peer(to),
+            strategy: pacer_api::Strategy::PreCopy,
+            bandwidth: None,
+            downtime_limit_ms: None,
+            postcopy_after_s: None,
+            copy_storage: Default::default(),
+        }
+    }
+
     /// Runs the `pacer` CLI against this test bed.
     pub fn pacer(&self, args: &[&str]) -> Output {
         std::process::Command::new(workspace_bin("pacer"))
