@@ -183,7 +183,6 @@ impl Foresight {
     pub fn tick(&mut self, s: &Sample, achieved_bps: f64) -> Advice {
         self.predictor.observe(s);
         let naive = self.naive.observe(s);
-        let mut advice = Advice { set_speed: None, hold: None, note: None };
         // Running flat out shows what the link can do.
         if self.speed_bps == 0 && achieved_bps > 0.0 && self.cap_bps.is_none() {
             self.capacity_bps = Some(self.capacity_bps.unwrap_or(0.0).max(achieved_bps));
@@ -195,16 +194,30 @@ impl Foresight {
         // A changed link is worth a prediction at once.
         let shifted = self.predictor.bandwidth_shifts() > self.shifts_seen;
         self.shifts_seen = self.predictor.bandwidth_shifts();
+        // Paced first, so that the prediction recorded below already knows
+        // whether the target is being met.
+        let advice = self.pace_tick(s, each_second);
         if s.t_s - self.last_record_s >= RECORD_EVERY_S || shifted {
             self.last_record_s = s.t_s;
             if let Some(mut p) = self.predictor.predict() {
-                // Under control the finish is the controller's, not the current pace's.
-                if let (Some(t), Some(true)) = (self.target_s, self.feasible) {
+                // Under control the finish is the controller's, not the current pace's:
+                // a held migration looks stuck to the model on purpose. Once released it
+                // runs flat out, and a model that keeps saying it will not converge is
+                // believed again.
+                let paced = matches!((self.target_s, self.feasible), (Some(_), Some(true)));
+                self.stuck_streak = match (&p.stuck, paced && !self.released) {
+                    (Some(_), false) => self.stuck_streak + 1,
+                    _ => 0,
+                };
+                let stuck_said = self.stuck_streak >= STUCK_STREAK;
+                if let (Some(t), true, false) = (self.target_s, paced, stuck_said) {
                     let end = t.max(s.t_s);
                     let tol = (0.02 * t).max(1.0);
                     p.total_s = end;
                     p.low_s = (end - tol).max(s.t_s);
                     p.high_s = end + tol;
+                    p.stuck = None;
+                    p.completes_chance = 1.0;
                     if let (Some(state), Some(max)) = (self.predictor.state(), self.max_bps()) {
                         p.downtime_ms = state.finish(max).downtime_s * 1000.0;
                     }
@@ -212,8 +225,7 @@ impl Foresight {
                 // "Does not converge" is said once the model has said it for a second or
                 // so (three predictions): near the edge one noisy measurement flips it.
                 // Meanwhile the prediction is the finish if it converges, with an open band.
-                self.stuck_streak = if p.stuck.is_some() { self.stuck_streak + 1 } else { 0 };
-                if p.stuck.is_some() && self.stuck_streak < STUCK_STREAK {
+                if p.stuck.is_some() && !stuck_said {
                     if let Some((lo, mid, _)) = p.if_completes.or(self.last_completing) {
                         p.total_s = mid.max(s.t_s);
                         p.low_s = lo.clamp(s.t_s, p.total_s);
@@ -238,6 +250,13 @@ impl Foresight {
                 });
             }
         }
+        advice
+    }
+
+    /// The pacing half of a tick: the gentlest speed that makes the target, the
+    /// hold and its release.
+    fn pace_tick(&mut self, s: &Sample, each_second: bool) -> Advice {
+        let mut advice = Advice { set_speed: None, hold: None, note: None };
         let steer = match (self.target_s, self.predictor.state(), self.max_bps()) {
             (Some(t), Some(state), Some(max)) if !self.released => Some((t, state, max)),
             _ => None,
