@@ -106,7 +106,10 @@ async fn a_guest_that_starts_writing_mid_migration_moves_the_prediction_within_s
     tb.client("h1").predict("vm", &tb.precopy_prediction("h2")).await.unwrap();
     let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |_| {}).await;
     let j = watch(&tb, &job.id, Duration::from_secs(30), |j| j.predictions.len() >= 4).await;
-    let idle = j.prediction.and_then(|p| p.total_ms).expect("an idle guest converges");
+    let idle = j
+        .prediction
+        .and_then(|p| p.total_ms)
+        .unwrap_or_else(|| panic!("an idle guest converges: {:?}", j.predictions));
     // The writer starts.
     let serial = std::path::Path::new(&vm.qmp_socket).with_file_name("serial.sock");
     let mut s = tokio::net::UnixStream::connect(&serial).await.unwrap();

@@ -33,7 +33,7 @@ pub const CURVE_WINDOWS_S: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
 /// [`FOLLOW_STEP`], compared with the snapshots about these windows back (the longer
 /// windows of the last full measurement are kept while the rolling curve is short and
 /// agrees with them).
-const FOLLOW_SAMPLE_PAGES: usize = 16384;
+const FOLLOW_SAMPLE_PAGES: usize = 8192;
 /// How often a migrating guest is looked at.
 pub const FOLLOW_STEP: Duration = Duration::from_millis(500);
 const FOLLOW_WINDOWS_S: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
@@ -146,10 +146,15 @@ impl MeasureStore {
     pub async fn follow(self: Arc<Self>, vms: Arc<Registry>, vm: String, stop: tokio_util::sync::CancellationToken) {
         let Some(ram) = self.guest_ram(&vms, &vm).await else { return };
         let mut roll = Some(pacer_qemu::guest_ram::RollingCurve::new(ram.pages(), FOLLOW_SAMPLE_PAGES, &FOLLOW_WINDOWS_S));
+        // A step every FOLLOW_STEP, hashing included (a step late on a busy host is
+        // taken at once, then the rhythm resumes): sleeping a whole step after each
+        // hashing made them a second apart under load, and a change took 3 s to show.
+        let mut every = tokio::time::interval(FOLLOW_STEP);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(FOLLOW_STEP) => {}
+                _ = every.tick() => {}
             }
             let (mut r, ram2) = (roll.take().expect("put back"), ram.clone());
             let Ok((r, curve)) = tokio::task::spawn_blocking(move || {
@@ -172,6 +177,7 @@ impl MeasureStore {
             let e = vms_map.entry(vm.clone()).or_default();
             let old = e.latest.curve.take();
             let merged = merge_curves(curve, old.as_ref().map(|(c, _)| c.as_slice()));
+            debug!("{vm}: followed: {merged:?}");
             e.latest.curve = Some((merged, Instant::now()));
         }
     }
