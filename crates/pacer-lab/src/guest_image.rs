@@ -1431,6 +1431,55 @@ mod tests {
         );
     }
 
+    /// Boots the apps initramfs once per application (32 MiB data set), waits
+    /// for it to run under its load, and expects `verify` to find it ok.
+    #[test]
+    fn guest_image_runs_apps() {
+        let img = image_for_tests();
+        let apps_img = GuestImage {
+            initrd: img.initrd_apps.clone(),
+            ..img.clone()
+        };
+        // PACER_TEST_APPS=zstd,redis runs only those.
+        let apps = std::env::var("PACER_TEST_APPS")
+            .unwrap_or_else(|_| "redis,memcached,stress-ng,zstd".into());
+        for app in apps.split(',') {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut g = Guest::boot(
+                &apps_img,
+                tmp.path(),
+                &format!("pacer.app={app} pacer.app_mib=32 pacer.app_rate=5 pacer.status_ms=1000"),
+                &[],
+                Duration::from_secs(120),
+            );
+            let mut runs = 0;
+            let verify = loop {
+                match g.next() {
+                    GuestLine::Ready(r) => {
+                        assert_eq!(r.app.as_deref(), Some(app), "{r:?}");
+                        assert_eq!(r.wss_mib, 4, "{r:?}");
+                    }
+                    GuestLine::Status(s) => {
+                        assert_eq!(s.app.as_deref(), Some(app), "{s:?}");
+                        assert_ne!(s.app_phase, Some(pacer_guest_proto::AppPhase::Failed));
+                        if s.app_phase == Some(pacer_guest_proto::AppPhase::Run) {
+                            runs += 1;
+                            // A few seconds under load (a zstd round done).
+                            if runs == 4 {
+                                g.send(GuestCommand::Verify);
+                            }
+                        }
+                    }
+                    GuestLine::Verify(v) => break v,
+                    _ => {}
+                }
+            };
+            assert_eq!(verify.app.as_deref(), Some(app));
+            assert!(verify.ok && verify.app_is_ok(), "{app}: {verify:?}");
+            eprintln!("{app}: {:?} after {:.1}s", verify.app_detail, g.booted.elapsed().as_secs_f64());
+        }
+    }
+
     /// Boots with a 64 MiB raw virtio-blk disk and the disk workload on
     /// /dev/vda: the initial fill, rate-limited O_DIRECT writes, then a
     /// verify sweep over memory and disk that must pass; afterwards the
