@@ -228,6 +228,7 @@ impl GuestPlan {
                 hot_share: 0.0,
                 disk: None,
                 paused: false,
+                app: None,
             },
             disk_size: None,
             backing: None,
