@@ -504,8 +504,8 @@ pub struct PredictOpts {
     #[arg(long)]
     pub quick: bool,
     /// Workloads, comma-separated: idle, steady, skewed, phase, disk, edge-0.8,
-    /// edge-1.0, edge-1.2 (redis, memcached, stress, zstd once the guest image has
-    /// them) [default: all].
+    /// edge-1.0, edge-1.2, and the applications redis, memcached, stress, zstd (data
+    /// set --wss, load aiming at --write-rate) [default: all].
     #[arg(long, value_delimiter = ',', value_parser = parse_wl)]
     pub scenarios: Option<Vec<Wl>>,
     /// Links, comma-separated: 1gbit, 200mbit, changing (1gbit -> 300mbit), rising
