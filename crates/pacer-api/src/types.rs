@@ -42,6 +42,60 @@ pub struct Workload {
     /// Start with the memory writer paused (the guest's `resume` command starts it).
     #[serde(default)]
     pub paused: bool,
+    /// A real application as the workload (the guest's memory writer then runs only
+    /// as `kind`, `wss_mib` and `rate_mbps` say: `idle` over a few MiB, usually). Left
+    /// out of the JSON when absent, so agents older than it accept the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppWorkload>,
+}
+
+/// The applications the guest image carries, in the guest's words.
+pub const APP_KINDS: [&str; 4] = ["redis", "memcached", "stress-ng", "zstd"];
+
+/// A real application in the guest (from the image's `initrd-apps.img`) and its load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppWorkload {
+    /// One of [`APP_KINDS`].
+    pub kind: String,
+    /// Its data set, MiB.
+    pub mib: u64,
+    /// The rate its load aims at, MB/s written (what each application really gets is in
+    /// docs/guest.md).
+    pub rate: f64,
+}
+
+impl AppWorkload {
+    /// Checks the kind and the numbers, saying what is wrong and what to give instead.
+    pub fn check(&self) -> Result<(), String> {
+        if !APP_KINDS.contains(&self.kind.as_str()) {
+            return Err(format!(
+                "unknown application {:?}: use {}",
+                self.kind,
+                APP_KINDS.join(", ")
+            ));
+        }
+        if self.mib == 0 || self.mib > 1 << 20 {
+            return Err(format!(
+                "application data set {} MiB is out of range: give 1 MiB or more",
+                self.mib
+            ));
+        }
+        if !self.rate.is_finite() || self.rate < 0.0 || self.rate > 100_000.0 {
+            return Err(format!(
+                "application rate {} MB/s is out of range: give 0 to 100000",
+                self.rate
+            ));
+        }
+        Ok(())
+    }
+
+    /// Guest memory the application needs beside the guest's own, MiB: its data set
+    /// twice (redis's and memcached's overhead, zstd's outputs beside its data) and the
+    /// programs themselves (about 48 MiB unpacked from the initramfs).
+    pub fn memory_mib(&self) -> u64 {
+        self.mib * 2 + 48
+    }
 }
 
 /// The guest program's disk writer.
@@ -105,6 +159,12 @@ impl Workload {
             if let Some(span) = d.span_mib {
                 s.push_str(&format!(" pacer.disk_span_mib={span}"));
             }
+        }
+        if let Some(a) = &self.app {
+            s.push_str(&format!(
+                " pacer.app={} pacer.app_mib={} pacer.app_rate={}",
+                a.kind, a.mib, a.rate
+            ));
         }
         s
     }
@@ -687,6 +747,13 @@ pub struct IntegrityResult {
     /// Bad disk blocks found.
     #[serde(default)]
     pub disk_bad_blocks: u64,
+    /// Whether the guest's application is alive and holds what was stored in it (absent
+    /// when it runs none; `ok` is false when this is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_ok: Option<bool>,
+    /// What the application check found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_detail: Option<String>,
 }
 
 /// The result of a finished migration: what `pacer migrate --json` prints.
@@ -1010,4 +1077,53 @@ pub struct GroupResult {
     pub split_s: f64,
     /// Whether every member completed.
     pub all_completed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle() -> Workload {
+        serde_json::from_str(r#"{"kind":"idle","wss_mib":4}"#).unwrap()
+    }
+
+    /// JSON written before applications existed still reads, and a workload
+    /// without one is written without the field (older agents reject unknown ones).
+    #[test]
+    fn app_field_is_optional_both_ways() {
+        let w = idle();
+        assert_eq!(w.app, None);
+        assert!(!serde_json::to_string(&w).unwrap().contains("app"));
+        assert!(!w.kernel_args().contains("pacer.app"));
+        let i: IntegrityResult = serde_json::from_str(
+            r#"{"ok":true,"pages_checked":1,"bad_pages":0,"errors_total":0,"duration_ms":1}"#,
+        )
+        .unwrap();
+        assert_eq!((i.disk_ok, i.app_ok), (true, None));
+        assert!(!serde_json::to_string(&i).unwrap().contains("app"));
+    }
+
+    #[test]
+    fn app_goes_to_the_kernel_command_line() {
+        let w = Workload {
+            app: Some(AppWorkload { kind: "redis".into(), mib: 64, rate: 12.5 }),
+            ..idle()
+        };
+        assert!(w.kernel_args().ends_with(" pacer.app=redis pacer.app_mib=64 pacer.app_rate=12.5"));
+        let back: Workload = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
+        assert_eq!(back, w);
+    }
+
+    #[test]
+    fn app_checks_name_what_is_wrong() {
+        let a = |kind: &str, mib, rate| AppWorkload { kind: kind.into(), mib, rate };
+        for k in APP_KINDS {
+            assert_eq!(a(k, 64, 10.0).check(), Ok(()));
+        }
+        let e = a("mysql", 64, 10.0).check().unwrap_err();
+        assert_eq!(e, r#"unknown application "mysql": use redis, memcached, stress-ng, zstd"#);
+        assert!(a("zstd", 0, 10.0).check().unwrap_err().contains("data set"));
+        assert!(a("zstd", 64, f64::NAN).check().unwrap_err().contains("rate"));
+        assert_eq!(a("zstd", 64, 1.0).memory_mib(), 176);
+    }
 }

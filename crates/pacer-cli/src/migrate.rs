@@ -441,6 +441,13 @@ pub fn summary(r: &MigrationResult) -> String {
                 i.disk_bad_blocks
             ));
         }
+        if let Some(ok) = i.app_ok {
+            s.push_str(&format!(
+                "\n  guest application check: {} ({})",
+                if ok { "PASSED" } else { "FAILED" },
+                i.app_detail.as_deref().unwrap_or("no detail")
+            ));
+        }
     }
     if r.disk_bytes > 0 {
         s.push_str(&format!(

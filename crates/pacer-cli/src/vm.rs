@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Result};
 use pacer_api::{
-    AccelChoice, AdoptRequest, DiskWorkload, IntegrityResult, VmInfo, VmSpec, Workload,
+    AccelChoice, AdoptRequest, AppWorkload, DiskWorkload, IntegrityResult, VmInfo, VmSpec,
+    Workload, APP_KINDS,
 };
 use pacer_model::format_bytes;
 
@@ -64,7 +65,20 @@ pub struct StartOpts {
     /// Accelerator: auto (KVM if it really works here), kvm or tcg.
     #[arg(long, default_value = "auto", value_parser = parse_accel)]
     pub accel: AccelChoice,
+    /// A real application as the workload: redis, memcached, stress-ng or zstd (boots
+    /// the image's initrd-apps.img; with --workload idle the guest's own pages shrink to 4 MiB).
+    #[arg(long, value_parser = parse_app)]
+    pub app: Option<String>,
+    /// The application's data set: MiB, or a size such as 128M.
+    #[arg(long, default_value = "64", value_parser = parse_app_mib)]
+    pub app_mib: u64,
+    /// The rate the application's load aims at: MB/s, or a rate such as 10MB/s.
+    #[arg(long, default_value = "10", value_parser = parse_app_rate)]
+    pub app_rate: f64,
 }
+
+/// The guest program's own pages beside an application: a canary `verify` sweeps.
+const APP_CANARY_MIB: u64 = 4;
 
 impl StartOpts {
     /// The CLI's defaults for a VM `name` on `host` (for callers other than clap).
@@ -88,7 +102,36 @@ impl StartOpts {
             hot_share: 0.0,
             paused: false,
             accel: AccelChoice::Auto,
+            app: None,
+            app_mib: 64,
+            app_rate: 10.0,
         }
+    }
+}
+
+fn parse_app(s: &str) -> Result<String, String> {
+    if APP_KINDS.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("unknown application {s:?}: use {}", APP_KINDS.join(", ")))
+    }
+}
+
+/// A plain number is MiB; else a size (64M, 1G).
+fn parse_app_mib(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("the data set must be at least 1 MiB".into()),
+        Ok(n) => Ok(n),
+        Err(_) => parse_mib(s),
+    }
+}
+
+/// A plain number is MB/s; else a rate (10MB/s, 80Mbit/s).
+fn parse_app_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        Ok(r) => Err(format!("rate {r} is out of range: give 0 or more MB/s")),
+        Err(_) => parse_rate_mbps(s),
     }
 }
 
@@ -118,16 +161,33 @@ fn parse_accel(s: &str) -> Result<AccelChoice, String> {
 
 /// Builds the spec, filling in the Pacer guest image when no kernel is given.
 pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
+    let app = opts.app.as_ref().map(|kind| AppWorkload {
+        kind: kind.clone(),
+        mib: opts.app_mib,
+        rate: opts.app_rate,
+    });
+    if let Some(a) = &app {
+        a.check().map_err(|e| anyhow::anyhow!("--app: {e}"))?;
+    }
     let (kernel, initrd) = match (&opts.kernel, &opts.initrd) {
         (None, None) => {
-            let (kernel, initrd) = pacer_guest_image()?;
-            (Some(kernel), Some(initrd))
+            let img = pacer_guest_image()?;
+            let initrd = match (&app, img.initrd_apps) {
+                (None, _) => img.initrd,
+                (Some(_), Some(apps)) => apps,
+                (Some(a), None) => bail!(
+                    "--app {}: `pacer-lab image` names no initrd-apps.img (an older pacer-lab?): \
+                     rebuild it, or give --kernel and an --initrd that carries the applications",
+                    a.kind
+                ),
+            };
+            (Some(img.kernel), Some(initrd))
         }
         (k, i) => (k.clone(), i.clone()),
     };
     let workload = Workload {
         kind: opts.workload.clone(),
-        wss_mib: opts.wss,
+        wss_mib: if app.is_some() && opts.workload == "idle" { APP_CANARY_MIB } else { opts.wss },
         rate_mbps: if opts.workload == "idle" { 0.0 } else { opts.write_rate },
         hot_fraction: opts.hot_fraction,
         hot_share: opts.hot_share,
@@ -141,6 +201,7 @@ pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
             span_mib: None,
             fill: true,
         }),
+        app,
     };
     if workload.disk.is_some() && opts.disk.is_empty() {
         anyhow::bail!("--disk-write-rate needs a disk: give --disk IMAGE");
@@ -158,10 +219,18 @@ pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
     })
 }
 
+/// The Pacer guest image's files, as `pacer-lab image` prints them.
+struct ImagePaths {
+    kernel: String,
+    initrd: String,
+    /// The initramfs with the applications (absent from older `pacer-lab`s).
+    initrd_apps: Option<String>,
+}
+
 /// The Pacer guest's kernel and initramfs, as `pacer-lab image` (beside this
 /// executable, else on PATH) builds or finds them: the CLI runs it rather than
 /// link the image builder, which belongs to the lab.
-fn pacer_guest_image() -> Result<(String, String)> {
+fn pacer_guest_image() -> Result<ImagePaths> {
     let lab = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("pacer-lab")))
@@ -187,15 +256,19 @@ fn pacer_guest_image() -> Result<(String, String)> {
         .ok_or_else(|| anyhow::anyhow!("{what}: `{} image` printed no kernel and initrd", lab.display()))
 }
 
-/// The `kernel PATH` and `initrd PATH` lines of `pacer-lab image`.
-fn image_paths(text: &str) -> Option<(String, String)> {
+/// The `kernel PATH`, `initrd PATH` and `initrd-apps PATH` lines of `pacer-lab image`.
+fn image_paths(text: &str) -> Option<ImagePaths> {
     let field = |key: &str| {
         text.lines()
             .filter(|l| !l.starts_with("kernel version "))
             .find_map(|l| l.strip_prefix(key).map(|p| p.trim().to_string()))
             .filter(|p| !p.is_empty())
     };
-    Some((field("kernel ")?, field("initrd ")?))
+    Some(ImagePaths {
+        kernel: field("kernel ")?,
+        initrd: field("initrd ")?,
+        initrd_apps: field("initrd-apps "),
+    })
 }
 
 /// Starts a VM.
@@ -291,12 +364,41 @@ pub async fn adopt(hosts: &Hosts, host: &str, req: &AdoptRequest) -> Result<VmIn
 mod tests {
     use super::*;
 
+    fn paths(text: &str) -> Option<(String, String, Option<String>)> {
+        image_paths(text).map(|p| (p.kernel, p.initrd, p.initrd_apps))
+    }
+
     #[test]
     fn image_paths_from_lab_output() {
         let out = "kernel /c/images/ab/vmlinuz\ninitrd /c/images/ab/initrd.img\nkernel version 6.1.0-56-cloud-amd64\n";
-        assert_eq!(image_paths(out), Some(("/c/images/ab/vmlinuz".into(), "/c/images/ab/initrd.img".into())));
-        let reordered = "kernel version 6.1\ninitrd /i\nkernel /k\n";
-        assert_eq!(image_paths(reordered), Some(("/k".into(), "/i".into())));
-        assert_eq!(image_paths("kernel /k\n"), None);
+        assert_eq!(paths(out), Some(("/c/images/ab/vmlinuz".into(), "/c/images/ab/initrd.img".into(), None)));
+        let reordered = "kernel version 6.1\ninitrd-apps /a\ninitrd /i\nkernel /k\n";
+        assert_eq!(paths(reordered), Some(("/k".into(), "/i".into(), Some("/a".into()))));
+        assert_eq!(image_paths("kernel /k\n").map(|p| p.kernel), None);
+    }
+
+    /// An application goes into the workload, beside a canary of the guest's own
+    /// pages; unknown names and bad numbers are refused, naming what is known.
+    #[test]
+    fn app_options() {
+        let mut o = StartOpts::new("vm", "h1");
+        o.kernel = Some("/k".into());
+        o.initrd = Some("/i".into());
+        o.app = Some("zstd".into());
+        o.app_mib = 96;
+        o.app_rate = 5.0;
+        let w = spec_from(&o).unwrap().workload.unwrap();
+        assert_eq!(w.app, Some(AppWorkload { kind: "zstd".into(), mib: 96, rate: 5.0 }));
+        assert_eq!((w.kind.as_str(), w.wss_mib), ("idle", APP_CANARY_MIB));
+        o.app = Some("mysql".into());
+        let e = spec_from(&o).unwrap_err().to_string();
+        assert!(e.contains("use redis, memcached, stress-ng, zstd"), "{e}");
+        assert!(parse_app("nginx").unwrap_err().contains("redis, memcached, stress-ng, zstd"));
+        assert_eq!(parse_app_mib("128"), Ok(128));
+        assert_eq!(parse_app_mib("1G"), Ok(1024));
+        assert!(parse_app_mib("0").is_err());
+        assert_eq!(parse_app_rate("12.5"), Ok(12.5));
+        assert_eq!(parse_app_rate("20MB/s"), Ok(20.0));
+        assert!(parse_app_rate("-1").is_err());
     }
 }

@@ -18,7 +18,12 @@ pub enum Command {
 
 impl Command {
     /// Every command, in the order the guest lists them.
-    pub const ALL: [Command; 4] = [Command::Verify, Command::Status, Command::Pause, Command::Resume];
+    pub const ALL: [Command; 4] = [
+        Command::Verify,
+        Command::Status,
+        Command::Pause,
+        Command::Resume,
+    ];
 
     /// The command's word on the wire (`"verify"`).
     pub fn as_str(self) -> &'static str {

@@ -30,7 +30,9 @@ mod num;
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, UnknownCommand};
-pub use lines::{DiskFilledLine, DiskPhase, ErrorLine, ReadyLine, StatusLine, VerifyLine};
+pub use lines::{
+    AppPhase, DiskFilledLine, DiskPhase, ErrorLine, ReadyLine, StatusLine, VerifyLine,
+};
 
 /// What starts every guest line on the console.
 pub const MARKER: &str = "PACER ";

@@ -59,6 +59,47 @@ pub struct ReadyLine {
     /// Whether the whole span is written once at the start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_fill: Option<bool>,
+    /// The real application the guest runs (`redis`, `memcached`, `stress-ng`, `zstd`;
+    /// only with `pacer.app`, as are the other `app_*` fields).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The application's data set, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_mib: Option<u64>,
+    /// The rate the application's load aims at, MB/s written.
+    #[serde(with = "num::opt", skip_serializing_if = "Option::is_none")]
+    pub app_rate_mbps: Option<f64>,
+}
+
+/// What the guest's application is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppPhase {
+    /// Starting (the program is launched, not answering yet).
+    #[default]
+    Start,
+    /// Loading its data set.
+    Fill,
+    /// Under its load.
+    Run,
+    /// It died or stopped answering; the guest's error lines say why.
+    Failed,
+    /// A phase this crate does not know (a newer guest); written as `other`.
+    #[serde(other)]
+    Other,
+}
+
+impl AppPhase {
+    /// The phase's word on the wire (`"run"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppPhase::Start => "start",
+            AppPhase::Fill => "fill",
+            AppPhase::Run => "run",
+            AppPhase::Failed => "failed",
+            AppPhase::Other => "other",
+        }
+    }
 }
 
 /// What the disk workload is doing.
@@ -122,6 +163,23 @@ pub struct StatusLine {
     /// Bytes the initial fill writes in all, 0 without a fill (only with a disk workload).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_fill_total: Option<u64>,
+    /// The real application the guest runs (only with `pacer.app`, as are the other
+    /// `app_*` fields).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// What it is doing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_phase: Option<AppPhase>,
+    /// Whether its processes are alive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_alive: Option<bool>,
+    /// Operations its load has done so far (sets; zstd: rounds; stress-ng: duty cycles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_ops: Option<u64>,
+    /// Bytes its load wrote (values set, compressed output) since the previous status
+    /// line, MB/s (2 decimals); not what the application's memory really takes.
+    #[serde(with = "num::opt", skip_serializing_if = "Option::is_none")]
+    pub app_write_mbps: Option<f64>,
 }
 
 /// The answer to `verify`: a sweep of the whole working set, and of the disk if any.
@@ -176,6 +234,24 @@ pub struct VerifyLine {
     pub errors_total: u64,
     /// First pages found bad by the writer's read-before-write checks (at most 8).
     pub write_path_bad: Vec<u64>,
+    /// The application checked (only with `pacer.app`, as are `app_ok` and `app_detail`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Whether the application is alive and answers with what was stored in it (`ok`
+    /// covers it too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_ok: Option<bool>,
+    /// What was checked, or what was wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_detail: Option<String>,
+}
+
+impl VerifyLine {
+    /// Whether the application checked out: `true` when the guest runs none (or is
+    /// older than applications).
+    pub fn app_is_ok(&self) -> bool {
+        self.app_ok.unwrap_or(true)
+    }
 }
 
 impl Default for VerifyLine {
@@ -202,6 +278,9 @@ impl Default for VerifyLine {
             duration_ms: 0,
             errors_total: 0,
             write_path_bad: Vec::new(),
+            app: None,
+            app_ok: None,
+            app_detail: None,
         }
     }
 }

@@ -98,7 +98,57 @@ fn every_variant() -> Vec<GuestLine> {
             fill_mbps: 76.7,
         }),
         GuestLine::error("disk /dev/vda does not exist; no disk workload"),
+        GuestLine::Ready(ReadyLine {
+            app: Some("redis".into()),
+            app_mib: Some(64),
+            app_rate_mbps: Some(15.0),
+            ..ready(false)
+        }),
+        GuestLine::Status(StatusLine {
+            app: Some("redis".into()),
+            app_phase: Some(AppPhase::Run),
+            app_alive: Some(true),
+            app_ops: Some(4242),
+            app_write_mbps: Some(14.87),
+            ..status(false)
+        }),
+        GuestLine::Verify(app_verify()),
     ]
+}
+
+fn app_verify() -> VerifyLine {
+    VerifyLine {
+        ok: false,
+        mem_ok: true,
+        app: Some("memcached".into()),
+        app_ok: Some(false),
+        app_detail: Some("key mc:7: value of generation 2, expected 3".into()),
+        ..verify(false)
+    }
+}
+
+/// The application's fields come only with an application, and a line
+/// without them (an older guest, or no application) reads as "app ok".
+#[test]
+fn app_fields() {
+    let plain = GuestLine::Status(status(false)).to_line();
+    assert!(!plain.contains("app"), "{plain}");
+    let v = verify(false);
+    assert!(v.app_is_ok());
+    assert!(!GuestLine::Verify(v).to_line().contains("app"));
+    let bad = app_verify();
+    assert!(!bad.app_is_ok());
+    let text = GuestLine::Verify(bad.clone()).to_line();
+    assert!(text.ends_with(r#""app":"memcached","app_ok":false,"app_detail":"key mc:7: value of generation 2, expected 3"}"#), "{text}");
+    let s = r#"PACER {"kind":"status","uptime_ms":1,"app":"zstd","app_phase":"compress-harder","app_alive":true}"#;
+    match parse_line(s) {
+        Some(GuestLine::Status(st)) => {
+            assert_eq!(st.app_phase, Some(AppPhase::Other));
+            assert_eq!(st.app_alive, Some(true));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(AppPhase::Run.as_str(), "run");
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Configuration from the kernel command line (`pacer.*` keys).
 
+pub use crate::app::{AppConfig, AppKind, APP_CHOICES};
+
 /// What the guest does after the initial fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
@@ -92,7 +94,17 @@ pub struct Config {
     pub paused: bool,
     /// The disk workload.
     pub disk: DiskConfig,
+    /// A real application as the workload (`pacer.app`).
+    pub app: Option<AppConfig>,
 }
+
+/// The working set when an application runs and `pacer.wss_mib` is not
+/// given: the application is the workload, this program's pages only a
+/// small canary that `verify` still sweeps.
+pub const APP_WSS_MIB: u64 = 4;
+/// `pacer.app_mib` and `pacer.app_rate` when not given.
+pub const APP_MIB: u64 = 64;
+pub const APP_RATE_MBPS: f64 = 10.0;
 
 impl Default for Config {
     fn default() -> Self {
@@ -105,6 +117,7 @@ impl Default for Config {
             status_ms: 1000,
             paused: false,
             disk: DiskConfig::default(),
+            app: None,
         }
     }
 }
@@ -121,6 +134,8 @@ fn parse_fraction(v: &str) -> Result<f64, String> {
 pub fn parse_cmdline(cmdline: &str) -> (Config, Vec<String>) {
     let mut cfg = Config::default();
     let mut errors = Vec::new();
+    let mut wss_given = false;
+    let (mut app, mut app_mib, mut app_rate) = (None, APP_MIB, APP_RATE_MBPS);
     for tok in cmdline.split_whitespace() {
         let Some(rest) = tok.strip_prefix("pacer.") else {
             continue;
@@ -147,6 +162,7 @@ pub fn parse_cmdline(cmdline: &str) -> (Config, Vec<String>) {
             "wss_mib" => match val.parse::<u64>() {
                 Ok(n) if (1..=1 << 20).contains(&n) => {
                     cfg.wss_mib = n;
+                    wss_given = true;
                     Ok(())
                 }
                 _ => Err(format!("expected an integer >= 1, got {val:?}")),
@@ -239,10 +255,45 @@ pub fn parse_cmdline(cmdline: &str) -> (Config, Vec<String>) {
                 }
                 _ => Err(format!("expected 0 or 1, got {val:?}")),
             },
+            "app" => match AppKind::parse(val) {
+                Some(k) => {
+                    app = Some(k);
+                    Ok(())
+                }
+                None if val == "none" => {
+                    app = None;
+                    Ok(())
+                }
+                None => Err(format!("unknown application {val:?} ({APP_CHOICES})")),
+            },
+            "app_mib" => match val.parse::<u64>() {
+                Ok(n) if (1..=1 << 20).contains(&n) => {
+                    app_mib = n;
+                    Ok(())
+                }
+                _ => Err(format!("expected an integer >= 1, got {val:?}")),
+            },
+            "app_rate" => match val.parse::<f64>() {
+                Ok(r) if r.is_finite() && r >= 0.0 => {
+                    app_rate = r;
+                    Ok(())
+                }
+                _ => Err(format!("expected a number >= 0 (MB/s), got {val:?}")),
+            },
             _ => Err("unknown key".to_string()),
         };
         if let Err(e) = res {
             errors.push(format!("cmdline: pacer.{key}: {e}; using the default"));
+        }
+    }
+    if let Some(kind) = app {
+        cfg.app = Some(AppConfig {
+            kind,
+            mib: app_mib,
+            rate_mbps: app_rate,
+        });
+        if !wss_given {
+            cfg.wss_mib = APP_WSS_MIB;
         }
     }
     (cfg, errors)
@@ -283,6 +334,7 @@ mod tests {
                 status_ms: 250,
                 paused: false,
                 disk: DiskConfig::default(),
+                app: None,
             }
         );
         let (c, e) = parse_cmdline("pacer.paused=1");
@@ -351,6 +403,25 @@ mod tests {
         assert_eq!(c.rate_mbps, 60.0);
         assert_eq!(c.workload, Workload::MemWrite);
         assert_eq!(e.len(), 1);
+    }
+
+    #[test]
+    fn app_keys() {
+        let (c, e) = parse_cmdline("pacer.app=redis pacer.app_mib=96 pacer.app_rate=12.5");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            c.app,
+            Some(AppConfig { kind: AppKind::Redis, mib: 96, rate_mbps: 12.5 })
+        );
+        // The program's own pages shrink to a canary unless asked for.
+        assert_eq!((c.wss_mib, c.workload), (APP_WSS_MIB, Workload::Idle));
+        let (c, _) = parse_cmdline("pacer.wss_mib=32 pacer.app=stress-ng");
+        assert_eq!(c.wss_mib, 32);
+        assert_eq!(c.app.unwrap(), AppConfig { kind: AppKind::StressNg, mib: APP_MIB, rate_mbps: APP_RATE_MBPS });
+        let (c, e) = parse_cmdline("pacer.app=mysql pacer.app_mib=0 pacer.app_rate=-1");
+        assert_eq!((c.app, c.wss_mib), (None, 256));
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].contains("redis|memcached|stress-ng|zstd"), "{e:?}");
     }
 
     #[test]

@@ -9,9 +9,14 @@
 //!
 //! With `pacer.disk=/dev/vda` it also writes a block device at a fixed rate
 //! (see [`disk`]), and `verify` checks the disk too.
+//!
+//! With `pacer.app=redis|memcached|stress-ng|zstd` a real application is the
+//! workload (see [`app`]); `verify` checks it too.
 
+mod app;
 mod config;
 mod disk;
+mod kv;
 mod page;
 mod pick;
 
@@ -164,6 +169,8 @@ struct Guest {
     disk_written_at_last_status: u64,
     /// The memory writer is paused (`pause`), or starts paused.
     paused: bool,
+    /// The application, if any.
+    app: Option<app::AppHandle>,
 }
 
 impl Guest {
@@ -241,6 +248,14 @@ impl Guest {
                 o.disk_errors = 0;
                 o.disk_phase = DiskPhase::None;
             }
+        }
+        if let Some(a) = &mut self.app {
+            let st = a.status(secs);
+            o.app = Some(a.cfg.kind.as_str().into());
+            o.app_phase = Some(st.phase);
+            o.app_alive = Some(st.alive);
+            o.app_ops = Some(st.ops);
+            o.app_write_mbps = Some(st.write_mbps);
         }
         emit(&GuestLine::Status(o));
     }
@@ -322,6 +337,14 @@ impl Guest {
         o.duration_ms = t0.elapsed().as_millis() as u64;
         o.errors_total = self.errors;
         o.write_path_bad = self.write_bad.clone();
+        if let Some(a) = &self.app {
+            let (ok, detail) = a.check();
+            o.app = Some(a.cfg.kind.as_str().into());
+            o.app_ok = Some(ok);
+            o.app_detail = Some(detail);
+            o.ok = o.ok && ok;
+        }
+        o.duration_ms = t0.elapsed().as_millis() as u64;
         emit(&GuestLine::Verify(o));
     }
 
@@ -477,8 +500,14 @@ fn main() {
     if let Some(d) = &disk_dev {
         disk::describe(&mut ready, d, &cfg.disk);
     }
+    if let Some(a) = &cfg.app {
+        ready.app = Some(a.kind.as_str().into());
+        ready.app_mib = Some(a.mib);
+        ready.app_rate_mbps = Some(a.rate_mbps);
+    }
     emit(&GuestLine::Ready(ready));
     let disk = disk_dev.map(|d| disk::spawn(d, &cfg.disk));
+    let app = cfg.app.clone().map(app::spawn);
 
     let rx = spawn_stdin_reader();
     let now = Instant::now();
@@ -498,6 +527,7 @@ fn main() {
         disk,
         disk_written_at_last_status: 0,
         paused: cfg_paused,
+        app,
     };
     guest.run(rx)
 }

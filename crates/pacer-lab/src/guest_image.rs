@@ -11,6 +11,8 @@
 //! <cache>/busybox/<package>/          only if the host has no static /bin/busybox
 //! <cache>/images/<id>/vmlinuz         the kernel (bzImage)
 //! <cache>/images/<id>/initrd.img      gzip'd newc cpio
+//! <cache>/images/<id>/initrd-apps.img initrd.img + the applications' archive (see [`apps`])
+//! <cache>/apps/<set>/                 the applications' Debian packages
 //! <cache>/images/<id>/manifest.txt    what went in
 //! ```
 //!
@@ -22,6 +24,10 @@
 //! turns off echo on ttyS0 and runs `/bin/pacer-guest` with stdin, stdout and
 //! stderr on ttyS0. If it exits, init prints a `PACER {"kind":"error",...}`
 //! line and keeps PID 1 alive (a shell on the console, restarted forever).
+
+mod apps;
+
+pub use apps::{APP_PACKAGES, APP_PROGRAMS};
 
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -87,12 +93,15 @@ impl ImageOptions {
     }
 }
 
-/// A bootable guest: pass `kernel` to `-kernel`, `initrd` to `-initrd` and
-/// [`guest_cmdline`] to `-append`.
+/// A bootable guest: pass `kernel` to `-kernel`, `initrd` (or `initrd_apps`)
+/// to `-initrd` and [`guest_cmdline`] to `-append`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestImage {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// `initrd` plus the real applications (redis, memcached, stress-ng,
+    /// zstd) and their libraries, for guests started with `pacer.app=...`.
+    pub initrd_apps: PathBuf,
     /// `uname -r` of the kernel, e.g. `6.1.0-56-cloud-amd64`.
     pub kernel_version: String,
     /// Hash of all inputs (16 hex digits); also the image's directory name.
@@ -164,6 +173,7 @@ pub fn ensure_guest_image(opts: &ImageOptions) -> Result<GuestImage> {
     let modules = resolve_modules(&kernel.modules_dir, GUEST_MODULES)?;
     let module_names: Vec<String> = modules.iter().map(|m| m.name.clone()).collect();
     let init = init_script(&module_names);
+    let app_files = apps::ensure_app_files(cache, opts.progress)?;
 
     // The id covers every input.
     let mut h = Sha256::new();
@@ -181,6 +191,9 @@ pub fn ensure_guest_image(opts: &ImageOptions) -> Result<GuestImage> {
     for m in &modules {
         feed(&format!("module {}", m.name), &m.data);
     }
+    for (path, data) in &app_files.files {
+        feed(&format!("app {path}"), data);
+    }
     let id: String = hex(&h.finalize())[..16].to_string();
 
     let images = cache.join("images");
@@ -188,10 +201,11 @@ pub fn ensure_guest_image(opts: &ImageOptions) -> Result<GuestImage> {
     let image = GuestImage {
         kernel: dir.join("vmlinuz"),
         initrd: dir.join("initrd.img"),
+        initrd_apps: dir.join("initrd-apps.img"),
         kernel_version: kernel.version.clone(),
         id: id.clone(),
     };
-    if image.kernel.is_file() && image.initrd.is_file() {
+    if image.kernel.is_file() && image.initrd.is_file() && image.initrd_apps.is_file() {
         say(
             opts.progress,
             format!("guest image {id} is cached in {}", dir.display()),
@@ -242,13 +256,28 @@ pub fn ensure_guest_image(opts: &ImageOptions) -> Result<GuestImage> {
         write_synced(&cpio_path, &cpio.finish())?;
         gzip(&cpio_path, &tmp.join("initrd.img"))?;
         fs::remove_file(&cpio_path).map_err(io_err(format!("remove {}", cpio_path.display())))?;
+        // The kernel unpacks concatenated archives one after the other.
+        let apps_path = tmp.join("apps.cpio");
+        write_synced(&apps_path, &apps::apps_cpio(&app_files))?;
+        gzip(&apps_path, &tmp.join("apps.cpio.gz"))?;
+        let mut both =
+            fs::read(tmp.join("initrd.img")).map_err(io_err(format!("read {}", tmp.display())))?;
+        both.extend(
+            fs::read(tmp.join("apps.cpio.gz"))
+                .map_err(io_err(format!("read {}", tmp.display())))?,
+        );
+        write_synced(&tmp.join("initrd-apps.img"), &both)?;
+        for f in [&apps_path, &tmp.join("apps.cpio.gz")] {
+            fs::remove_file(f).map_err(io_err(format!("remove {}", f.display())))?;
+        }
         let manifest = format!(
-            "{IMAGE_FORMAT}\nid {id}\nkernel_version {}\nkernel_package {}\nbusybox {}\npacer-guest {}\nmodules {}\n\n{init}",
+            "{IMAGE_FORMAT}\nid {id}\nkernel_version {}\nkernel_package {}\nbusybox {}\npacer-guest {}\nmodules {}\n\n{init}\n{}",
             kernel.version,
             kernel.package,
             busybox_path.display(),
             guest_bin.display(),
             module_names.join(" "),
+            app_files.manifest,
         );
         write_synced(&tmp.join("manifest.txt"), manifest.as_bytes())?;
         Ok(())
@@ -258,7 +287,9 @@ pub fn ensure_guest_image(opts: &ImageOptions) -> Result<GuestImage> {
         return Err(e);
     }
     publish_dir(&tmp, &dir, |d| {
-        d.join("vmlinuz").is_file() && d.join("initrd.img").is_file()
+        d.join("vmlinuz").is_file()
+            && d.join("initrd.img").is_file()
+            && d.join("initrd-apps.img").is_file()
     })?;
     say(
         opts.progress,
@@ -1398,6 +1429,55 @@ mod tests {
             ready_at.unwrap().as_secs_f64(),
             g.booted.elapsed().as_secs_f64()
         );
+    }
+
+    /// Boots the apps initramfs once per application (32 MiB data set), waits
+    /// for it to run under its load, and expects `verify` to find it ok.
+    #[test]
+    fn guest_image_runs_apps() {
+        let img = image_for_tests();
+        let apps_img = GuestImage {
+            initrd: img.initrd_apps.clone(),
+            ..img.clone()
+        };
+        // PACER_TEST_APPS=zstd,redis runs only those.
+        let apps = std::env::var("PACER_TEST_APPS")
+            .unwrap_or_else(|_| "redis,memcached,stress-ng,zstd".into());
+        for app in apps.split(',') {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut g = Guest::boot(
+                &apps_img,
+                tmp.path(),
+                &format!("pacer.app={app} pacer.app_mib=32 pacer.app_rate=5 pacer.status_ms=1000"),
+                &[],
+                Duration::from_secs(120),
+            );
+            let mut runs = 0;
+            let verify = loop {
+                match g.next() {
+                    GuestLine::Ready(r) => {
+                        assert_eq!(r.app.as_deref(), Some(app), "{r:?}");
+                        assert_eq!(r.wss_mib, 4, "{r:?}");
+                    }
+                    GuestLine::Status(s) => {
+                        assert_eq!(s.app.as_deref(), Some(app), "{s:?}");
+                        assert_ne!(s.app_phase, Some(pacer_guest_proto::AppPhase::Failed));
+                        if s.app_phase == Some(pacer_guest_proto::AppPhase::Run) {
+                            runs += 1;
+                            // A few seconds under load (a zstd round done).
+                            if runs == 4 {
+                                g.send(GuestCommand::Verify);
+                            }
+                        }
+                    }
+                    GuestLine::Verify(v) => break v,
+                    _ => {}
+                }
+            };
+            assert_eq!(verify.app.as_deref(), Some(app));
+            assert!(verify.ok && verify.app_is_ok(), "{app}: {verify:?}");
+            eprintln!("{app}: {:?} after {:.1}s", verify.app_detail, g.booted.elapsed().as_secs_f64());
+        }
     }
 
     /// Boots with a 64 MiB raw virtio-blk disk and the disk workload on

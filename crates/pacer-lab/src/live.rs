@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pacer_api::{AccelChoice, DiskWorkload, PeerRef, VmInfo, VmSpec, Workload};
+use pacer_api::{AccelChoice, AppWorkload, DiskWorkload, PeerRef, VmInfo, VmSpec, Workload};
 use pacer_cli::hosts::Hosts;
 use pacer_cli::vm;
-use pacer_guest_proto::{latest_status, scan, DiskPhase, GuestLine, StatusLine};
+use pacer_guest_proto::{latest_status, scan, AppPhase, DiskPhase, GuestLine, StatusLine};
 use pacer_model::format_bytes;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -47,6 +47,8 @@ pub struct LiveBed {
     pub kernel: String,
     /// Guest initramfs.
     pub initrd: String,
+    /// The initramfs with the applications, for guests that run one.
+    pub initrd_apps: String,
     /// Its version.
     pub kernel_version: String,
     /// Where disk images are made.
@@ -99,6 +101,7 @@ impl LiveBed {
             hosts,
             kernel: img.kernel.display().to_string(),
             initrd: img.initrd.display().to_string(),
+            initrd_apps: img.initrd_apps.display().to_string(),
             kernel_version: img.kernel_version.clone(),
             image_dir: b.dir.join("bench-images"),
             dest_disk_dir: b.hosts[1].state_dir.join("vms"),
@@ -228,6 +231,7 @@ impl GuestPlan {
                 hot_share: 0.0,
                 disk: None,
                 paused: false,
+                app: None,
             },
             disk_size: None,
             backing: None,
@@ -247,6 +251,17 @@ impl GuestPlan {
         self
     }
 
+    /// Runs a real application (`kind` of `pacer_api::APP_KINDS`) over a `mib`
+    /// data set, its load aiming at `rate` MB/s.
+    pub fn with_app(mut self, kind: &str, mib: u64, rate: f64) -> GuestPlan {
+        self.workload.app = Some(AppWorkload {
+            kind: kind.into(),
+            mib,
+            rate,
+        });
+        self
+    }
+
     /// Makes the disk a top layer over `base`.
     pub fn over(mut self, base: &Path) -> GuestPlan {
         self.backing = Some(base.to_path_buf());
@@ -259,6 +274,9 @@ impl GuestPlan {
 
     /// What to wait for: the steady state when it has a disk, else its first report.
     fn ready_when(&self) -> Want {
+        if self.workload.app.is_some() {
+            return Want::AppRunning;
+        }
         match self.disk_size {
             None => Want::Status,
             Some(_) => Want::Steady {
@@ -279,7 +297,9 @@ impl GuestPlan {
             Some(size) if fills => size as f64 / SLOWEST_FILL_BPS,
             _ => 0.0,
         };
-        BOOT_TIMEOUT + Duration::from_secs_f64(fill_s)
+        // A key-value store loads about 1 MiB/s under TCG.
+        let app_s = self.workload.app.as_ref().map_or(0, |a| a.mib);
+        BOOT_TIMEOUT + Duration::from_secs_f64(fill_s) + Duration::from_secs(app_s)
     }
 }
 
@@ -340,7 +360,11 @@ pub async fn start_guest(
         memory_mib: g.memory_mib,
         vcpus: 1,
         kernel: Some(bed.kernel.clone()),
-        initrd: Some(bed.initrd.clone()),
+        initrd: Some(if g.workload.app.is_some() {
+            bed.initrd_apps.clone()
+        } else {
+            bed.initrd.clone()
+        }),
         append: None,
         disks: disk.iter().map(|d| d.display().to_string()).collect(),
         workload: Some(g.workload.clone()),
@@ -388,6 +412,8 @@ pub async fn start_guest(
 pub enum Want {
     /// Its program's first status line (its working set is filled).
     Status,
+    /// Its application loaded and under its load.
+    AppRunning,
     /// Its steady state: the disk filled, the disk writer writing at `disk_rate`
     /// (or idle when that is 0), the memory writer writing (when `mem_rate` > 0).
     Steady {
@@ -448,6 +474,16 @@ pub async fn wait_guest(
         let status = latest_status(&text);
         let ready = match want {
             Want::Status => status.is_some(),
+            Want::AppRunning => {
+                let phase = status.as_ref().and_then(|s| s.app_phase);
+                if phase == Some(AppPhase::Failed) {
+                    bail!(
+                        "guest {name}'s application failed: {:?}",
+                        Ready::of(&text).errors
+                    );
+                }
+                phase == Some(AppPhase::Run)
+            }
             Want::Steady {
                 disk_rate,
                 mem_rate,
@@ -469,6 +505,7 @@ pub async fn wait_guest(
                 .collect();
             let what = match want {
                 Want::Status => "report",
+                Want::AppRunning => "run its application",
                 Want::Steady { .. } => "reach its steady state",
             };
             bail!(

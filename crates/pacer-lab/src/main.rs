@@ -116,12 +116,13 @@ async fn run(cli: Cli) -> Result<i32> {
             let mut opts = guest_image::ImageOptions::from_env();
             opts.progress = true;
             let img = guest_image::ensure_guest_image(&opts)?;
-            // `pacer vm start` reads the first two lines.
+            // `pacer vm start` reads the `kernel`, `initrd` and `initrd-apps` lines.
             println!(
-                "kernel {}\ninitrd {}\nkernel version {}",
+                "kernel {}\ninitrd {}\nkernel version {}\ninitrd-apps {}",
                 img.kernel.display(),
                 img.initrd.display(),
-                img.kernel_version
+                img.kernel_version,
+                img.initrd_apps.display()
             );
             Ok(0)
         }

@@ -49,6 +49,7 @@ async fn bad_vm_specs_are_refused_and_change_nothing() {
             hot_share: 0.0,
             disk: None,
             paused: false,
+            app: None,
         }),
         ..common::plain_spec("vm", 256)
     };
@@ -64,6 +65,16 @@ async fn bad_vm_specs_are_refused_and_change_nothing() {
         (json!({"workload": {"kind": "memwrite", "wss_mib": 4096}}), 400, "does not fit"),
         (json!({"workload": {"kind": "memwrite", "wss_mib": 64, "rate_mbps": -5.0}}), 400, "out of range"),
         (json!({"bogus": 1}), 400, "unknown field"),
+        (
+            json!({"workload": {"kind": "idle", "wss_mib": 4, "app": {"kind": "mysql", "mib": 64, "rate": 10.0}}}),
+            400,
+            "unknown application \"mysql\": use redis, memcached, stress-ng, zstd",
+        ),
+        (
+            json!({"workload": {"kind": "idle", "wss_mib": 4, "app": {"kind": "redis", "mib": 512, "rate": 10.0}}}),
+            400,
+            "give more memory or a smaller data set",
+        ),
     ];
     for (patch, status, text) in cases {
         let mut spec = base.clone();

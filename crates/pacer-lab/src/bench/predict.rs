@@ -22,8 +22,10 @@
 //!   guest's memory, far more than a downtime's worth: run over 200 Mbit/s
 //!   (20, 25, 30 MB/s), and `edge-1.2` also over `falling` (1 Gbit/s, then
 //!   200 Mbit/s: 30 MB/s converges on the fast link and does not once it falls);
-//! - real applications, `redis`, `memcached`, `stress` (stress-ng), `zstd`: known
-//!   by name, but this guest image has none yet (see [`GUEST_HAS_APPS`]).
+//! - real applications, `redis`, `memcached`, `stress` (stress-ng), `zstd`, from the
+//!   image's initrd-apps.img: the data set is `--wss`, the load aims at `--write-rate`
+//!   (what each really dirties is in docs/guest.md); the guest program's own pages
+//!   are then a 4 MiB idle canary.
 //!
 //! Links: 1 Gbit/s, 200 Mbit/s, 1 Gbit/s dropping to 300 Mbit/s (`changing`),
 //! 200 Mbit/s rising to 1 Gbit/s (`rising`) and 1 Gbit/s dropping to 200 Mbit/s
@@ -91,12 +93,11 @@ const GIVE_UP_AFTER_MS: u64 = 20_000;
 const STUCK_LIMIT: Duration = Duration::from_secs(60);
 /// The time limit of a run at the edge (either way), from that moment.
 const EDGE_LIMIT: Duration = Duration::from_secs(180);
-/// Whether this guest image runs real applications (`pacer_api::Workload` has an
-/// `app` field for them). While false, the application workloads are known by
-/// name but left out of the default set, and asking for one is an error; once
-/// the field lands, [`Wl::guest`] sets it from [`AppKind::spec`] and this turns
-/// true.
-pub const GUEST_HAS_APPS: bool = false;
+/// Whether this guest image runs real applications (`pacer_api::Workload::app`,
+/// set by [`Wl::guest`] from [`AppKind::spec`]); recorded in the results.
+pub const GUEST_HAS_APPS: bool = true;
+/// The guest program's own pages beside an application: an idle canary.
+const APP_CANARY_MIB: u64 = 4;
 
 /// A ratio of the edge family: the guest's writer at this share of the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,7 +135,7 @@ pub enum AppKind {
 }
 
 /// What a guest running an application is asked for: `pacer_api::AppWorkload`'s
-/// fields (`kind`, `mib`, `rate`) once it lands.
+/// fields (`kind`, `mib`, `rate`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AppSpec {
     /// The application, in the guest's word.
@@ -300,8 +301,7 @@ impl Wl {
             Wl::App(a) => {
                 let s = a.spec(o);
                 format!(
-                    "{g} guest running {} over a {} data set, its load at {} MB/s (not in this \
-                     guest image yet)",
+                    "{g} guest running {} over a {} data set, its load aiming at {} MB/s",
                     s.kind,
                     pacer_model::format_bytes(s.mib << 20),
                     s.rate
@@ -331,18 +331,12 @@ impl Wl {
             Wl::Edge(e) => {
                 GuestPlan::memory(name, o.memory, Wl::edge_wss(o), e.ratio() * l.end_mbps())
             }
-            Wl::App(a) => bail!("{}", no_apps(a)),
+            Wl::App(a) => {
+                let s = a.spec(o);
+                GuestPlan::memory(name, o.memory, APP_CANARY_MIB, 0.0).with_app(s.kind, s.mib, s.rate)
+            }
         })
     }
-}
-
-fn no_apps(a: AppKind) -> String {
-    format!(
-        "this guest image has no apps yet: the {} workload needs pacer_api::Workload's `app` \
-         field and an image that carries {}",
-        a.as_str(),
-        a.program()
-    )
 }
 
 /// The link of a run.
@@ -510,8 +504,8 @@ pub struct PredictOpts {
     #[arg(long)]
     pub quick: bool,
     /// Workloads, comma-separated: idle, steady, skewed, phase, disk, edge-0.8,
-    /// edge-1.0, edge-1.2 (redis, memcached, stress, zstd once the guest image has
-    /// them) [default: all].
+    /// edge-1.0, edge-1.2, and the applications redis, memcached, stress, zstd (data
+    /// set --wss, load aiming at --write-rate) [default: all].
     #[arg(long, value_delimiter = ',', value_parser = parse_wl)]
     pub scenarios: Option<Vec<Wl>>,
     /// Links, comma-separated: 1gbit, 200mbit, changing (1gbit -> 300mbit), rising
@@ -597,15 +591,6 @@ impl PredictOpts {
         }
         if self.links.as_ref().is_some_and(|l| l.is_empty()) || self.rows().is_empty() {
             bail!("--links is empty: give 1gbit, 200mbit, changing, rising or falling");
-        }
-        if let Some(Wl::App(a)) = self
-            .workloads()
-            .into_iter()
-            .find(|w| matches!(w, Wl::App(_)))
-        {
-            if !GUEST_HAS_APPS {
-                bail!("{}", no_apps(a));
-            }
         }
         let rows = self.rows();
         if rows.iter().any(|r| !matches!(r.0, Wl::Edge(_))) {
@@ -1340,13 +1325,9 @@ pub fn goals(rows: &[RowSummary], runs: &[PredictRun]) -> Goals {
         .iter()
         .any(|r| matches!(r.workload, Wl::App(_)) && r.completed > 0);
     if !apps_run {
-        where1.push(if GUEST_HAS_APPS {
-            "real applications: none run (give --scenarios redis,memcached,stress,zstd)".into()
-        } else {
-            "real applications (redis, memcached, stress, zstd): not run, this guest image has \
-             no apps yet"
-                .into()
-        });
+        where1.push(
+            "real applications: none run (give --scenarios redis,memcached,stress,zstd)".into(),
+        );
     }
     let worst = scored
         .iter()
@@ -1857,12 +1838,6 @@ pub fn render_table(order: &[(Wl, Link)], runs: &[PredictRun], opts: &PredictOpt
             seen.push(w);
             out.push_str(&format!("  {:<9} {}\n", w.as_str(), w.describe(opts)));
         }
-    }
-    if !GUEST_HAS_APPS {
-        out.push_str(
-            "  (redis, memcached, stress and zstd are known but not run: this guest image has \
-             no apps yet)\n",
-        );
     }
     out.push_str(&format!(
         "changes: at {:.0}% of the expected duration (the same workload's (phase: idle's) run \
@@ -2547,12 +2522,12 @@ mod tests {
             assert_eq!(parse_link(l.file_part()), Ok(l));
         }
         let mut o = opts();
-        // By default: the five workloads over four links, the edge family over
-        // 200mbit and edge-1.2 also over the falling link; no applications.
-        assert_eq!(o.workloads().len(), 8);
-        assert!(!o.workloads().iter().any(|w| matches!(w, Wl::App(_))));
+        // By default: the five workloads and the four applications over four
+        // links, the edge family over 200mbit and edge-1.2 also over the falling link.
+        assert_eq!(o.workloads().len(), 12);
+        assert!(o.workloads().contains(&Wl::App(AppKind::Redis)));
         let rows = o.rows();
-        assert_eq!(rows.len(), 5 * 4 + 3 + 1);
+        assert_eq!(rows.len(), 5 * 4 + 3 + 1 + 4 * 4);
         assert!(rows.contains(&(Wl::Edge(Edge::Above), Link::Falling)));
         assert!(rows.contains(&(Wl::Steady, Link::Rising)));
         assert!(!rows.contains(&(Wl::Steady, Link::Falling)));
@@ -2606,14 +2581,10 @@ mod tests {
         o = opts();
         o.links = Some(vec![]);
         assert!(o.validate().is_err());
-        // Applications are known but this image has none.
+        // Applications are workloads like the others.
         o = opts();
         o.scenarios = Some(vec![Wl::Steady, Wl::App(AppKind::Zstd)]);
-        let e = o.validate().unwrap_err().to_string();
-        assert!(
-            e.contains("this guest image has no apps yet") && e.contains("zstd"),
-            "{e}"
-        );
+        o.validate().unwrap();
     }
 
     #[test]
@@ -2664,11 +2635,11 @@ mod tests {
             Wl::Idle.guest(&o, "v", Link::Fast).unwrap().workload.kind,
             "idle"
         );
-        // An application: no stub guest, an error.
-        let e = Wl::App(AppKind::Redis)
-            .guest(&o, "v", Link::Fast)
-            .unwrap_err();
-        assert!(e.to_string().contains("no apps yet"), "{e}");
+        // An application: the app in the workload, the program's own pages a canary.
+        let g = Wl::App(AppKind::Redis).guest(&o, "v", Link::Fast).unwrap();
+        let app = g.workload.app.clone().unwrap();
+        assert_eq!((app.kind.as_str(), app.mib, app.rate), ("redis", 256, 15.0));
+        assert_eq!((g.workload.kind.as_str(), g.workload.wss_mib), ("idle", APP_CANARY_MIB));
         let s = AppKind::Stress.spec(&o);
         assert_eq!((s.kind, s.mib, s.rate), ("stress-ng", 256, 15.0));
         assert_eq!(write_of(Wl::App(AppKind::Zstd), Link::Fast), None);
@@ -3141,7 +3112,7 @@ mod tests {
             !t.contains("edge-1.2 200mbit run 1: not-converged"),
             "not a failure: {t}"
         );
-        assert!(t.contains("no apps yet"), "{t}");
+        assert!(t.contains("real applications: none run"), "{t}");
         // Only the good row and a recognised run: the accuracy, naive and
         // recognition goals hold; the band's 80% is within 70-90%.
         let rows = [

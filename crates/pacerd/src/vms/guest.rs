@@ -39,7 +39,10 @@ pub async fn verify_guest(vms: &Registry, name: &str, timeout: Duration) -> Agen
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(GuestLine::Verify(v)) = parse_line(&line) {
                 return Ok(IntegrityResult {
-                    ok: v.ok,
+                    // A guest older than applications writes no app_ok: it counts as ok.
+                    ok: v.ok && v.app_is_ok(),
+                    app_ok: v.app_ok,
+                    app_detail: v.app_detail,
                     pages_checked: v.pages_checked,
                     bad_pages: v.bad_pages,
                     errors_total: v.errors_total,

@@ -88,6 +88,17 @@ pub fn validate_spec(spec: &VmSpec) -> AgentResult<()> {
                 )));
             }
         }
+        if let Some(a) = &w.app {
+            a.check().map_err(AgentError::Invalid)?;
+            let need = a.memory_mib() + w.wss_mib + 48;
+            if need > spec.memory_mib {
+                return Err(AgentError::Invalid(format!(
+                    "application {} with a {} MiB data set needs about {need} MiB of guest \
+                     memory ({} MiB given): give more memory or a smaller data set",
+                    a.kind, a.mib, spec.memory_mib
+                )));
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,85 @@
+//! Real applications as guest workloads (redis, memcached, stress-ng, zstd from
+//! the image's initrd-apps.img): each one dirties memory as `predict` measures
+//! it, migrates h1 -> h2 with pre-copy, and checks out at the destination
+//! (alive, answering with what was stored before the move). One test bed for
+//! all four, one guest at a time, to keep the suite short on 2 cores.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{image, plain_spec, BedSpec, TestBed};
+use pacer_api::{AppWorkload, JobStatus, Strategy, VmSpec, Workload};
+use pacer_guest_proto::{scan, AppPhase, GuestLine};
+
+/// A 512 MiB guest running `kind` over a 64 MiB data set, its load at 10 MB/s,
+/// beside a 4 MiB canary of the guest program's own pages.
+fn app_spec(name: &str, kind: &str) -> VmSpec {
+    VmSpec {
+        initrd: Some(image().initrd_apps.display().to_string()),
+        workload: Some(Workload {
+            kind: "idle".into(),
+            wss_mib: 4,
+            rate_mbps: 0.0,
+            hot_fraction: 0.0,
+            hot_share: 0.0,
+            disk: None,
+            paused: false,
+            app: Some(AppWorkload { kind: kind.into(), mib: 64, rate: 10.0 }),
+        }),
+        ..plain_spec(name, 512)
+    }
+}
+
+/// Waits until the guest's application runs under its load for a few status
+/// lines; panics on a failed application (with the console's error lines).
+async fn wait_app_running(tb: &TestBed, host: &str, vm: &str) {
+    let t0 = Instant::now();
+    loop {
+        let text = tb.console(host, vm).await;
+        let lines: Vec<GuestLine> = scan(&text).collect();
+        let errors: Vec<String> =
+            lines.iter().filter_map(|l| if let GuestLine::Error(e) = l { Some(e.message.clone()) } else { None }).collect();
+        let phases: Vec<Option<AppPhase>> =
+            lines.iter().filter_map(|l| if let GuestLine::Status(s) = l { Some(s.app_phase) } else { None }).collect();
+        assert!(!phases.contains(&Some(AppPhase::Failed)), "{vm}: the application failed: {errors:?}");
+        if phases.iter().filter(|p| **p == Some(AppPhase::Run)).count() >= 3 {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(240), "{vm}: the application is not running after 240 s: {errors:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_applications_dirty_memory_migrate_and_check_out() {
+    let tb = TestBed::new(BedSpec::default());
+    for kind in ["redis", "memcached", "stress-ng", "zstd"] {
+        let vm = format!("app-{kind}");
+        let t0 = Instant::now();
+        tb.client("h1").start_vm(&app_spec(&vm, kind)).await.expect("start VM");
+        wait_app_running(&tb, "h1", &vm).await;
+        let running_s = t0.elapsed().as_secs_f64();
+        let p = tb.client("h1").predict(&vm, &tb.precopy_prediction("h2")).await.expect("predict");
+        assert!(p.dirty_rate_bps > 0.0, "{kind}: no dirtying measured: {p:?}");
+        let job = tb.start_migration("h1", "h2", &vm, Strategy::PreCopy, |_| {}).await;
+        let r = tb.wait_job("h1", &job.id).await;
+        assert_eq!(r.status, JobStatus::Completed, "{kind}: {r:?}");
+        let i = r.integrity.clone().unwrap_or_else(|| panic!("{kind}: no integrity check: {r:?}"));
+        assert_eq!(i.app_ok, Some(true), "{kind}: {i:?}");
+        assert!(i.ok, "{kind}: {i:?}");
+        // Still running under its load at the destination, and still checking out.
+        let again = tb.client("h2").verify(&vm).await.expect("verify on h2");
+        assert!(again.ok && again.app_ok == Some(true), "{kind} on h2: {again:?}");
+        eprintln!(
+            "{kind}: running after {running_s:.1} s; dirty rate {:.1} MB/s, working set {:?} MiB; \
+             migrated in {:.2} s ({:.1} MiB sent); check: {:?}",
+            p.dirty_rate_bps / 1e6,
+            p.wss_bytes.map(|b| (b / (1 << 20) as f64).round()),
+            r.total_time_ms as f64 / 1e3,
+            r.bytes_transferred as f64 / (1 << 20) as f64,
+            i.app_detail
+        );
+        tb.client("h2").stop_vm(&vm).await.expect("stop");
+    }
+}
