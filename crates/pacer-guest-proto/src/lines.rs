@@ -173,7 +173,7 @@ pub struct StatusLine {
     /// Whether its processes are alive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_alive: Option<bool>,
-    /// Operations its load has done so far (sets; zstd: rounds; stress-ng: duty cycles).
+    /// Operations its load has done so far (sets; zstd: rounds; stress-ng: 100 ms ticks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_ops: Option<u64>,
     /// Bytes its load wrote (values set, compressed output) since the previous status

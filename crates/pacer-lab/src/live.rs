@@ -568,7 +568,9 @@ pub async fn guest_rates(hosts: &Hosts, name: &str) -> (Option<f64>, Option<f64>
     };
     // A rate the guest could not give is written as null, read as NaN.
     let known = |v: f64| v.is_finite().then_some(v);
-    (known(s.write_mbps), known(s.disk_write_mbps))
+    // An application's load is the guest's memory writer when one runs.
+    let memory = s.app_write_mbps.filter(|v| v.is_finite()).or(known(s.write_mbps));
+    (memory, known(s.disk_write_mbps))
 }
 
 /// Errors unless `tool` runs (`tool --version`).
