@@ -24,6 +24,10 @@
 //! turns off echo on ttyS0 and runs `/bin/pacer-guest` with stdin, stdout and
 //! stderr on ttyS0. If it exits, init prints a `PACER {"kind":"error",...}`
 //! line and keeps PID 1 alive (a shell on the console, restarted forever).
+//!
+//! (About 1,000 lines outside tests: the kernel, busybox, modules and init script of
+//! one initramfs, each step feeding the next; the applications are apart, in
+//! `guest_image/apps.rs`.)
 
 mod apps;
 

@@ -2,6 +2,9 @@
 //! image, two test hosts joined by a shaped link with an agent each (removed when
 //! the bed is dropped, unless kept), guests started on h1 and waited for until
 //! their program runs, and the cleanup after each run.
+//!
+//! (About 630 lines outside tests: the one test-bed setup and migration follower every
+//! benchmark shares; split, each bench would again need all of it.)
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -18,6 +18,9 @@
 //! least 1 s. Everything is deterministic for a given `seed`. [`simulate_precopy`] runs a whole
 //! migration at a fixed rate; [`PrecopySim`] can be driven step by step with changing caps
 //! (pacing, links shared by several migrations).
+//!
+//! (About 620 lines outside tests: one simulator, whose rounds, caps and switch-over
+//! rule are read together; the predictor's tests check it line by line.)
 
 use thiserror::Error;
 

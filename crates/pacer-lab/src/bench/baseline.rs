@@ -4,6 +4,9 @@
 //! driven by a minimal Python script (`bench/plain_migrate.py`, built into this
 //! binary), and prints a table of total time, downtime and bytes sent, with the
 //! pacer/plain ratios per strategy.
+//!
+//! (About 660 lines outside tests: one benchmark, its runs, its Python driver's
+//! protocol, its table and its JSON, read together.)
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -5,6 +5,9 @@
 //! far from it the migration finished, whether within max(2%, 1 s), and the bytes
 //! sent and mean rate (bytes / total time) against the flat-out run. For the
 //! infeasible one: whether it was reported infeasible at once, and how it ended.
+//!
+//! (About 650 lines outside tests: one benchmark, its runs, table, JSON and plots,
+//! read together.)
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

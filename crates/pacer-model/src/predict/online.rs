@@ -121,7 +121,7 @@ impl Predictor {
     /// A link whose rate changes (other traffic, a re-shaped link) would take the long
     /// average several seconds to follow: when a short average ([`BANDWIDTH_FAST_TAU_S`])
     /// stays more than [`BANDWIDTH_SHIFT`] away from it for [`BANDWIDTH_SHIFT_HOLD_S`], the
-    /// rate has shifted and the long average starts over from the latest interval.
+    /// rate has shifted and the long average starts over.
     fn update_bandwidth(&mut self, x: f64, dt: f64) {
         self.bandwidth_time_s += dt;
         let alpha = (-(-dt / BANDWIDTH_TAU_S).exp_m1()).max(dt / self.bandwidth_time_s);
@@ -141,10 +141,12 @@ impl Predictor {
         if m > 0.0 && ((fast - m) / m).abs() > BANDWIDTH_SHIFT {
             self.shifted_for_s += dt;
             if self.shifted_for_s >= BANDWIDTH_SHIFT_HOLD_S - 1e-9 {
-                // Start over from the latest interval (the first one after the change is
-                // part old rate, the short average remembers the old one): a running mean
-                // of what comes next, until the long average takes over.
-                next = x;
+                // Start over from the latest interval (the short average still holds
+                // some of the old rate), unless it is far off the short average too: one
+                // interval alone may be a mirror's stall, and the prediction made at once
+                // on a shift would carry it. Then a running mean of what comes next,
+                // until the long average takes over.
+                next = if (x - fast).abs() <= 0.5 * fast { x } else { fast };
                 self.bandwidth_time_s = dt;
                 self.shifted_for_s = 0.0;
                 self.bandwidth_shifts += 1;
@@ -177,7 +179,9 @@ impl Predictor {
         let ps = s.page_size.max(1) as f64;
         if let Some(last) = &self.last {
             let dt = s.t_s - last.t_s;
-            let disk_moving = matches!((last.disk, s.disk), (Some(d), Some(_)) if !d.ready);
+            // A disk copy that just reached sync sent only its tail in this interval:
+            // not the link's rate (and memory has not begun).
+            let disk_moving = matches!((last.disk, s.disk), (Some(d), Some(e)) if !d.ready && !e.ready);
             if dt > 0.0
                 && (last.status.is_transferring() || disk_moving)
                 && s.status != Status::Completed

@@ -217,6 +217,16 @@ impl Controller {
         self.foresight.released_at
     }
 
+    /// Sets the end lag the agent learned (see [`Foresight::end_lag_s`]).
+    pub fn set_end_lag_s(&mut self, lag_s: f64) {
+        self.foresight.end_lag_s = lag_s;
+    }
+
+    /// The model's own end (s since the job started) in the latest unpaced prediction.
+    pub fn model_end_s(&self) -> Option<f64> {
+        self.foresight.last_model_total_s
+    }
+
     /// How long to wait before looking again.
     pub fn poll_interval(&self, t_s: f64) -> Duration {
         if self.switching {

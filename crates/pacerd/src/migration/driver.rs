@@ -113,7 +113,7 @@ pub async fn start(d: &Arc<Deps>, vm: &str, req: MigrateRequest) -> AgentResult<
     d.measure.set_migrating(vm, true);
     let following = job.cancel.child_token();
     d.tasks.spawn(d.measure.clone().follow(d.vms.clone(), vm.to_string(), following.clone()));
-    let ctl = Controller::new(
+    let mut ctl = Controller::new(
         &req,
         rec.memory_mib << 20,
         &measured,
@@ -121,6 +121,7 @@ pub async fn start(d: &Arc<Deps>, vm: &str, req: MigrateRequest) -> AgentResult<
         verdict.and_then(|v| v.feasible),
         d.jobs.switch_lag_s(),
     );
+    ctl.set_end_lag_s(d.jobs.end_lag_s());
     let probe_bytes = link.map_or(0, |l| l.probe_bytes);
     let d = d.clone();
     d.tasks.clone().spawn(async move {
@@ -470,6 +471,8 @@ impl Migration {
         self.job.event("guest running at the destination");
         if let Some((_, predicted_end)) = self.ctl.released_at() {
             self.d.jobs.learn_switch_lag(running_at.as_secs_f64() - predicted_end);
+        } else if let (false, Some(end)) = (self.ctl.has_target(), self.ctl.model_end_s()) {
+            self.d.jobs.learn_end_lag(running_at.as_secs_f64() - end);
         }
         // The source copy is now stale: stop it and forget it.
         quit(&self.d.vms, &self.rec).await;

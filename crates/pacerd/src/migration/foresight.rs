@@ -67,6 +67,12 @@ pub struct Foresight {
     stuck_streak: u32,
     /// The last finite prediction (low, total, high).
     last_completing: Option<(f64, f64, f64)>,
+    /// How much later than the model's end a migration really ends here (the
+    /// destination resuming the guest, the agent's own polling), learned by the
+    /// agent from its past migrations; added to every unpaced prediction.
+    pub end_lag_s: f64,
+    /// The model's own total (without the end lag) of the latest prediction.
+    pub last_model_total_s: Option<f64>,
 }
 
 impl Foresight {
@@ -98,6 +104,8 @@ impl Foresight {
             naive: NaiveEstimator::default(),
             stuck_streak: 0,
             last_completing: None,
+            end_lag_s: 0.0,
+            last_model_total_s: None,
         }
     }
 
@@ -232,6 +240,12 @@ impl Foresight {
                         p.high_s = f64::INFINITY;
                         p.stuck = None;
                     }
+                }
+                if !paced && p.total_s.is_finite() {
+                    self.last_model_total_s = Some(p.total_s);
+                    p.total_s += self.end_lag_s;
+                    p.low_s = (p.low_s + self.end_lag_s).clamp(s.t_s, p.total_s);
+                    p.high_s += self.end_lag_s;
                 }
                 if p.total_s.is_finite() {
                     self.last_completing = Some((p.low_s, p.total_s, p.high_s));

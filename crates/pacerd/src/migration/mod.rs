@@ -107,11 +107,16 @@ pub struct JobTable {
     /// Learned time from allowing a held switch-over to the guest running at the
     /// destination (s), smoothed over migrations.
     switch_lag_s: Mutex<f64>,
+    end_lag_s: Mutex<f64>,
 }
 
 impl Default for JobTable {
     fn default() -> Self {
-        JobTable { table: Mutex::default(), switch_lag_s: Mutex::new(foresight::DEFAULT_SWITCH_LAG_S) }
+        JobTable {
+            table: Mutex::default(),
+            switch_lag_s: Mutex::new(foresight::DEFAULT_SWITCH_LAG_S),
+            end_lag_s: Mutex::new(0.0),
+        }
     }
 }
 
@@ -170,6 +175,18 @@ impl JobTable {
     pub fn learn_switch_lag(&self, lag_s: f64) {
         let mut l = self.switch_lag_s.lock().unwrap();
         *l = 0.5 * *l + 0.5 * lag_s.clamp(-2.0, 5.0);
+    }
+
+    /// How much later than the model's end an unpaced migration really ends here.
+    pub fn end_lag_s(&self) -> f64 {
+        *self.end_lag_s.lock().unwrap()
+    }
+
+    /// Learns from one more unpaced migration that ended `lag_s` after the model's
+    /// latest prediction said (bounded: one odd migration must not skew the next).
+    pub fn learn_end_lag(&self, lag_s: f64) {
+        let mut l = self.end_lag_s.lock().unwrap();
+        *l = 0.5 * *l + 0.5 * lag_s.clamp(-0.5, 1.0);
     }
 }
 
@@ -236,5 +253,10 @@ mod tests {
         let t = JobTable::default();
         t.learn_switch_lag(100.0);
         assert!((t.switch_lag_s() - (0.5 * foresight::DEFAULT_SWITCH_LAG_S + 2.5)).abs() < 1e-9);
+        // The end lag of unpaced migrations: learned the same way, bounded tighter.
+        t.learn_end_lag(0.3);
+        assert!((t.end_lag_s() - 0.15).abs() < 1e-9);
+        t.learn_end_lag(100.0);
+        assert!((t.end_lag_s() - 0.575).abs() < 1e-9);
     }
 }
