@@ -109,8 +109,11 @@ impl DirtyModel {
 
     /// The same working set with the write rate multiplied by `factor` (>= 0).
     pub fn scaled(&self, factor: f64) -> DirtyModel {
+        // The hot set is measured by the same sampled curve as the rate, with the
+        // same error: a band that kept it fixed was sure of a hot-set guest's verdict.
         DirtyModel {
             rate_bps: (self.rate_bps * factor.max(0.0)).max(0.0),
+            hot_bytes: (self.hot_bytes * factor.max(0.0)).max(0.0),
             ..*self
         }
     }

@@ -33,7 +33,7 @@ pub const CURVE_WINDOWS_S: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
 /// [`FOLLOW_STEP`], compared with the snapshots about these windows back (the longer
 /// windows of the last full measurement are kept while the rolling curve is short and
 /// agrees with them).
-const FOLLOW_SAMPLE_PAGES: usize = 8192;
+const FOLLOW_SAMPLE_PAGES: usize = 16384;
 /// How often a migrating guest is looked at.
 pub const FOLLOW_STEP: Duration = Duration::from_millis(500);
 const FOLLOW_WINDOWS_S: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];

@@ -213,8 +213,12 @@ impl Foresight {
                 // runs flat out, and a model that keeps saying it will not converge is
                 // believed again.
                 let paced = matches!((self.target_s, self.feasible), (Some(_), Some(true)));
-                self.stuck_streak = match (&p.stuck, paced && !self.released) {
-                    (Some(_), false) => self.stuck_streak + 1,
+                // Stuck is said when the model's own run does not end and most of
+                // the band's runs do not either: a point just past the edge with
+                // the band mostly ending is "on the edge", an open band.
+                let stuck_now = p.stuck.is_some() && p.completes_chance < 0.5;
+                self.stuck_streak = match (stuck_now, paced && !self.released) {
+                    (true, false) => self.stuck_streak + 1,
                     _ => 0,
                 };
                 let stuck_said = self.stuck_streak >= STUCK_STREAK;
@@ -233,7 +237,7 @@ impl Foresight {
                 // "Does not converge" is said once the model has said it for a second or
                 // so (three predictions): near the edge one noisy measurement flips it.
                 // Meanwhile the prediction is the finish if it converges, with an open band.
-                if p.stuck.is_some() && !stuck_said {
+                if p.stuck.is_some() && !(stuck_said && stuck_now) {
                     if let Some((lo, mid, _)) = p.if_completes.or(self.last_completing) {
                         p.total_s = mid.max(s.t_s);
                         p.low_s = lo.clamp(s.t_s, p.total_s);
