@@ -397,7 +397,7 @@ impl Predictor {
             (true, _) => zero_first,
             (false, Some((tail, pages0))) if s.dirty_sync_count == 2 && pending > 0.0 => {
                 let sent = (s.duplicate_pages + s.normal_pages).saturating_sub(pages0) as f64;
-                let tail = (tail - sent * ps as f64).clamp(0.0, pending);
+                let tail = (tail - sent * ps as f64).clamp(0.0, pending.max(0.0));
                 (tail * zero_first + (pending - tail) * dirty_zero) / pending
             }
             _ => dirty_zero,

@@ -125,7 +125,14 @@ pub async fn start(d: &Arc<Deps>, vm: &str, req: MigrateRequest) -> AgentResult<
     let probe_bytes = link.map_or(0, |l| l.probe_bytes);
     let d = d.clone();
     d.tasks.clone().spawn(async move {
-        let mut result = Migration::new(&d, job.clone(), req, rec, peer, ctl).run().await;
+        let (vm, asked) = (rec.name.clone(), req.clone());
+        // On a task of its own, so that a bug that panics in it is caught here
+        // and the guest is not left stranded with a job that never ends.
+        let driver = d.tasks.spawn(Migration::new(&d, job.clone(), req, rec, peer, ctl).run());
+        let mut result = match driver.await {
+            Ok(r) => r,
+            Err(e) => after_panic(&d, &job, &vm, &asked, e).await,
+        };
         following.cancel();
         result.probe_bytes = probe_bytes;
         info!("job {} ended: {:?} {:?}", job.id, result.status, result.reason);
@@ -514,6 +521,37 @@ impl Migration {
         self.result.reason = Some(outcome::rollback_reason(&reason, &still_here, &self.d.host_name));
         self.result.clone()
     }
+}
+
+/// The driver panicked (a bug). Before the destination was told to resume the guest,
+/// the migration is cancelled, the guest resumed here and the destination cleaned up;
+/// from the switch-over on the guest may already run there, so nothing is touched and
+/// the result says to look.
+async fn after_panic(d: &Arc<Deps>, job: &Job, vm: &str, req: &MigrateRequest, e: tokio::task::JoinError) -> MigrationResult {
+    tracing::error!("job {}: the migration driver failed: {e}", job.id);
+    let mut r = outcome::new_result(vm, req, &d.host_name);
+    r.total_time_ms = job.started.elapsed().as_millis() as u64;
+    let phase = job.info().progress.phase;
+    if matches!(phase, JobPhase::SwitchOver | JobPhase::Verifying | JobPhase::Done) {
+        r.reason = Some(format!(
+            "internal error in the migration driver during the switch-over ({e}): the guest may be \
+             running on {} or still here; check both hosts before acting",
+            req.destination.name
+        ));
+        return r;
+    }
+    job.set_phase(JobPhase::RollingBack);
+    let still_here = match d.vms.qmp(vm).await {
+        Ok(qmp) => recover_source(&qmp, true).await,
+        Err(e) => Err(e.to_string()),
+    };
+    Peer::new(&req.destination).clean_up(&d.tasks, vm, d.shutdown.clone()).await;
+    r.reason = Some(outcome::rollback_reason(
+        &format!("internal error in the migration driver ({e})"),
+        &still_here,
+        &d.host_name,
+    ));
+    r
 }
 
 /// Whether this migration may switch to post-copy (QEMU needs to know before it starts).

@@ -247,7 +247,8 @@ impl Foresight {
                 }
                 if !paced && p.total_s.is_finite() {
                     self.last_model_total_s = Some(p.total_s);
-                    p.total_s += self.end_lag_s;
+                    // Never before now (a negative lag or a model end already past).
+                    p.total_s = (p.total_s + self.end_lag_s).max(s.t_s);
                     p.low_s = (p.low_s + self.end_lag_s).clamp(s.t_s, p.total_s);
                     p.high_s += self.end_lag_s;
                 }
