@@ -572,7 +572,7 @@ pub async fn guest_rates(hosts: &Hosts, name: &str) -> (Option<f64>, Option<f64>
     // A rate the guest could not give is written as null, read as NaN.
     let known = |v: f64| v.is_finite().then_some(v);
     // An application's load is the guest's memory writer when one runs.
-    let memory = s.app_write_mbps.filter(|v| v.is_finite()).or(known(s.write_mbps));
+    let memory = s.app_write_mbps.and_then(known).or(known(s.write_mbps));
     (memory, known(s.disk_write_mbps))
 }
 

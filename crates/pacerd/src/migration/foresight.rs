@@ -20,6 +20,8 @@ const RECORD_EVERY_S: f64 = 0.5;
 pub const DEFAULT_SWITCH_LAG_S: f64 = 0.5;
 /// Predictions in a row that must say "does not converge" before it is said.
 const STUCK_STREAK: u32 = 3;
+/// ... each with less than this chance that the band's runs end.
+const STUCK_BELOW_CHANCE: f64 = 0.5;
 /// While held after the bulk copy, send this fraction of the link (at least 1 MB/s).
 const TRICKLE_FRACTION: f64 = 0.01;
 
@@ -216,7 +218,7 @@ impl Foresight {
                 // Stuck is said when the model's own run does not end and most of
                 // the band's runs do not either: a point just past the edge with
                 // the band mostly ending is "on the edge", an open band.
-                let stuck_now = p.stuck.is_some() && p.completes_chance < 0.5;
+                let stuck_now = p.stuck.is_some() && p.completes_chance < STUCK_BELOW_CHANCE;
                 self.stuck_streak = match (stuck_now, paced && !self.released) {
                     (true, false) => self.stuck_streak + 1,
                     _ => 0,
@@ -237,7 +239,7 @@ impl Foresight {
                 // "Does not converge" is said once the model has said it for a second or
                 // so (three predictions): near the edge one noisy measurement flips it.
                 // Meanwhile the prediction is the finish if it converges, with an open band.
-                if p.stuck.is_some() && !(stuck_said && stuck_now) {
+                if p.stuck.is_some() && !stuck_said {
                     if let Some((lo, mid, _)) = p.if_completes.or(self.last_completing) {
                         p.total_s = mid.max(s.t_s);
                         p.low_s = lo.clamp(s.t_s, p.total_s);
