@@ -77,3 +77,30 @@ async fn dead_destination_keeps_the_vm_at_the_source() {
     assert_eq!(info.pid, before.pid);
     tb.assert_runs_healthy("h1", "vm").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_in_the_migration_driver_rolls_back_and_keeps_the_vm_at_the_source() {
+    let tb = TestBed::new(BedSpec::default());
+    let before = tb.start_guest("h1", "vm", 512, 192, 40.0).await;
+    let job = tb
+        .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.bandwidth = Some(10_000_000))
+        .await;
+    tb.wait_transferred("h1", &job.id, 20 << 20).await;
+    // Debug builds of the agent panic in the driver's pre-copy loop on this file.
+    let fault = tb.bed.hosts[0].state_dir.join("vms").join("vm").join("fault-panic-at");
+    std::fs::write(&fault, "memory").unwrap();
+    let r = tb.wait_job("h1", &job.id).await;
+    std::fs::remove_file(&fault).unwrap();
+    assert_eq!(r.status, JobStatus::Failed, "{r:?}");
+    assert!(r.reason.as_deref().unwrap().contains("internal error"), "{r:?}");
+    assert_eq!(r.vm_location, "h1");
+    let info = tb.client("h1").vm("vm").await.unwrap();
+    assert_eq!(info.pid, before.pid, "the source QEMU must be the same process");
+    assert!(info.migrating.is_none());
+    common::wait_destination_clean(&tb, "h2").await;
+    tb.assert_runs_healthy("h1", "vm").await;
+    // The agent goes on: the same VM migrates afterwards.
+    let job = tb.start_migration("h1", "h2", "vm", Strategy::PreCopy, |_| {}).await;
+    let r = tb.wait_job("h1", &job.id).await;
+    assert_eq!(r.status, JobStatus::Completed, "{r:?}");
+}

@@ -217,9 +217,9 @@ impl Controller {
         self.foresight.released_at
     }
 
-    /// Sets the end lag the agent learned (see [`Foresight::end_lag_s`]).
-    pub fn set_end_lag_s(&mut self, lag_s: f64) {
-        self.foresight.end_lag_s = lag_s;
+    /// Sets the end lag the agent learned (see [`Foresight::end_lag`]).
+    pub fn set_end_lag(&mut self, lag: super::foresight::EndLag) {
+        self.foresight.end_lag = lag;
     }
 
     /// The model's own end (s since the job started) in the latest unpaced prediction.

@@ -121,7 +121,7 @@ pub async fn start(d: &Arc<Deps>, vm: &str, req: MigrateRequest) -> AgentResult<
         verdict.and_then(|v| v.feasible),
         d.jobs.switch_lag_s(),
     );
-    ctl.set_end_lag_s(d.jobs.end_lag_s());
+    ctl.set_end_lag(d.jobs.end_lag());
     let probe_bytes = link.map_or(0, |l| l.probe_bytes);
     let d = d.clone();
     d.tasks.clone().spawn(async move {
@@ -363,6 +363,8 @@ impl Migration {
                 _ => None,
             };
             let measured = self.d.measure.latest(&self.rec.name);
+            #[cfg(debug_assertions)]
+            test_fault(&self.d.vms.vm_dir(&self.rec.name), "memory");
             let tick = self.ctl.tick(t, Observed::Memory { info: &info, disk: disk.as_ref() }, &measured);
             match self.apply(tick).await {
                 Err(o) => return o,
@@ -552,6 +554,16 @@ async fn after_panic(d: &Arc<Deps>, job: &Job, vm: &str, req: &MigrateRequest, e
         &d.host_name,
     ));
     r
+}
+
+/// Debug builds only: a test makes the driver panic at a step (the file
+/// `fault-panic-at` in the VM's directory names it), to prove that a bug there
+/// leaves the guest where it was.
+#[cfg(debug_assertions)]
+fn test_fault(vm_dir: &std::path::Path, step: &str) {
+    if std::fs::read_to_string(vm_dir.join("fault-panic-at")).is_ok_and(|s| s.trim() == step) {
+        panic!("test fault at {step}");
+    }
 }
 
 /// Whether this migration may switch to post-copy (QEMU needs to know before it starts).

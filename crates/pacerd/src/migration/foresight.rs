@@ -18,6 +18,42 @@ const RECORD_EVERY_S: f64 = 0.5;
 /// Until the agent has seen a released migration end: how much later than the
 /// model's flat-out end it ends (QEMU's check interval, the commit).
 pub const DEFAULT_SWITCH_LAG_S: f64 = 0.5;
+
+/// How much later than the model's end a migration really ends on a host (the
+/// destination loading device state and resuming the guest, the agent's own
+/// polling), and how much that varies: learned from the host's past migrations.
+/// It is a few hundred ms, which is most of a short migration's error and its band.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndLag {
+    /// Smoothed lag, s.
+    pub mean_s: f64,
+    /// Smoothed absolute deviation from the mean, s.
+    pub dev_s: f64,
+}
+
+impl Default for EndLag {
+    /// Before any migration ended here: what this kind of machine showed (0.2 s
+    /// late, give or take 0.2 s), to be replaced by what this host shows.
+    fn default() -> Self {
+        EndLag { mean_s: 0.2, dev_s: 0.2 }
+    }
+}
+
+impl EndLag {
+    /// One more migration that ended `lag_s` after the model said (bounded: one odd
+    /// migration must not skew the next ones).
+    pub fn learn(&mut self, lag_s: f64) {
+        let lag = lag_s.clamp(-0.5, 1.0);
+        self.dev_s = 0.5 * self.dev_s + 0.5 * (lag - self.mean_s).abs();
+        self.mean_s = 0.5 * self.mean_s + 0.5 * lag;
+    }
+
+    /// Half-width the lag's variation adds to each side of an 80% band (a mean
+    /// absolute deviation is 0.8 standard deviations; 1.28 of them each side).
+    pub fn half_width_s(&self) -> f64 {
+        1.28 * self.dev_s / 0.8
+    }
+}
 /// Predictions in a row that must say "does not converge" before it is said.
 const STUCK_STREAK: u32 = 3;
 /// ... each with less than this chance that the band's runs end.
@@ -69,10 +105,10 @@ pub struct Foresight {
     stuck_streak: u32,
     /// The last finite prediction (low, total, high).
     last_completing: Option<(f64, f64, f64)>,
-    /// How much later than the model's end a migration really ends here (the
-    /// destination resuming the guest, the agent's own polling), learned by the
-    /// agent from its past migrations; added to every unpaced prediction.
-    pub end_lag_s: f64,
+    /// How much later than the model's end a migration really ends here, learned
+    /// by the agent from its past migrations; added to every unpaced prediction
+    /// and its spread to the band.
+    pub end_lag: EndLag,
     /// The model's own total (without the end lag) of the latest prediction.
     pub last_model_total_s: Option<f64>,
 }
@@ -106,7 +142,7 @@ impl Foresight {
             naive: NaiveEstimator::default(),
             stuck_streak: 0,
             last_completing: None,
-            end_lag_s: 0.0,
+            end_lag: EndLag::default(),
             last_model_total_s: None,
         }
     }
@@ -250,9 +286,15 @@ impl Foresight {
                 if !paced && p.total_s.is_finite() {
                     self.last_model_total_s = Some(p.total_s);
                     // Never before now (a negative lag or a model end already past).
-                    p.total_s = (p.total_s + self.end_lag_s).max(s.t_s);
-                    p.low_s = (p.low_s + self.end_lag_s).clamp(s.t_s, p.total_s);
-                    p.high_s += self.end_lag_s;
+                    // The lag's own spread widens the band (independent of the
+                    // model's: the two half-widths add in quadrature).
+                    let lag = self.end_lag.mean_s;
+                    let e = self.end_lag.half_width_s();
+                    let below = (p.total_s - p.low_s).max(0.0);
+                    let above = p.high_s - p.total_s;
+                    p.total_s = (p.total_s + lag).max(s.t_s);
+                    p.low_s = (p.total_s - below.hypot(e)).clamp(s.t_s, p.total_s);
+                    p.high_s = p.total_s + above.hypot(e);
                 }
                 if p.total_s.is_finite() {
                     self.last_completing = Some((p.low_s, p.total_s, p.high_s));

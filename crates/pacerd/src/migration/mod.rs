@@ -107,7 +107,7 @@ pub struct JobTable {
     /// Learned time from allowing a held switch-over to the guest running at the
     /// destination (s), smoothed over migrations.
     switch_lag_s: Mutex<f64>,
-    end_lag_s: Mutex<f64>,
+    end_lag: Mutex<foresight::EndLag>,
 }
 
 impl Default for JobTable {
@@ -115,7 +115,7 @@ impl Default for JobTable {
         JobTable {
             table: Mutex::default(),
             switch_lag_s: Mutex::new(foresight::DEFAULT_SWITCH_LAG_S),
-            end_lag_s: Mutex::new(0.0),
+            end_lag: Mutex::default(),
         }
     }
 }
@@ -178,15 +178,14 @@ impl JobTable {
     }
 
     /// How much later than the model's end an unpaced migration really ends here.
-    pub fn end_lag_s(&self) -> f64 {
-        *self.end_lag_s.lock().unwrap()
+    pub fn end_lag(&self) -> foresight::EndLag {
+        *self.end_lag.lock().unwrap()
     }
 
     /// Learns from one more unpaced migration that ended `lag_s` after the model's
-    /// latest prediction said (bounded: one odd migration must not skew the next).
+    /// latest prediction said.
     pub fn learn_end_lag(&self, lag_s: f64) {
-        let mut l = self.end_lag_s.lock().unwrap();
-        *l = 0.5 * *l + 0.5 * lag_s.clamp(-0.5, 1.0);
+        self.end_lag.lock().unwrap().learn(lag_s);
     }
 }
 
@@ -254,9 +253,15 @@ mod tests {
         t.learn_switch_lag(100.0);
         assert!((t.switch_lag_s() - (0.5 * foresight::DEFAULT_SWITCH_LAG_S + 2.5)).abs() < 1e-9);
         // The end lag of unpaced migrations: learned the same way, bounded tighter.
-        t.learn_end_lag(0.3);
-        assert!((t.end_lag_s() - 0.15).abs() < 1e-9);
+        t.learn_end_lag(0.4);
+        assert!((t.end_lag().mean_s - 0.3).abs() < 1e-9);
+        assert!((t.end_lag().dev_s - 0.2).abs() < 1e-9);
         t.learn_end_lag(100.0);
-        assert!((t.end_lag_s() - 0.575).abs() < 1e-9);
+        assert!((t.end_lag().mean_s - 0.65).abs() < 1e-9);
+        // The same lag over and over: the spread shrinks toward none.
+        for _ in 0..30 {
+            t.learn_end_lag(0.25);
+        }
+        assert!((t.end_lag().mean_s - 0.25).abs() < 1e-6 && t.end_lag().dev_s < 1e-3);
     }
 }
