@@ -11,6 +11,7 @@ pub mod migration;
 pub mod qmp;
 pub mod status;
 pub mod storage;
+pub mod stream;
 
 pub use launch::{Accel, LaunchConfig, VmPaths};
 pub use qmp::{QmpClient, QmpError};

@@ -1,0 +1,123 @@
+//! The sending relay: VMs' migration streams in, frames for one connection out.
+
+use std::collections::HashMap;
+
+use pacer_qemu::stream::{Token, Tokenizer};
+
+use crate::store::{SendStore, Sent};
+use crate::wire;
+
+/// What went by on the sending side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncoderStats {
+    /// Stream bytes in, over every VM.
+    pub stream_bytes: u64,
+    /// Frame bytes out.
+    pub wire_bytes: u64,
+    /// Pages seen.
+    pub pages: u64,
+    /// Pages sent as references.
+    pub refs: u64,
+}
+
+struct StreamState {
+    tok: Tokenizer,
+}
+
+/// Encodes any number of VMs' streams onto one connection, sending each page's
+/// content at most once while the receiver still holds it.
+pub struct Encoder {
+    store: SendStore,
+    dedup: bool,
+    streams: HashMap<u32, StreamState>,
+    stats: EncoderStats,
+    /// Raw bytes waiting to go as one DATA frame.
+    pending: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder whose receiver keeps `capacity` pages; without `dedup` every
+    /// stream goes as it is, in DATA frames (the relay as a plain forwarder).
+    pub fn new(capacity: u32, dedup: bool) -> Encoder {
+        Encoder {
+            store: SendStore::new(if dedup { capacity } else { 1 }),
+            dedup,
+            streams: HashMap::new(),
+            stats: EncoderStats::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> EncoderStats {
+        self.stats
+    }
+
+    /// Why a stream goes through without dedup from some point on, if it does.
+    pub fn gave_up(&self, stream: u32) -> Option<&str> {
+        self.streams.get(&stream).and_then(|s| s.tok.gave_up())
+    }
+
+    /// Starts stream `stream` for VM `name`.
+    pub fn open(&mut self, stream: u32, name: &str, out: &mut Vec<u8>) {
+        let start = out.len();
+        wire::header(out, wire::OPEN, stream);
+        let n = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&(n.len() as u16).to_be_bytes());
+        out.extend_from_slice(n);
+        self.streams.insert(stream, StreamState { tok: Tokenizer::new() });
+        self.stats.wire_bytes += (out.len() - start) as u64;
+    }
+
+    /// The next bytes of `stream`'s migration stream; frames are appended to `out`.
+    pub fn feed(&mut self, stream: u32, data: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        self.stats.stream_bytes += data.len() as u64;
+        if !self.dedup {
+            wire::data(out, stream, data);
+            self.stats.wire_bytes += (out.len() - start) as u64;
+            return;
+        }
+        let Some(st) = self.streams.get_mut(&stream) else {
+            debug_assert!(false, "feed before open");
+            return;
+        };
+        let (store, pending, stats) = (&mut self.store, &mut self.pending, &mut self.stats);
+        st.tok.feed(data, |t| match t {
+            Token::Raw(b) => pending.extend_from_slice(b),
+            Token::Page { data, .. } => {
+                stats.pages += 1;
+                match store.offer(data) {
+                    Sent::Ref(slot) => {
+                        stats.refs += 1;
+                        flush(pending, stream, out);
+                        wire::header(out, wire::REF, stream);
+                        out.extend_from_slice(&slot.to_be_bytes());
+                    }
+                    Sent::New(_) => {
+                        flush(pending, stream, out);
+                        wire::header(out, wire::PAGE, stream);
+                        out.extend_from_slice(data);
+                    }
+                }
+            }
+        });
+        flush(&mut self.pending, stream, out);
+        self.stats.wire_bytes += (out.len() - start) as u64;
+    }
+
+    /// Ends `stream`: `clean` when its source closed it after the whole stream.
+    pub fn close(&mut self, stream: u32, clean: bool, out: &mut Vec<u8>) {
+        wire::header(out, wire::CLOSE, stream);
+        out.push(if clean { 0 } else { 1 });
+        self.stats.wire_bytes += wire::HEADER as u64 + 1;
+        self.streams.remove(&stream);
+    }
+}
+
+fn flush(pending: &mut Vec<u8>, stream: u32, out: &mut Vec<u8>) {
+    if !pending.is_empty() {
+        wire::data(out, stream, pending);
+        pending.clear();
+    }
+}
