@@ -115,6 +115,17 @@ pub fn summary(g: &GroupInfo) -> String {
             None => s.push_str(&format!("{:<12} {}\n", m.vm, m.fate)),
         }
     }
+    let relayed: Vec<&pacer_api::RelayReport> =
+        g.members.iter().filter_map(|m| m.result.as_ref()?.relay.as_ref()).filter(|r| r.relayed).collect();
+    if !relayed.is_empty() {
+        let (stream, wire) = relayed.iter().fold((0, 0), |a, r| (a.0 + r.stream_bytes, a.1 + r.wire_bytes));
+        s.push_str(&format!(
+            "through the relays: {} of streams crossed as {} ({:.0}% less)\n",
+            pacer_model::format_bytes(stream),
+            pacer_model::format_bytes(wire),
+            (1.0 - wire as f64 / stream.max(1) as f64) * 100.0
+        ));
+    }
     if let Some(t) = g.target_s {
         s.push_str(&format!("group target {t:.2} s; "));
     }

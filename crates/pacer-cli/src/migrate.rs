@@ -62,6 +62,10 @@ pub struct MigrateOpts {
     /// If pre-copy does not converge (and raising the limit is not enough): switch to post-copy.
     #[arg(long)]
     pub allow_postcopy: bool,
+    /// Through the hosts' relays: each page's content crosses once, whichever of the
+    /// VMs moving between the two hosts it comes from (plain pre-copy; others go direct).
+    #[arg(long)]
+    pub dedup: bool,
 }
 
 impl MigrateOpts {
@@ -83,6 +87,7 @@ impl MigrateOpts {
             strict: false,
             max_downtime: None,
             allow_postcopy: false,
+            dedup: false,
         }
     }
 
@@ -100,6 +105,7 @@ impl MigrateOpts {
             finish_in_s: self.finish_in_s()?,
             strict: self.strict,
             converge: pacer_api::ConvergePolicy { max_downtime_ms: self.max_downtime, allow_postcopy: self.allow_postcopy },
+            dedup: self.dedup,
             ..MigrateRequest::new(destination, self.strategy)
         })
     }
@@ -379,6 +385,27 @@ pub fn stuck_words(a: &pacer_api::StuckAdvice, elapsed_ms: u64) -> String {
     s
 }
 
+/// What the relays did with a migration's stream (one line, leading newline).
+pub fn relay_line(rl: &pacer_api::RelayReport) -> String {
+    let mut s = if rl.relayed {
+        let saved = 1.0 - rl.wire_bytes as f64 / rl.stream_bytes.max(1) as f64;
+        format!(
+            "\n  through the relays: stream {} crossed as {} ({:.0}% less; {} of {} pages sent as references)",
+            format_bytes(rl.stream_bytes),
+            format_bytes(rl.wire_bytes),
+            saved * 100.0,
+            rl.refs,
+            rl.pages
+        )
+    } else {
+        "\n  not through the relays".to_string()
+    };
+    if let Some(why) = &rl.why {
+        s.push_str(&format!(": {why}"));
+    }
+    s
+}
+
 /// A human summary of a result.
 pub fn summary(r: &MigrationResult) -> String {
     let mut s = format!(
@@ -424,6 +451,9 @@ pub fn summary(r: &MigrationResult) -> String {
     }
     for step in &r.converge_steps {
         s.push_str(&format!("\n  at {}: {}", format_duration_ms(step.at_ms), step.why));
+    }
+    if let Some(rl) = &r.relay {
+        s.push_str(&relay_line(rl));
     }
     if let Some(i) = &r.integrity {
         s.push_str(&format!(

@@ -139,8 +139,9 @@ async fn two_guests_of_one_image_migrate_through_the_codec_byte_for_byte_with_sh
         outs.push(UnixStream::connect(dir.join(format!("dst{i}.sock"))).await.unwrap());
     }
     let mut enc = Encoder::new(1 << 16, true);
-    let mut dec = Decoder::new(1 << 16);
+    let mut dec = Decoder::new();
     let mut wire = Vec::new();
+    enc.preface(&mut wire);
     enc.open(0, "src0", &mut wire);
     enc.open(1, "src1", &mut wire);
     let mut out_sha = [Sha256::new(), Sha256::new()];

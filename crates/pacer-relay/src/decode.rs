@@ -36,14 +36,21 @@ pub enum Event<'a> {
 /// Decodes one connection's frames.
 pub struct Decoder {
     buf: Vec<u8>,
-    ring: Ring,
+    /// None until the preface said how many pages to keep.
+    ring: Option<Ring>,
     open: HashSet<u32>,
 }
 
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new()
+    }
+}
+
 impl Decoder {
-    /// A decoder keeping `capacity` pages (as many as its encoder was told).
-    pub fn new(capacity: u32) -> Decoder {
-        Decoder { buf: Vec::new(), ring: Ring::new(capacity), open: HashSet::new() }
+    /// A decoder at the start of a connection (it reads the preface first).
+    pub fn new() -> Decoder {
+        Decoder { buf: Vec::new(), ring: None, open: HashSet::new() }
     }
 
     /// Takes the next bytes of the connection and hands every complete frame's
@@ -67,6 +74,19 @@ impl Decoder {
 
     /// One frame at the start of `b`: its length, or None when incomplete.
     fn frame(&mut self, b: &[u8], sink: &mut impl FnMut(Event<'_>)) -> Result<Option<usize>, WireError> {
+        let Some(ring) = self.ring.as_mut() else {
+            let n = b.len().min(wire::MAGIC.len());
+            if b[..n] != wire::MAGIC[..n] {
+                return Err(WireError::NotRelay);
+            }
+            let Some(c) = b.get(8..12) else { return Ok(None) };
+            let capacity = u32::from_be_bytes(c.try_into().unwrap());
+            if capacity > wire::MAX_CAPACITY {
+                return Err(WireError::TooBig(capacity));
+            }
+            self.ring = Some(Ring::new(capacity));
+            return Ok(Some(wire::PREFACE));
+        };
         if b.len() < wire::HEADER {
             return Ok(None);
         }
@@ -97,13 +117,13 @@ impl Decoder {
             }
             wire::PAGE => {
                 let Some(page) = body.get(..PAGE) else { return Ok(None) };
-                let slot = self.ring.push(page);
-                sink(Event::Data { stream, bytes: self.ring.get(slot).expect("just stored") });
+                let slot = ring.push(page);
+                sink(Event::Data { stream, bytes: ring.get(slot).expect("just stored") });
                 PAGE
             }
             wire::REF => {
                 let Some(slot) = be32(0) else { return Ok(None) };
-                let page = self.ring.get(slot).ok_or(WireError::EmptySlot(slot))?;
+                let page = ring.get(slot).ok_or(WireError::EmptySlot(slot))?;
                 sink(Event::Data { stream, bytes: page });
                 4
             }
@@ -134,8 +154,8 @@ mod tests {
     }
 
     /// Decodes `wire` in chunks of `chunk` bytes: each stream's bytes and whether it closed cleanly.
-    fn decode(wire: &[u8], capacity: u32, chunk: usize) -> HashMap<u32, (Vec<u8>, Option<bool>)> {
-        let mut d = Decoder::new(capacity);
+    fn decode(wire: &[u8], chunk: usize) -> HashMap<u32, (Vec<u8>, Option<bool>)> {
+        let mut d = Decoder::new();
         let mut out: HashMap<u32, (Vec<u8>, Option<bool>)> = HashMap::new();
         for c in wire.chunks(chunk.max(1)) {
             d.feed(c, |e| match e {
@@ -166,6 +186,7 @@ mod tests {
         let (a, b) = gang();
         let mut e = Encoder::new(1024, true);
         let mut wire = Vec::new();
+        e.preface(&mut wire);
         e.open(1, "vm-a", &mut wire);
         e.open(2, "vm-b", &mut wire);
         // Interleaved in odd-sized pieces, as two sockets would deliver them.
@@ -180,7 +201,7 @@ mod tests {
         }
         e.close(1, true, &mut wire);
         e.close(2, false, &mut wire);
-        let out = decode(&wire, 1024, 333);
+        let out = decode(&wire, 333);
         assert_eq!(out[&1], (a.clone(), Some(true)));
         assert_eq!(out[&2], (b.clone(), Some(false)));
         let st = e.stats();
@@ -195,30 +216,40 @@ mod tests {
         let (a, _) = gang();
         let mut e = Encoder::new(1024, false);
         let mut wire = Vec::new();
+        e.preface(&mut wire);
         e.open(7, "vm", &mut wire);
         e.feed(7, &a, &mut wire);
         e.close(7, true, &mut wire);
-        assert_eq!(decode(&wire, 1024, 4096)[&7].0, a);
+        assert_eq!(decode(&wire, 4096)[&7].0, a);
         assert_eq!(e.stats().refs, 0);
         assert!(e.stats().wire_bytes < a.len() as u64 + 64);
     }
 
     #[test]
     fn bad_frames_are_errors_that_name_what_is_wrong() {
-        let mut d = Decoder::new(4);
-        let mut wire = Vec::new();
+        let start = |cap: u32| {
+            let mut e = Encoder::new(cap, true);
+            let mut w = Vec::new();
+            e.preface(&mut w);
+            (e, w)
+        };
+        let (_, mut wire) = start(4);
         wire::header(&mut wire, wire::REF, 1);
-        assert_eq!(d.feed(&wire, |_| {}), Err(WireError::NotOpen(1)));
-        let mut d = Decoder::new(4);
-        let mut e = Encoder::new(4, true);
-        let mut wire = Vec::new();
+        assert_eq!(Decoder::new().feed(&wire, |_| {}), Err(WireError::NotOpen(1)));
+        let (mut e, mut wire) = start(4);
         e.open(1, "vm", &mut wire);
         wire::header(&mut wire, wire::REF, 1);
         wire.extend(3u32.to_be_bytes());
-        assert_eq!(d.feed(&wire, |_| {}), Err(WireError::EmptySlot(3)));
-        let mut d = Decoder::new(4);
-        assert_eq!(d.feed(&[9, 0, 0, 0, 1], |_| {}), Err(WireError::UnknownKind(9)));
+        assert_eq!(Decoder::new().feed(&wire, |_| {}), Err(WireError::EmptySlot(3)));
+        let (_, mut wire) = start(4);
+        wire.extend([9, 0, 0, 0, 1]);
+        assert_eq!(Decoder::new().feed(&wire, |_| {}), Err(WireError::UnknownKind(9)));
         assert!(WireError::UnknownKind(9).to_string().contains("another version"));
+        // Something else connected: a migration stream sent to the relay's port.
+        assert_eq!(Decoder::new().feed(b"QEVM\0\0\0\x03", |_| {}), Err(WireError::NotRelay));
+        let mut big = b"PACERLY1".to_vec();
+        big.extend(u32::MAX.to_be_bytes());
+        assert_eq!(Decoder::new().feed(&big, |_| {}), Err(WireError::TooBig(u32::MAX)));
     }
 
     proptest! {
@@ -235,13 +266,14 @@ mod tests {
             let s = synth::stream(64, &[round.clone(), round]);
             let mut e = Encoder::new(capacity, true);
             let mut wire = Vec::new();
+            e.preface(&mut wire);
             e.open(1, "a", &mut wire);
             e.open(2, "b", &mut wire);
             for c in s.chunks(chunk) {
                 e.feed(1, c, &mut wire);
                 e.feed(2, c, &mut wire);
             }
-            let out = decode(&wire, capacity, chunk);
+            let out = decode(&wire, chunk);
             prop_assert_eq!(&out[&1].0, &s);
             prop_assert_eq!(&out[&2].0, &s);
         }

@@ -20,14 +20,25 @@ pub struct EncoderStats {
     pub refs: u64,
 }
 
+impl EncoderStats {
+    fn add(&mut self, o: EncoderStats) {
+        self.stream_bytes += o.stream_bytes;
+        self.wire_bytes += o.wire_bytes;
+        self.pages += o.pages;
+        self.refs += o.refs;
+    }
+}
+
 struct StreamState {
     tok: Tokenizer,
+    stats: EncoderStats,
 }
 
 /// Encodes any number of VMs' streams onto one connection, sending each page's
 /// content at most once while the receiver still holds it.
 pub struct Encoder {
     store: SendStore,
+    capacity: u32,
     dedup: bool,
     streams: HashMap<u32, StreamState>,
     stats: EncoderStats,
@@ -39,8 +50,10 @@ impl Encoder {
     /// An encoder whose receiver keeps `capacity` pages; without `dedup` every
     /// stream goes as it is, in DATA frames (the relay as a plain forwarder).
     pub fn new(capacity: u32, dedup: bool) -> Encoder {
+        let capacity = if dedup { capacity.clamp(1, wire::MAX_CAPACITY) } else { 1 };
         Encoder {
-            store: SendStore::new(if dedup { capacity } else { 1 }),
+            store: SendStore::new(capacity),
+            capacity,
             dedup,
             streams: HashMap::new(),
             stats: EncoderStats::default(),
@@ -58,6 +71,19 @@ impl Encoder {
         self.streams.get(&stream).and_then(|s| s.tok.gave_up())
     }
 
+    /// Counts of one open stream (its share of the wire: its frames).
+    pub fn stream_stats(&self, stream: u32) -> Option<EncoderStats> {
+        self.streams.get(&stream).map(|s| s.stats)
+    }
+
+    /// The connection's preface, first on the wire: it tells the receiver how
+    /// many pages to keep.
+    pub fn preface(&mut self, out: &mut Vec<u8>) {
+        self.stats.wire_bytes += wire::PREFACE as u64;
+        out.extend_from_slice(wire::MAGIC);
+        out.extend_from_slice(&self.capacity.to_be_bytes());
+    }
+
     /// Starts stream `stream` for VM `name`.
     pub fn open(&mut self, stream: u32, name: &str, out: &mut Vec<u8>) {
         let start = out.len();
@@ -65,45 +91,47 @@ impl Encoder {
         let n = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
         out.extend_from_slice(&(n.len() as u16).to_be_bytes());
         out.extend_from_slice(n);
-        self.streams.insert(stream, StreamState { tok: Tokenizer::new() });
-        self.stats.wire_bytes += (out.len() - start) as u64;
+        let n = (out.len() - start) as u64;
+        let stats = EncoderStats { wire_bytes: n, ..EncoderStats::default() };
+        self.streams.insert(stream, StreamState { tok: Tokenizer::new(), stats });
+        self.stats.wire_bytes += n;
     }
 
     /// The next bytes of `stream`'s migration stream; frames are appended to `out`.
     pub fn feed(&mut self, stream: u32, data: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
-        self.stats.stream_bytes += data.len() as u64;
-        if !self.dedup {
-            wire::data(out, stream, data);
-            self.stats.wire_bytes += (out.len() - start) as u64;
-            return;
-        }
         let Some(st) = self.streams.get_mut(&stream) else {
             debug_assert!(false, "feed before open");
             return;
         };
-        let (store, pending, stats) = (&mut self.store, &mut self.pending, &mut self.stats);
-        st.tok.feed(data, |t| match t {
-            Token::Raw(b) => pending.extend_from_slice(b),
-            Token::Page { data, .. } => {
-                stats.pages += 1;
-                match store.offer(data) {
-                    Sent::Ref(slot) => {
-                        stats.refs += 1;
-                        flush(pending, stream, out);
-                        wire::header(out, wire::REF, stream);
-                        out.extend_from_slice(&slot.to_be_bytes());
-                    }
-                    Sent::New(_) => {
-                        flush(pending, stream, out);
-                        wire::header(out, wire::PAGE, stream);
-                        out.extend_from_slice(data);
+        let mut add = EncoderStats { stream_bytes: data.len() as u64, ..EncoderStats::default() };
+        if !self.dedup {
+            wire::data(out, stream, data);
+        } else {
+            let (store, pending) = (&mut self.store, &mut self.pending);
+            st.tok.feed(data, |t| match t {
+                Token::Raw(b) => pending.extend_from_slice(b),
+                Token::Page { data, .. } => {
+                    add.pages += 1;
+                    flush(pending, stream, out);
+                    match store.offer(data) {
+                        Sent::Ref(slot) => {
+                            add.refs += 1;
+                            wire::header(out, wire::REF, stream);
+                            out.extend_from_slice(&slot.to_be_bytes());
+                        }
+                        Sent::New(_) => {
+                            wire::header(out, wire::PAGE, stream);
+                            out.extend_from_slice(data);
+                        }
                     }
                 }
-            }
-        });
-        flush(&mut self.pending, stream, out);
-        self.stats.wire_bytes += (out.len() - start) as u64;
+            });
+            flush(&mut self.pending, stream, out);
+        }
+        add.wire_bytes = (out.len() - start) as u64;
+        st.stats.add(add);
+        self.stats.add(add);
     }
 
     /// Ends `stream`: `clean` when its source closed it after the whole stream.

@@ -1,5 +1,6 @@
-//! Frames on a relay connection. Every frame: u8 kind, be32 stream (one per VM on
-//! the connection), then by kind:
+//! Frames on a relay connection. The connection opens with a preface: the 8
+//! bytes `PACERLY1` and the be32 number of page slots both ends keep. Then every
+//! frame: u8 kind, be32 stream (one per VM on the connection), then by kind:
 //!
 //! | kind | body |
 //! |---|---|
@@ -16,6 +17,13 @@ pub(crate) const DATA: u8 = 2;
 pub(crate) const PAGE: u8 = 3;
 pub(crate) const REF: u8 = 4;
 pub(crate) const CLOSE: u8 = 5;
+
+/// The first bytes of a connection.
+pub(crate) const MAGIC: &[u8; 8] = b"PACERLY1";
+/// Preface bytes: the magic and the store's capacity in pages.
+pub const PREFACE: usize = 12;
+/// Most pages a receiver agrees to keep (4 GiB).
+pub const MAX_CAPACITY: u32 = 1 << 20;
 
 /// Frame header bytes (kind and stream).
 pub(crate) const HEADER: usize = 5;
@@ -36,6 +44,12 @@ pub enum WireError {
     /// A stream opened twice.
     #[error("relay stream {0} opened twice")]
     OpenTwice(u32),
+    /// The connection did not start with a relay's preface.
+    #[error("not a Pacer relay connection (it must start with PACERLY1)")]
+    NotRelay,
+    /// The sender asks the receiver to keep more pages than it will.
+    #[error("relay sender asks for {0} page slots; at most {MAX_CAPACITY} are kept")]
+    TooBig(u32),
 }
 
 pub(crate) fn header(out: &mut Vec<u8>, kind: u8, stream: u32) {

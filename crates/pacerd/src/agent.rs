@@ -1,6 +1,6 @@
 //! The agent: the owners of its state, composed. Each piece of state has one
 //! owner — the VM registry, the job table, the incoming table, the measurement
-//! store, the link probe, the group table, the metrics — and the API calls the
+//! store, the link probe, the group table, the metrics, the relays — and the API calls the
 //! owner. This is the only module that knows them all.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::measure::link::LinkProbe;
 use crate::measure::MeasureStore;
 use crate::metrics::Metrics;
 use crate::migration::{driver, JobTable};
+use crate::relay::Relays;
 use crate::vms::{Launcher, Registry};
 
 /// The agent.
@@ -61,6 +62,7 @@ impl Agent {
             metrics: metrics.clone(),
             tasks: tasks.clone(),
             shutdown: shutdown.clone(),
+            relays: Arc::new(Relays::new(&cfg.migration_address, tasks.clone(), shutdown.clone())),
         });
         let coordination = Arc::new(coordinator::Deps {
             host_name: cfg.host_name.clone(),

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::error::{AgentError, AgentResult};
 use crate::journal::Journal;
+use crate::relay::Relays;
 use crate::vms::spec::validate_spec;
 use crate::vms::{LaunchMode, Launcher, Registry, VmRecord};
 
@@ -124,7 +125,13 @@ impl IncomingTable {
     }
 
     /// Starts an incoming QEMU and has it listen for the migration stream.
-    pub async fn prepare(&self, vms: &Registry, launcher: &Launcher, req: &IncomingRequest) -> AgentResult<IncomingReady> {
+    pub async fn prepare(
+        &self,
+        vms: &Registry,
+        launcher: &Launcher,
+        relays: &Relays,
+        req: &IncomingRequest,
+    ) -> AgentResult<IncomingReady> {
         let accel = match req.accel.as_str() {
             "kvm" => Accel::Kvm,
             "tcg" => Accel::Tcg,
@@ -163,7 +170,7 @@ impl IncomingTable {
             // A storage-migration target starts paused (-S): its NBD exports must be
             // gone before the guest writes to its disks.
             let rec = launcher.launch(vms, &spec, Some(accel), LaunchMode::Incoming { paused: copying }).await?;
-            let listen = self.listen(vms, &rec, req, copying).await;
+            let listen = self.listen(vms, relays, &rec, req, copying).await;
             if listen.is_err() {
                 kill_and_wait(rec.pid).await;
                 vms.forget(&name);
@@ -180,7 +187,14 @@ impl IncomingTable {
     }
 
     /// Sets the incoming QEMU's capabilities, exports its disks, and starts listening.
-    async fn listen(&self, vms: &Registry, rec: &VmRecord, req: &IncomingRequest, copying: bool) -> AgentResult<IncomingReady> {
+    async fn listen(
+        &self,
+        vms: &Registry,
+        relays: &Relays,
+        rec: &VmRecord,
+        req: &IncomingRequest,
+        copying: bool,
+    ) -> AgentResult<IncomingReady> {
         let name = &rec.name;
         let qmp = vms.qmp(name).await?;
         let caps: Vec<(&str, bool)> = req.capabilities.iter().map(|c| (c.as_str(), true)).collect();
@@ -204,11 +218,21 @@ impl IncomingTable {
         } else {
             None
         };
+        if req.relay {
+            // The relay connects when the VM's stream arrives, never before: an
+            // incoming QEMU exits on a connection that is not a migration.
+            let socket = vms.vm_dir(name).join("incoming.sock");
+            let uri = format!("unix:{}", socket.display());
+            qmp.execute("migrate-incoming", Some(json!({ "uri": uri }))).await?;
+            let relay = relays.expect(name, &socket).await?;
+            info!("VM {name} waiting for migration through the relay at {relay}");
+            return Ok(IncomingReady { uri, nbd, relay: Some(relay) });
+        }
         let port = free_port(&addr)?;
         let uri = format!("tcp:{addr}:{port}");
         qmp.execute("migrate-incoming", Some(json!({ "uri": uri }))).await?;
         info!("VM {name} waiting for migration on {uri}");
-        Ok(IncomingReady { uri, nbd })
+        Ok(IncomingReady { uri, nbd, relay: None })
     }
 
     /// Creates the images a storage migration copies into, after checking that they

@@ -15,6 +15,7 @@ mod journal;
 mod measure;
 mod metrics;
 mod migration;
+mod relay;
 mod token;
 mod vms;
 
@@ -231,7 +232,7 @@ mod layering {
             panic!("import cycle: {}\n{graph:#?}", c.join(" -> "));
         }
         // The owners of state know nothing of the API or of the agent that composes them.
-        for low in ["vms", "measure", "incoming", "migration", "groups", "metrics"] {
+        for low in ["vms", "measure", "incoming", "migration", "groups", "metrics", "relay"] {
             let deps = &graph[low];
             assert!(!deps.contains("api") && !deps.contains("agent"), "{low} uses {deps:?}");
         }

@@ -17,6 +17,10 @@ pub struct IncomingRequest {
     /// Disks to create and export for the copy (empty: nothing to copy).
     #[serde(default)]
     pub disks: Vec<IncomingDisk>,
+    /// The stream comes through this host's relay (the incoming QEMU listens on a
+    /// local socket the relay feeds).
+    #[serde(default)]
+    pub relay: bool,
 }
 
 /// The destination is ready.
@@ -27,6 +31,10 @@ pub struct IncomingReady {
     /// Where to mirror disks, when disks are copied.
     #[serde(default)]
     pub nbd: Option<NbdTarget>,
+    /// With `relay`: the destination relay's address (`host:port`); the source's
+    /// relay opens the VM's stream there by the VM's name, and `uri` is local.
+    #[serde(default)]
+    pub relay: Option<String>,
 }
 
 /// One agent in a hosts file.

@@ -85,6 +85,12 @@ pub struct MigrateRequest {
     /// What Pacer may do when pre-copy does not converge.
     #[serde(default)]
     pub converge: ConvergePolicy,
+    /// Send the memory stream through the hosts' relays, which send each page's
+    /// content once over the host pair's connection, whichever VM it comes from
+    /// (plain pre-copy only: post-copy needs QEMU's return path, which the relay
+    /// does not carry, so such a migration goes direct and the result says why).
+    #[serde(default)]
+    pub dedup: bool,
 }
 
 /// What Pacer may do to end a pre-copy that does not converge (nothing by default: it
@@ -142,6 +148,7 @@ impl MigrateRequest {
             finish_in_s: None,
             strict: false,
             converge: ConvergePolicy::default(),
+            dedup: false,
         }
     }
 }
@@ -489,6 +496,26 @@ pub struct MigrationResult {
     /// What the controller did because pre-copy did not converge, in order.
     #[serde(default)]
     pub converge_steps: Vec<ConvergeStep>,
+    /// How the memory stream went when dedup was asked for.
+    #[serde(default)]
+    pub relay: Option<RelayReport>,
+}
+
+/// A migration's memory stream through the relays.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RelayReport {
+    /// Whether it went through the relays (else direct, see `why`).
+    pub relayed: bool,
+    /// Bytes of QEMU's stream.
+    pub stream_bytes: u64,
+    /// Bytes this VM's stream took on the relays' connection.
+    pub wire_bytes: u64,
+    /// Pages in the stream.
+    pub pages: u64,
+    /// Pages sent as references to content that had crossed already.
+    pub refs: u64,
+    /// Why it went direct, or from where on it went through without dedup.
+    pub why: Option<String>,
 }
 
 /// A migration job as the API reports it.

@@ -10,7 +10,7 @@ use crate::error::AgentResult;
 
 pub async fn prepare(State(agent): S, req: Result<Json<IncomingRequest>, JsonRejection>) -> AgentResult<Json<IncomingReady>> {
     let req = body(req)?;
-    Ok(Json(agent.incoming.prepare(&agent.vms, &agent.launcher, &req).await?))
+    Ok(Json(agent.incoming.prepare(&agent.vms, &agent.launcher, &agent.migrations.relays, &req).await?))
 }
 
 pub async fn commit(State(agent): S, Path(name): Path<String>) -> AgentResult<Json<VmInfo>> {

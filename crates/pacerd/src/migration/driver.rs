@@ -52,6 +52,8 @@ pub struct Deps {
     pub tasks: TaskTracker,
     /// Cancelled when the agent stops.
     pub shutdown: CancellationToken,
+    /// This host's dedup relays.
+    pub relays: Arc<crate::relay::Relays>,
 }
 
 /// Admits a migration request and starts the job.
@@ -168,6 +170,8 @@ struct Migration {
     stopped_at: Option<Duration>,
     /// Stops the destination's lease renewal.
     heartbeat: CancellationToken,
+    /// The memory stream through the relays, when it goes that way.
+    relayed: Option<crate::relay::StreamHandle>,
 }
 
 impl Migration {
@@ -187,6 +191,7 @@ impl Migration {
             dest_touched: false,
             stopped_at: None,
             heartbeat,
+            relayed: None,
         }
     }
 
@@ -219,6 +224,11 @@ impl Migration {
         result.predictions = self.ctl.predictions().to_vec();
         result.target = self.ctl.target();
         result.converge_steps = self.ctl.converge_steps().to_vec();
+        if let Some(h) = self.relayed.take() {
+            result.relay = Some(h.report());
+        } else if self.req.dedup {
+            result.relay = Some(crate::relay::direct(relay_refusal(&self.req).unwrap_or("not relayed")));
+        }
         result
     }
 
@@ -233,7 +243,22 @@ impl Migration {
         if self.ctl.has_target() {
             self.wait_to_start().await?;
         }
-        Ok(self.memory(&ready.uri).await)
+        let uri = match &ready.relay {
+            Some(to) => {
+                let h = self
+                    .d
+                    .relays
+                    .send(to, &self.rec.name, &self.d.vms.vm_dir(&self.rec.name))
+                    .await
+                    .map_err(|e| Outcome::Failed(format!("cannot relay the stream: {e}")))?;
+                self.job.event(format!("memory stream through the relays ({to})"));
+                let uri = h.uri();
+                self.relayed = Some(h);
+                uri
+            }
+            None => ready.uri.clone(),
+        };
+        Ok(self.memory(&uri).await)
     }
 
     /// Step 1: an incoming QEMU at the destination with the same configuration
@@ -251,7 +276,8 @@ impl Migration {
         if !disks.is_empty() {
             capabilities.push("late-block-activate".into());
         }
-        let incoming = IncomingRequest { spec, accel: self.rec.accel.clone(), capabilities, disks };
+        let relay = self.req.dedup && relay_refusal(&self.req).is_none();
+        let incoming = IncomingRequest { spec, accel: self.rec.accel.clone(), capabilities, disks, relay };
         self.dest_touched = true;
         let cancel = self.job.cancel.clone();
         tokio::select! {
@@ -462,6 +488,7 @@ impl Migration {
             stopped_at: self.stopped_at,
             postcopy_at_s,
             with_disks: self.disk.is_some(),
+            relayed: self.relayed.is_some(),
         };
         let disk_bytes = self.disk.as_ref().map_or(0, |d| d.transferred());
         if let Some(note) = outcome::account_completed(&mut self.result, &info, disk_bytes, &ending) {
@@ -563,6 +590,18 @@ async fn after_panic(d: &Arc<Deps>, job: &Job, vm: &str, req: &MigrateRequest, e
 fn test_fault(vm_dir: &std::path::Path, step: &str) {
     if std::fs::read_to_string(vm_dir.join("fault-panic-at")).is_ok_and(|s| s.trim() == step) {
         panic!("test fault at {step}");
+    }
+}
+
+/// Why a migration asked to dedup goes direct instead, if it does: the relay
+/// understands plain pre-copy only, and post-copy needs QEMU's return path,
+/// which it does not carry.
+fn relay_refusal(req: &MigrateRequest) -> Option<&'static str> {
+    match req.strategy {
+        Strategy::PreCopy if !req.converge.allow_postcopy => None,
+        Strategy::PreCopy => Some("post-copy is allowed, and it needs QEMU's return path, which the relay does not carry: migrated directly"),
+        Strategy::StopAndCopy => Some("stop-and-copy is not relayed (the guest is paused for all of it): migrated directly"),
+        _ => Some("post-copy needs QEMU's return path, which the relay does not carry: migrated directly"),
     }
 }
 

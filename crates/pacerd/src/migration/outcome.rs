@@ -45,6 +45,7 @@ pub fn new_result(vm: &str, req: &MigrateRequest, source: &str) -> MigrationResu
         predictions: Vec::new(),
         target: None,
         converge_steps: Vec::new(),
+        relay: None,
     }
 }
 
@@ -61,6 +62,9 @@ pub struct Ending {
     pub postcopy_at_s: Option<f64>,
     /// Disks were copied: the destination resumes only after dropping its exports.
     pub with_disks: bool,
+    /// The stream went through the relays: QEMU's "completed" means the source
+    /// relay has the bytes, not that the destination does.
+    pub relayed: bool,
 }
 
 /// Fills in a completed migration's figures. Returns a note when QEMU's own
@@ -87,8 +91,9 @@ pub fn downtime_ms(qemu_downtime: Option<u64>, e: &Ending) -> (Option<u64>, Opti
         // Stop-and-copy: the guest was stopped from the start of the copy.
         return (Some((e.running_at.saturating_sub(t0)).as_millis() as u64), None);
     }
-    if e.with_disks {
-        // A storage target resumes only once its exports are gone: the guest stays
+    if e.with_disks || e.relayed {
+        // A storage target resumes only once its exports are gone, and a relayed
+        // stream is still on its way when QEMU says completed: the guest stays
         // stopped until the destination says it runs.
         let after = e.running_at.saturating_sub(e.completed_at).as_millis() as u64;
         return (qemu_downtime.map(|d| d + after), None);
@@ -127,6 +132,7 @@ mod tests {
             stopped_at: None,
             postcopy_at_s: None,
             with_disks: false,
+            relayed: false,
         }
     }
 
@@ -139,6 +145,12 @@ mod tests {
     fn stop_and_copy_downtime_runs_from_the_stop() {
         let e = Ending { stopped_at: Some(Duration::from_millis(200)), ..ending(5_400, 5_500) };
         assert_eq!(downtime_ms(Some(5_100), &e).0, Some(5_300));
+    }
+
+    #[test]
+    fn through_a_relay_the_downtime_runs_to_the_destinations_resume() {
+        let e = Ending { relayed: true, ..ending(20_000, 20_120) };
+        assert_eq!(downtime_ms(Some(300), &e).0, Some(420));
     }
 
     #[test]

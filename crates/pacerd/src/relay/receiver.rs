@@ -1,0 +1,117 @@
+//! The receiving side: accepts source relays' connections and feeds each VM's
+//! rebuilt stream to its incoming QEMU's local socket.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use pacer_relay::{Decoder, Event};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::{io_err, CHUNK, SOCKET_BUFFER};
+use crate::error::{AgentError, AgentResult};
+
+type Routes = Arc<Mutex<HashMap<String, PathBuf>>>;
+
+/// Listens on `address` (any free port); returns `host:port`.
+pub async fn listen(address: &str, routes: Routes, tasks: &TaskTracker, shutdown: CancellationToken) -> AgentResult<String> {
+    let ip: std::net::IpAddr = address
+        .parse()
+        .map_err(|_| AgentError::Invalid(format!("migration address {address:?} is not an IP address")))?;
+    let sock = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(io_err("socket"))?;
+    // Small, so that what the relay has not passed on holds back the sender.
+    sock.set_recv_buffer_size(SOCKET_BUFFER).map_err(io_err("receive buffer"))?;
+    sock.bind((ip, 0).into()).map_err(io_err("bind"))?;
+    let listener = sock.listen(64).map_err(io_err("listen"))?;
+    let addr = listener.local_addr().map_err(io_err("address"))?.to_string();
+    info!("relay: listening on {addr}");
+    let t = tasks.clone();
+    tasks.spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                c = listener.accept() => c,
+                _ = shutdown.cancelled() => return,
+            };
+            match conn {
+                Ok((c, peer)) => {
+                    let (routes, stop) = (routes.clone(), shutdown.clone());
+                    t.spawn(async move {
+                        if let Err(e) = serve(c, routes, stop).await {
+                            warn!("relay: connection from {peer} ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => warn!("relay: accept: {e}"),
+            }
+        }
+    });
+    Ok(addr)
+}
+
+enum Act {
+    Open(u32, String),
+    Data(u32, Vec<u8>),
+    Close(u32),
+}
+
+/// One source relay's connection. Any error ends it, and with it every stream on
+/// it: their destination QEMUs see the stream end early and fail, and their
+/// sources, whose sockets break, roll back with the guests running there.
+async fn serve(mut conn: TcpStream, routes: Routes, stop: CancellationToken) -> Result<(), String> {
+    let mut dec = Decoder::new();
+    let mut outs: HashMap<u32, (String, UnixStream)> = HashMap::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = tokio::select! {
+            r = conn.read(&mut buf) => r.map_err(|e| e.to_string())?,
+            _ = stop.cancelled() => return Err("the agent is stopping".into()),
+        };
+        if n == 0 {
+            return if outs.is_empty() {
+                Ok(())
+            } else {
+                let open: Vec<&str> = outs.values().map(|(v, _)| v.as_str()).collect();
+                Err(format!("closed with streams still open: {}", open.join(", ")))
+            };
+        }
+        let mut acts = Vec::new();
+        dec.feed(&buf[..n], |e| {
+            acts.push(match e {
+                Event::Open { stream, name } => Act::Open(stream, name),
+                Event::Data { stream, bytes } => Act::Data(stream, bytes.to_vec()),
+                Event::Close { stream, .. } => Act::Close(stream),
+            })
+        })
+        .map_err(|e| e.to_string())?;
+        for a in acts {
+            match a {
+                Act::Open(stream, vm) => {
+                    let path = routes.lock().unwrap().get(&vm).cloned();
+                    let Some(path) = path else {
+                        return Err(format!("a stream for {vm}, which is not expected here"));
+                    };
+                    let q = UnixStream::connect(&path)
+                        .await
+                        .map_err(|e| format!("cannot reach {vm}'s incoming QEMU: {e}"))?;
+                    info!("relay: {vm}'s stream is coming in");
+                    outs.insert(stream, (vm, q));
+                }
+                Act::Data(stream, bytes) => {
+                    let Some((vm, q)) = outs.get_mut(&stream) else { continue };
+                    q.write_all(&bytes).await.map_err(|e| format!("{vm}'s incoming QEMU stopped reading: {e}"))?;
+                }
+                Act::Close(stream) => {
+                    if let Some((vm, mut q)) = outs.remove(&stream) {
+                        let _ = q.shutdown().await;
+                        routes.lock().unwrap().remove(&vm);
+                        info!("relay: {vm}'s stream is in");
+                    }
+                }
+            }
+        }
+    }
+}
