@@ -86,7 +86,7 @@ enum Cmd {
 #[derive(Subcommand, Debug)]
 enum VmCmd {
     /// Start a VM (by default the Pacer guest with a workload).
-    Start(vm::StartOpts),
+    Start(Box<vm::StartOpts>),
     /// List VMs on every host (or one).
     List {
         /// Only this host.

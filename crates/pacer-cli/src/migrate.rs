@@ -66,6 +66,9 @@ pub struct MigrateOpts {
     /// VMs moving between the two hosts it comes from (plain pre-copy; others go direct).
     #[arg(long)]
     pub dedup: bool,
+    /// Through the relays without dedup (to compare with --dedup).
+    #[arg(long, conflicts_with = "dedup")]
+    pub relay: bool,
 }
 
 impl MigrateOpts {
@@ -88,6 +91,7 @@ impl MigrateOpts {
             max_downtime: None,
             allow_postcopy: false,
             dedup: false,
+            relay: false,
         }
     }
 
@@ -106,6 +110,7 @@ impl MigrateOpts {
             strict: self.strict,
             converge: pacer_api::ConvergePolicy { max_downtime_ms: self.max_downtime, allow_postcopy: self.allow_postcopy },
             dedup: self.dedup,
+            relay: self.relay,
             ..MigrateRequest::new(destination, self.strategy)
         })
     }

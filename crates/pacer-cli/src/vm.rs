@@ -62,6 +62,10 @@ pub struct StartOpts {
     /// Start with the memory writer paused (resume it on the guest's console: `resume`).
     #[arg(long)]
     pub paused: bool,
+    /// Fraction of the working set whose content is this guest's own; the rest is
+    /// what every Pacer guest holds (content a gang of guests shares), 0-1.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub unique: f64,
     /// Accelerator: auto (KVM if it really works here), kvm or tcg.
     #[arg(long, default_value = "auto", value_parser = parse_accel)]
     pub accel: AccelChoice,
@@ -101,6 +105,7 @@ impl StartOpts {
             hot_fraction: 0.0,
             hot_share: 0.0,
             paused: false,
+            unique: 0.0,
             accel: AccelChoice::Auto,
             app: None,
             app_mib: 64,
@@ -192,6 +197,7 @@ pub fn spec_from(opts: &StartOpts) -> Result<VmSpec> {
         hot_fraction: opts.hot_fraction,
         hot_share: opts.hot_share,
         paused: opts.paused,
+        unique: opts.unique,
         disk: (opts.disk_write_rate > 0.0).then(|| DiskWorkload {
             device: "/dev/vda".into(),
             rate_mbps: opts.disk_write_rate,
@@ -360,6 +366,14 @@ pub async fn adopt(hosts: &Hosts, host: &str, req: &AdoptRequest) -> Result<VmIn
     Ok(hosts.client(host)?.adopt_vm(req).await?)
 }
 
+/// A fraction between 0 and 1.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction between 0 and 1 (e.g. 0.5)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,3 +416,4 @@ mod tests {
         assert!(parse_app_rate("-1").is_err());
     }
 }
+

@@ -96,6 +96,9 @@ pub struct Config {
     pub disk: DiskConfig,
     /// A real application as the workload (`pacer.app`).
     pub app: Option<AppConfig>,
+    /// Fraction of the working set whose content is this guest's own; the rest
+    /// is what every guest of the program holds (a gang's shared content).
+    pub unique: f64,
 }
 
 /// The working set when an application runs and `pacer.wss_mib` is not
@@ -118,6 +121,7 @@ impl Default for Config {
             paused: false,
             disk: DiskConfig::default(),
             app: None,
+            unique: 0.0,
         }
     }
 }
@@ -176,6 +180,7 @@ pub fn parse_cmdline(cmdline: &str) -> (Config, Vec<String>) {
             },
             "hot_fraction" => parse_fraction(val).map(|f| cfg.hot_fraction = f),
             "hot_share" => parse_fraction(val).map(|f| cfg.hot_share = f),
+            "unique" => parse_fraction(val).map(|f| cfg.unique = f),
             "paused" => match val {
                 "1" | "true" => {
                     cfg.paused = true;
@@ -335,9 +340,11 @@ mod tests {
                 paused: false,
                 disk: DiskConfig::default(),
                 app: None,
+                unique: 0.0,
             }
         );
-        let (c, e) = parse_cmdline("pacer.paused=1");
+        let (c, e) = parse_cmdline("pacer.paused=1 pacer.unique=0.5");
+        assert!((c.unique - 0.5).abs() < 1e-12);
         assert!(e.is_empty() && c.paused, "{e:?}");
         let (_, e) = parse_cmdline("pacer.paused=maybe");
         assert_eq!(e.len(), 1);

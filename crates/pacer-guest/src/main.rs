@@ -59,6 +59,12 @@ struct Memory {
     off: usize,
     pages: usize,
     gens: Vec<u32>,
+    /// Pages from here on hold content of this guest's own (`pacer.unique`);
+    /// those below are what every guest of the program holds at the same
+    /// generation (the content a gang shares).
+    unique_from: usize,
+    /// This guest's own header magic for its unique pages (random per boot).
+    unique_magic: u64,
 }
 
 impl Memory {
@@ -72,6 +78,25 @@ impl Memory {
             off,
             pages,
             gens: vec![0; pages],
+            unique_from: pages,
+            unique_magic: page::MAGIC,
+        }
+    }
+
+    /// Makes the last `fraction` of the pages this guest's own (before the fill).
+    fn set_unique(&mut self, fraction: f64, salt: u64) {
+        let n = (self.pages as f64 * fraction.clamp(0.0, 1.0)).round() as usize;
+        self.unique_from = self.pages - n.min(self.pages);
+        // Never the shared magic, whatever the salt.
+        self.unique_magic = page::MAGIC ^ (salt | 1);
+    }
+
+    #[inline]
+    fn magic(&self, i: usize) -> u64 {
+        if i >= self.unique_from {
+            self.unique_magic
+        } else {
+            page::MAGIC
         }
     }
 
@@ -90,14 +115,15 @@ impl Memory {
     /// Writes generation 0 into every page.
     fn fill_all(&mut self) {
         for i in 0..self.pages {
-            page::fill(self.page_mut(i), i as u64, 0);
+            let m = self.magic(i);
+            page::fill_tagged(self.page_mut(i), m, i as u64, 0);
             self.gens[i] = 0;
         }
     }
 
     #[inline]
     fn check(&self, i: usize) -> Check {
-        page::check(self.page(i), i as u64, self.gens[i] as u64)
+        page::check_tagged(self.page(i), self.magic(i), i as u64, self.gens[i] as u64)
     }
 
     /// Read-verify-write: checks page `i`, then writes its next generation.
@@ -106,7 +132,8 @@ impl Memory {
     fn rewrite(&mut self, i: usize) -> Check {
         let c = self.check(i);
         let next = self.gens[i].wrapping_add(1);
-        page::fill(self.page_mut(i), i as u64, next as u64);
+        let m = self.magic(i);
+        page::fill_tagged(self.page_mut(i), m, i as u64, next as u64);
         self.gens[i] = next;
         c
     }
@@ -483,6 +510,7 @@ fn main() {
 
     let t_fill = Instant::now();
     let mut mem = Memory::new(pages);
+    mem.set_unique(cfg.unique, Rng::seeded().next());
     mem.fill_all();
     let fill_ms = t_fill.elapsed().as_millis() as u64;
     let mut ready = ReadyLine {
@@ -556,5 +584,23 @@ mod tests {
         // Zeroed page.
         m.page_mut(5).fill(0);
         assert_eq!(m.check(5), Check::Corrupt);
+    }
+
+    #[test]
+    fn unique_pages_differ_between_guests_and_shared_ones_do_not() {
+        let (mut a, mut b) = (Memory::new(8), Memory::new(8));
+        a.set_unique(0.5, 11);
+        b.set_unique(0.5, 12);
+        a.fill_all();
+        b.fill_all();
+        for i in 0..8 {
+            assert_eq!(a.check(i), Check::Ok);
+            assert_eq!(a.page(i) == b.page(i), i < 4, "page {i}");
+        }
+        // A rewrite keeps a page its kind: shared pages at the same generation agree.
+        assert_eq!((a.rewrite(1), b.rewrite(1)), (Check::Ok, Check::Ok));
+        assert!(a.page(1) == b.page(1));
+        assert_eq!(a.rewrite(6), Check::Ok);
+        assert_eq!(a.check(6), Check::Ok);
     }
 }

@@ -42,6 +42,7 @@ fn body_word(seed: u64, i: usize) -> u64 {
 }
 
 /// Writes the content of page `index` at generation `gen` into `page`.
+#[cfg(test)]
 pub fn fill(page: &mut Page, index: u64, gen: u64) {
     fill_tagged(page, MAGIC, index, gen)
 }
@@ -93,6 +94,7 @@ pub fn matches_tagged(page: &Page, magic: u64, index: u64, gen: u64) -> bool {
 
 /// Checks `page` (page number `index`) against generation `expected`.
 /// The fast path is one pass; classification only runs on a mismatch.
+#[cfg(test)]
 pub fn check(page: &Page, index: u64, expected: u64) -> Check {
     check_tagged(page, MAGIC, index, expected)
 }

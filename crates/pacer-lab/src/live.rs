@@ -235,6 +235,7 @@ impl GuestPlan {
                 disk: None,
                 paused: false,
                 app: None,
+                unique: 0.0,
             },
             disk_size: None,
             backing: None,

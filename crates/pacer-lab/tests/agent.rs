@@ -50,6 +50,7 @@ async fn bad_vm_specs_are_refused_and_change_nothing() {
             disk: None,
             paused: false,
             app: None,
+            unique: 0.0,
         }),
         ..common::plain_spec("vm", 256)
     };

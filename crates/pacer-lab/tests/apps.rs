@@ -26,6 +26,7 @@ fn app_spec(name: &str, kind: &str) -> VmSpec {
             disk: None,
             paused: false,
             app: Some(AppWorkload { kind: kind.into(), mib: 64, rate: 10.0 }),
+            unique: 0.0,
         }),
         ..plain_spec(name, 512)
     }

@@ -32,6 +32,7 @@ impl EncoderStats {
 struct StreamState {
     tok: Tokenizer,
     stats: EncoderStats,
+    dedup: bool,
 }
 
 /// Encodes any number of VMs' streams onto one connection, sending each page's
@@ -84,8 +85,9 @@ impl Encoder {
         out.extend_from_slice(&self.capacity.to_be_bytes());
     }
 
-    /// Starts stream `stream` for VM `name`.
-    pub fn open(&mut self, stream: u32, name: &str, out: &mut Vec<u8>) {
+    /// Starts stream `stream` for VM `name`, deduplicated against everything on the
+    /// connection if both the encoder and `dedup` say so.
+    pub fn open_with(&mut self, stream: u32, name: &str, dedup: bool, out: &mut Vec<u8>) {
         let start = out.len();
         wire::header(out, wire::OPEN, stream);
         let n = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
@@ -93,8 +95,13 @@ impl Encoder {
         out.extend_from_slice(n);
         let n = (out.len() - start) as u64;
         let stats = EncoderStats { wire_bytes: n, ..EncoderStats::default() };
-        self.streams.insert(stream, StreamState { tok: Tokenizer::new(), stats });
+        self.streams.insert(stream, StreamState { tok: Tokenizer::new(), stats, dedup: dedup && self.dedup });
         self.stats.wire_bytes += n;
+    }
+
+    /// Starts stream `stream` for VM `name` (deduplicated if the encoder is).
+    pub fn open(&mut self, stream: u32, name: &str, out: &mut Vec<u8>) {
+        self.open_with(stream, name, true, out)
     }
 
     /// The next bytes of `stream`'s migration stream; frames are appended to `out`.
@@ -105,7 +112,7 @@ impl Encoder {
             return;
         };
         let mut add = EncoderStats { stream_bytes: data.len() as u64, ..EncoderStats::default() };
-        if !self.dedup {
+        if !st.dedup {
             wire::data(out, stream, data);
         } else {
             let (store, pending) = (&mut self.store, &mut self.pending);

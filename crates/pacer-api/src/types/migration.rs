@@ -91,6 +91,10 @@ pub struct MigrateRequest {
     /// does not carry, so such a migration goes direct and the result says why).
     #[serde(default)]
     pub dedup: bool,
+    /// Through the relays without dedup (the relay as a plain forwarder: for
+    /// comparing with dedup; `dedup` implies the relays).
+    #[serde(default)]
+    pub relay: bool,
 }
 
 /// What Pacer may do to end a pre-copy that does not converge (nothing by default: it
@@ -149,6 +153,7 @@ impl MigrateRequest {
             strict: false,
             converge: ConvergePolicy::default(),
             dedup: false,
+            relay: false,
         }
     }
 }

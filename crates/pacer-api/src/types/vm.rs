@@ -46,6 +46,15 @@ pub struct Workload {
     /// out of the JSON when absent, so agents older than it accept the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppWorkload>,
+    /// Fraction of the working set whose content is this guest's own (the rest is
+    /// what every guest of the program holds: content a gang shares). Left out of
+    /// the JSON when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unique: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// The applications the guest image carries, in the guest's words.
@@ -149,6 +158,9 @@ impl Workload {
         );
         if self.paused {
             s.push_str(" pacer.paused=1");
+        }
+        if self.unique > 0.0 {
+            s.push_str(&format!(" pacer.unique={}", self.unique));
         }
         if let Some(d) = &self.disk {
             s.push_str(&format!(

@@ -11,6 +11,9 @@
 //!   the bandwidth used, against running flat out.
 //! - `pacer-lab bench group` ([`group`]): several VMs migrated together, coordinated
 //!   or not: how far apart they finish.
+//! - `pacer-lab bench gang` ([`gang`]): same-image guests at once, directly, through
+//!   the relays and with dedup: link bytes, time, downtime; `bench relay-cost`: the
+//!   codec per core.
 //!
 //! They share one test bed setup ([`crate::live::LiveBed`]: the guest image, two
 //! hosts with agents, guests started and waited for), one follower of a
@@ -21,6 +24,7 @@
 
 mod baseline;
 mod control;
+mod gang;
 mod group;
 mod harness;
 mod plot;
@@ -52,6 +56,10 @@ pub enum BenchCmd {
     Control(control::ControlOpts),
     /// Several VMs migrated together, coordinated or not: finish spread.
     Group(group::GroupOpts),
+    /// A gang of same-image guests at once: direct, through the relays, with dedup.
+    Gang(gang::GangOpts),
+    /// The relay codec's own cost per core.
+    RelayCost(gang::RelayCostOpts),
 }
 
 /// Runs a benchmark.
@@ -62,6 +70,8 @@ pub async fn run(cmd: BenchCmd) -> Result<i32> {
         BenchCmd::Predict(opts) => predict::run(&opts).await,
         BenchCmd::Control(opts) => control::run(&opts).await,
         BenchCmd::Group(opts) => group::run(&opts).await,
+        BenchCmd::Gang(opts) => gang::run(&opts).await,
+        BenchCmd::RelayCost(opts) => gang::run_cost(&opts).await,
     }
 }
 

@@ -253,7 +253,7 @@ fn guest_spec(name: &str, memory_mib: u64, disks: Vec<String>, workload: Workloa
 
 /// The memory writer over `wss_mib` at `rate_mbps`, uniform, with a disk writer if given.
 fn memwrite(wss_mib: u64, rate_mbps: f64, disk: Option<pacer_api::DiskWorkload>) -> Workload {
-    Workload { kind: "memwrite".into(), wss_mib, rate_mbps, hot_fraction: 0.0, hot_share: 0.0, disk, paused: false, app: None }
+    Workload { kind: "memwrite".into(), wss_mib, rate_mbps, hot_fraction: 0.0, hot_share: 0.0, disk, paused: false, app: None, unique: 0.0 }
 }
 
 /// Writes `pattern` over the first `len` of an image with qemu-io (e.g. "0x5a", "192M").

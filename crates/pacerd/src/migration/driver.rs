@@ -226,7 +226,7 @@ impl Migration {
         result.converge_steps = self.ctl.converge_steps().to_vec();
         if let Some(h) = self.relayed.take() {
             result.relay = Some(h.report());
-        } else if self.req.dedup {
+        } else if self.req.dedup || self.req.relay {
             result.relay = Some(crate::relay::direct(relay_refusal(&self.req).unwrap_or("not relayed")));
         }
         result
@@ -248,7 +248,7 @@ impl Migration {
                 let h = self
                     .d
                     .relays
-                    .send(to, &self.rec.name, &self.d.vms.vm_dir(&self.rec.name))
+                    .send(to, &self.rec.name, &self.d.vms.vm_dir(&self.rec.name), self.req.dedup)
                     .await
                     .map_err(|e| Outcome::Failed(format!("cannot relay the stream: {e}")))?;
                 self.job.event(format!("memory stream through the relays ({to})"));
@@ -276,7 +276,7 @@ impl Migration {
         if !disks.is_empty() {
             capabilities.push("late-block-activate".into());
         }
-        let relay = self.req.dedup && relay_refusal(&self.req).is_none();
+        let relay = (self.req.dedup || self.req.relay) && relay_refusal(&self.req).is_none();
         let incoming = IncomingRequest { spec, accel: self.rec.accel.clone(), capabilities, disks, relay };
         self.dest_touched = true;
         let cancel = self.job.cancel.clone();

@@ -76,8 +76,9 @@ impl Relays {
     }
 
     /// Source side: a socket in `dir` for `vm`'s QEMU to migrate into, relayed to
-    /// the relay at `to` over this host's one connection there.
-    pub async fn send(&self, to: &str, vm: &str, dir: &Path) -> AgentResult<StreamHandle> {
+    /// the relay at `to` over this host's one connection there (deduplicated
+    /// with `dedup`, else forwarded as it is).
+    pub async fn send(&self, to: &str, vm: &str, dir: &Path, dedup: bool) -> AgentResult<StreamHandle> {
         let s = {
             let mut senders = self.senders.lock().await;
             match senders.get(to).filter(|s| !s.broken()) {
@@ -89,7 +90,7 @@ impl Relays {
                 }
             }
         };
-        s.add(vm, &dir.join("relay-out.sock"), &self.tasks).await
+        s.add(vm, &dir.join("relay-out.sock"), dedup, &self.tasks).await
     }
 }
 

@@ -19,7 +19,7 @@ use super::{io_err, CHUNK, QUEUE, SOCKET_BUFFER, STORE_PAGES};
 use crate::error::{AgentError, AgentResult};
 
 enum Msg {
-    Open(u32, String),
+    Open(u32, String, bool),
     Data(u32, Vec<u8>),
     Close(u32, bool),
 }
@@ -91,8 +91,8 @@ impl Sender {
                 };
                 let Some(msg) = msg else { break };
                 let stream = match msg {
-                    Msg::Open(s, name) => {
-                        enc.open(s, &name, &mut buf);
+                    Msg::Open(s, name, dedup) => {
+                        enc.open_with(s, &name, dedup, &mut buf);
                         s
                     }
                     Msg::Data(s, d) => {
@@ -127,7 +127,7 @@ impl Sender {
     }
 
     /// A stream for `vm`: QEMU migrates into `path`.
-    pub async fn add(&self, vm: &str, path: &Path, tasks: &TaskTracker) -> AgentResult<StreamHandle> {
+    pub async fn add(&self, vm: &str, path: &Path, dedup: bool, tasks: &TaskTracker) -> AgentResult<StreamHandle> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path).map_err(io_err("listen for QEMU"))?;
         let stream = self.next.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +144,7 @@ impl Sender {
             };
             let _ = std::fs::remove_file(&p);
             let Ok((mut qemu, _)) = accepted else { return };
-            if tx.send(Msg::Open(stream, vm.clone())).await.is_err() {
+            if tx.send(Msg::Open(stream, vm.clone(), dedup)).await.is_err() {
                 return;
             }
             let mut clean = false;
