@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use pacer_relay::{Decoder, Event};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -30,7 +31,7 @@ pub async fn listen(address: &str, routes: Routes, tasks: &TaskTracker, shutdown
     let addr = listener.local_addr().map_err(io_err("address"))?.to_string();
     info!("relay: listening on {addr}");
     let t = tasks.clone();
-    tasks.spawn(async move {
+    tasks.spawn_on(async move {
         loop {
             let conn = tokio::select! {
                 c = listener.accept() => c,
@@ -38,17 +39,17 @@ pub async fn listen(address: &str, routes: Routes, tasks: &TaskTracker, shutdown
             };
             match conn {
                 Ok((c, peer)) => {
-                    let (routes, stop) = (routes.clone(), shutdown.clone());
-                    t.spawn(async move {
-                        if let Err(e) = serve(c, routes, stop).await {
+                    let (routes, stop, tt) = (routes.clone(), shutdown.clone(), t.clone());
+                    t.spawn_on(async move {
+                        if let Err(e) = serve(c, routes, tt, stop).await {
                             warn!("relay: connection from {peer} ended: {e}");
                         }
-                    });
+                    }, super::runtime());
                 }
                 Err(e) => warn!("relay: accept: {e}"),
             }
         }
-    });
+    }, super::runtime());
     Ok(addr)
 }
 
@@ -58,12 +59,31 @@ enum Act {
     Close(u32),
 }
 
+/// Chunks queued for one incoming QEMU: a destination slow to read holds back
+/// its own stream first, and the others only once its queue is full.
+const PER_VM_QUEUE: usize = 8;
+
+/// Feeds one incoming QEMU its stream, in order, from a queue.
+fn feeder(vm: String, mut q: UnixStream, tasks: &TaskTracker) -> mpsc::Sender<Vec<u8>> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(PER_VM_QUEUE);
+    tasks.spawn_on(async move {
+        while let Some(b) = rx.recv().await {
+            if let Err(e) = q.write_all(&b).await {
+                warn!("relay: {vm}'s incoming QEMU stopped reading: {e}");
+                return;
+            }
+        }
+        let _ = q.shutdown().await;
+    }, super::runtime());
+    tx
+}
+
 /// One source relay's connection. Any error ends it, and with it every stream on
 /// it: their destination QEMUs see the stream end early and fail, and their
 /// sources, whose sockets break, roll back with the guests running there.
-async fn serve(mut conn: TcpStream, routes: Routes, stop: CancellationToken) -> Result<(), String> {
+async fn serve(mut conn: TcpStream, routes: Routes, tasks: TaskTracker, stop: CancellationToken) -> Result<(), String> {
     let mut dec = Decoder::new();
-    let mut outs: HashMap<u32, (String, UnixStream)> = HashMap::new();
+    let mut outs: HashMap<u32, (String, mpsc::Sender<Vec<u8>>)> = HashMap::new();
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = tokio::select! {
@@ -98,15 +118,17 @@ async fn serve(mut conn: TcpStream, routes: Routes, stop: CancellationToken) -> 
                         .await
                         .map_err(|e| format!("cannot reach {vm}'s incoming QEMU: {e}"))?;
                     info!("relay: {vm}'s stream is coming in");
-                    outs.insert(stream, (vm, q));
+                    outs.insert(stream, (vm.clone(), feeder(vm, q, &tasks)));
                 }
                 Act::Data(stream, bytes) => {
-                    let Some((vm, q)) = outs.get_mut(&stream) else { continue };
-                    q.write_all(&bytes).await.map_err(|e| format!("{vm}'s incoming QEMU stopped reading: {e}"))?;
+                    let Some((vm, tx)) = outs.get(&stream) else { continue };
+                    if tx.send(bytes).await.is_err() {
+                        return Err(format!("{vm}'s incoming QEMU stopped reading"));
+                    }
                 }
                 Act::Close(stream) => {
-                    if let Some((vm, mut q)) = outs.remove(&stream) {
-                        let _ = q.shutdown().await;
+                    // Dropping the queue lets its feeder finish and close the socket.
+                    if let Some((vm, _)) = outs.remove(&stream) {
                         routes.lock().unwrap().remove(&vm);
                         info!("relay: {vm}'s stream is in");
                     }

@@ -79,7 +79,7 @@ impl Sender {
         let reports: Reports = Arc::default();
         let broken = CancellationToken::new();
         let (r, b, to) = (reports.clone(), broken.clone(), to.to_string());
-        tasks.spawn(async move {
+        tasks.spawn_on(async move {
             let mut enc = Encoder::new(STORE_PAGES, true);
             let mut buf = Vec::with_capacity(2 * CHUNK);
             enc.preface(&mut buf);
@@ -117,7 +117,7 @@ impl Sender {
             b.cancel();
             let st = enc.stats();
             info!("relay: connection to {to} ended ({} stream bytes as {} on the wire)", st.stream_bytes, st.wire_bytes);
-        });
+        }, super::runtime());
         Ok(Sender { tx, next: AtomicU32::new(1), reports, broken })
     }
 
@@ -134,7 +134,7 @@ impl Sender {
         self.reports.lock().unwrap().insert(stream, RelayReport { relayed: true, ..RelayReport::default() });
         let unused = CancellationToken::new();
         let (tx, wait, p, vm) = (self.tx.clone(), unused.clone(), path.to_path_buf(), vm.to_string());
-        tasks.spawn(async move {
+        tasks.spawn_on(async move {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
                 _ = wait.cancelled() => {
@@ -170,7 +170,7 @@ impl Sender {
                 }
             }
             let _ = tx.send(Msg::Close(stream, clean)).await;
-        });
+        }, super::runtime());
         Ok(StreamHandle { path: path.to_path_buf(), stream, reports: self.reports.clone(), unused })
     }
 }
