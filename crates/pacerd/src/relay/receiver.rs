@@ -62,6 +62,8 @@ enum Act {
 /// Chunks queued for one incoming QEMU: a destination slow to read holds back
 /// its own stream first, and the others only once its queue is full.
 const PER_VM_QUEUE: usize = 8;
+/// Most bytes of one stream handed to its QEMU in one write.
+const COALESCE: usize = 256 << 10;
 
 /// Feeds one incoming QEMU its stream, in order, from a queue.
 fn feeder(vm: String, mut q: UnixStream, tasks: &TaskTracker) -> mpsc::Sender<Vec<u8>> {
@@ -99,12 +101,17 @@ async fn serve(mut conn: TcpStream, routes: Routes, tasks: TaskTracker, stop: Ca
             };
         }
         let mut acts = Vec::new();
-        dec.feed(&buf[..n], |e| {
-            acts.push(match e {
-                Event::Open { stream, name } => Act::Open(stream, name),
-                Event::Data { stream, bytes } => Act::Data(stream, bytes.to_vec()),
-                Event::Close { stream, .. } => Act::Close(stream),
-            })
+        dec.feed(&buf[..n], |e| match e {
+            Event::Open { stream, name } => acts.push(Act::Open(stream, name)),
+            // A page and its record header come as separate frames: writes to
+            // the QEMU go in pieces of up to COALESCE bytes, not one per frame.
+            Event::Data { stream, bytes } => match acts.last_mut() {
+                Some(Act::Data(s, b)) if *s == stream && b.len() + bytes.len() <= COALESCE => {
+                    b.extend_from_slice(bytes)
+                }
+                _ => acts.push(Act::Data(stream, bytes.to_vec())),
+            },
+            Event::Close { stream, .. } => acts.push(Act::Close(stream)),
         })
         .map_err(|e| e.to_string())?;
         for a in acts {
