@@ -102,6 +102,46 @@ async fn a_destination_qemu_dying_mid_gang_leaves_every_guest_running_at_its_sou
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_link_mid_gang_leaves_every_guest_running_at_its_source() {
+    let tb = TestBed::new(BedSpec { lease_s: Some(5), ..Default::default() });
+    let mut pids = Vec::new();
+    for vm in ["c1", "c2"] {
+        pids.push(tb.start_guest("h1", vm, 512, 64, 5.0).await.pid);
+    }
+    let mut jobs = Vec::new();
+    for vm in ["c1", "c2"] {
+        jobs.push(
+            tb.start_migration("h1", "h2", vm, Strategy::PreCopy, |r| {
+                r.dedup = true;
+                r.bandwidth = Some(8_000_000);
+                r.stall_timeout_s = Some(3.0);
+            })
+            .await,
+        );
+    }
+    for j in &jobs {
+        tb.wait_transferred("h1", &j.id, 16 << 20).await;
+    }
+    tb.bed.set_link_up("h2", false).unwrap();
+    let cut = Instant::now();
+    for ((vm, job), pid) in ["c1", "c2"].iter().zip(&jobs).zip(&pids) {
+        let r = tb.wait_job("h1", &job.id).await;
+        assert_eq!(r.status, JobStatus::Failed, "{vm}: {r:?}");
+        assert_eq!(r.vm_location, "h1", "{vm}: {r:?}");
+        let info = tb.client("h1").vm(vm).await.unwrap();
+        assert_eq!(info.pid, *pid, "{vm}: the source QEMU must be the same process");
+        tb.assert_runs_healthy("h1", vm).await;
+    }
+    // Long enough for the relay to give the stalled connection up.
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(cut.elapsed())).await;
+    tb.bed.set_link_up("h2", true).unwrap();
+    common::wait_destination_clean(&tb, "h2").await;
+    for (vm, pid) in ["c1", "c2"].iter().zip(&pids) {
+        assert_eq!(tb.client("h1").vm(vm).await.unwrap().pid, *pid);
+    }
+}
+
 const MIB: u64 = 256;
 
 struct Qemu {

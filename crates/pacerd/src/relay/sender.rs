@@ -26,6 +26,10 @@ enum Msg {
 
 type Reports = Arc<Mutex<HashMap<u32, RelayReport>>>;
 
+/// How long one write to the destination relay may take (a write is at most a
+/// few hundred KiB: seconds mean the link is gone).
+const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connection to one destination relay.
 pub struct Sender {
     tx: mpsc::Sender<Msg>,
@@ -105,9 +109,19 @@ impl Sender {
                         s
                     }
                 };
-                if let Err(e) = conn.write_all(&buf).await {
-                    warn!("relay: connection to {to} broke: {e}");
-                    break;
+                match tokio::time::timeout(WRITE_STALL, conn.write_all(&buf)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        warn!("relay: connection to {to} broke: {e}");
+                        break;
+                    }
+                    // A cut link stalls a socket for as long as TCP retries (many
+                    // minutes); a connection that moved nothing for this long is
+                    // given up, so the next migration there opens a new one.
+                    Err(_) => {
+                        warn!("relay: connection to {to} moved nothing for {} s: given up", WRITE_STALL.as_secs());
+                        break;
+                    }
                 }
                 buf.clear();
                 note(&r, &enc, stream);
