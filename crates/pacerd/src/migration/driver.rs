@@ -499,7 +499,7 @@ impl Migration {
             // source copy is intact (stopped), so resume it rather than lose it.
             warn!("destination failed to commit {vm}: {e}; resuming at source");
             let _ = self.qmp().execute("cont", None).await;
-            self.peer.clean_up(&self.d.tasks, &vm, self.d.shutdown.clone()).await;
+            self.peer.clean_up(&self.d.tasks, &vm, self.d.jobs.cleanup_token(&vm, &self.d.shutdown)).await;
             self.result.status = JobStatus::Failed;
             self.result.reason = Some(format!("destination failed to resume the VM: {e}"));
             return self.result.clone();
@@ -543,7 +543,8 @@ impl Migration {
             None => Ok(()),
         };
         if self.dest_touched {
-            self.peer.clean_up(&self.d.tasks, &self.rec.name, self.d.shutdown.clone()).await;
+            let stop = self.d.jobs.cleanup_token(&self.rec.name, &self.d.shutdown);
+            self.peer.clean_up(&self.d.tasks, &self.rec.name, stop).await;
         }
         self.result.total_time_ms = self.job.started.elapsed().as_millis() as u64;
         self.result.status = if cancelled { JobStatus::Cancelled } else { JobStatus::Failed };
@@ -574,7 +575,7 @@ async fn after_panic(d: &Arc<Deps>, job: &Job, vm: &str, req: &MigrateRequest, e
         Ok(qmp) => recover_source(&qmp, true).await,
         Err(e) => Err(e.to_string()),
     };
-    Peer::new(&req.destination).clean_up(&d.tasks, vm, d.shutdown.clone()).await;
+    Peer::new(&req.destination).clean_up(&d.tasks, vm, d.jobs.cleanup_token(vm, &d.shutdown)).await;
     r.reason = Some(outcome::rollback_reason(
         &format!("internal error in the migration driver ({e})"),
         &still_here,

@@ -174,6 +174,13 @@ impl Foresight {
         now_s: f64,
         window_s: f64,
     ) {
+        // A guest that changed its ways (what it dirties in a second moved by half
+        // or more): say so now, not at the next regular record.
+        let per_s = |d: Option<pacer_model::DirtyModel>| d.map_or(0.0, |d| d.dirtied(1.0));
+        let (before, after) = (per_s(self.prior.dirty), per_s(dirty));
+        if dirty.is_some() && (after > 1.5 * before + 1e6 || before > 1.5 * after + 1e6) {
+            self.last_record_s = f64::NEG_INFINITY;
+        }
         self.prior.dirty = dirty.or(self.prior.dirty);
         self.prior.zero_fraction = zero_fraction.or(self.prior.zero_fraction);
         self.predictor.refresh_prior(dirty, zero_fraction, now_s, window_s);

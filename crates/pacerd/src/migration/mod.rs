@@ -108,6 +108,10 @@ pub struct JobTable {
     /// destination (s), smoothed over migrations.
     switch_lag_s: Mutex<f64>,
     end_lag: Mutex<foresight::EndLag>,
+    /// Clean-ups of a failed migration's destination still being retried, by VM:
+    /// a new migration of the VM stops them (a retry arriving late would abort
+    /// the new migration's incoming VM, which has the same name).
+    cleanups: Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl Default for JobTable {
@@ -116,6 +120,7 @@ impl Default for JobTable {
             table: Mutex::default(),
             switch_lag_s: Mutex::new(foresight::DEFAULT_SWITCH_LAG_S),
             end_lag: Mutex::default(),
+            cleanups: Mutex::default(),
         }
     }
 }
@@ -126,6 +131,9 @@ impl JobTable {
         let mut t = self.table.lock().unwrap();
         if let Some(other) = t.by_vm.get(&info.vm) {
             return Err(AgentError::AlreadyMigrating { vm: info.vm.clone(), job: other.clone() });
+        }
+        if let Some(c) = self.cleanups.lock().unwrap().remove(&info.vm) {
+            c.cancel();
         }
         let job = Arc::new(Job {
             id: info.id.clone(),
@@ -175,6 +183,16 @@ impl JobTable {
     pub fn learn_switch_lag(&self, lag_s: f64) {
         let mut l = self.switch_lag_s.lock().unwrap();
         *l = 0.5 * *l + 0.5 * lag_s.clamp(-2.0, 5.0);
+    }
+
+    /// The stop signal for retrying the clean-up of `vm`'s destination: the agent
+    /// stopping, or a new migration of `vm` starting.
+    pub fn cleanup_token(&self, vm: &str, shutdown: &CancellationToken) -> CancellationToken {
+        let t = shutdown.child_token();
+        if let Some(old) = self.cleanups.lock().unwrap().insert(vm.to_string(), t.clone()) {
+            old.cancel();
+        }
+        t
     }
 
     /// How much later than the model's end an unpaced migration really ends here.
@@ -245,6 +263,18 @@ mod tests {
         let at = j.take_retarget().unwrap().unwrap();
         assert!((29.0..31.0).contains(&at));
         assert_eq!(j.take_retarget(), None);
+    }
+
+    #[test]
+    fn a_new_migration_of_a_vm_stops_the_retried_clean_up_of_its_last_one() {
+        let t = JobTable::default();
+        let shutdown = CancellationToken::new();
+        let c = t.cleanup_token("vm", &shutdown);
+        let other = t.cleanup_token("other", &shutdown);
+        t.insert(info("job-1", "vm"), Instant::now(), CancellationToken::new()).unwrap();
+        assert!(c.is_cancelled() && !other.is_cancelled());
+        shutdown.cancel();
+        assert!(other.is_cancelled());
     }
 
     #[test]
