@@ -6,15 +6,21 @@ mod common;
 use common::{BedSpec, TestBed};
 use pacer_api::{JobStatus, Strategy};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cancel_during_precopy_keeps_the_vm_at_the_source() {
-    let tb = TestBed::new(BedSpec::default());
+/// A guest on h1 migrating to h2 under a low cap (long enough on the way to
+/// break it mid-way), once 20 MiB went: the guest as it was, and the job.
+async fn slow_migration(tb: &TestBed) -> (pacer_api::VmInfo, pacer_api::JobInfo) {
     let before = tb.start_guest("h1", "vm", 512, 192, 40.0).await;
-    // A low cap keeps the migration going long enough to cancel it mid-way.
     let job = tb
         .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.bandwidth = Some(10_000_000))
         .await;
     tb.wait_transferred("h1", &job.id, 20 << 20).await;
+    (before, job)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_during_precopy_keeps_the_vm_at_the_source() {
+    let tb = TestBed::new(BedSpec::default());
+    let (before, job) = slow_migration(&tb).await;
     tb.client("h1").cancel_job(&job.id).await.unwrap();
     let r = tb.wait_job("h1", &job.id).await;
     assert_eq!(r.status, JobStatus::Cancelled, "{r:?}");
@@ -58,11 +64,7 @@ async fn link_cut_during_precopy_keeps_the_vm_at_the_source() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_destination_keeps_the_vm_at_the_source() {
     let tb = TestBed::new(BedSpec::default());
-    let before = tb.start_guest("h1", "vm", 512, 192, 40.0).await;
-    let job = tb
-        .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.bandwidth = Some(10_000_000))
-        .await;
-    tb.wait_transferred("h1", &job.id, 20 << 20).await;
+    let (before, job) = slow_migration(&tb).await;
     // The destination host dies: its agent and its QEMU.
     let incoming: Vec<pacer_api::VmInfo> = tb.vms("h2").await;
     assert_eq!(incoming.len(), 1);
@@ -81,11 +83,7 @@ async fn dead_destination_keeps_the_vm_at_the_source() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panic_in_the_migration_driver_rolls_back_and_keeps_the_vm_at_the_source() {
     let tb = TestBed::new(BedSpec::default());
-    let before = tb.start_guest("h1", "vm", 512, 192, 40.0).await;
-    let job = tb
-        .start_migration("h1", "h2", "vm", Strategy::PreCopy, |r| r.bandwidth = Some(10_000_000))
-        .await;
-    tb.wait_transferred("h1", &job.id, 20 << 20).await;
+    let (before, job) = slow_migration(&tb).await;
     // Debug builds of the agent panic in the driver's pre-copy loop on this file.
     let fault = tb.bed.hosts[0].state_dir.join("vms").join("vm").join("fault-panic-at");
     std::fs::write(&fault, "memory").unwrap();

@@ -61,24 +61,7 @@ async fn a_gang_of_two_migrates_through_the_relays_intact_with_shared_pages_sent
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destination_qemu_dying_mid_gang_leaves_every_guest_running_at_its_source() {
     let tb = TestBed::new(BedSpec::default());
-    let mut pids = Vec::new();
-    for vm in ["d1", "d2"] {
-        pids.push(tb.start_guest("h1", vm, 512, 64, 5.0).await.pid);
-    }
-    // A low cap keeps the gang on the way long enough to break it.
-    let mut jobs = Vec::new();
-    for vm in ["d1", "d2"] {
-        jobs.push(
-            tb.start_migration("h1", "h2", vm, Strategy::PreCopy, |r| {
-                r.dedup = true;
-                r.bandwidth = Some(8_000_000);
-            })
-            .await,
-        );
-    }
-    for j in &jobs {
-        tb.wait_transferred("h1", &j.id, 16 << 20).await;
-    }
+    let (pids, jobs) = slow_gang(&tb, ["d1", "d2"], None).await;
     let victim = tb.client("h2").vm("d1").await.unwrap();
     unsafe {
         libc::kill(victim.pid, libc::SIGKILL);
@@ -105,24 +88,7 @@ async fn a_destination_qemu_dying_mid_gang_leaves_every_guest_running_at_its_sou
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cut_link_mid_gang_leaves_every_guest_running_at_its_source() {
     let tb = TestBed::new(BedSpec { lease_s: Some(5), ..Default::default() });
-    let mut pids = Vec::new();
-    for vm in ["c1", "c2"] {
-        pids.push(tb.start_guest("h1", vm, 512, 64, 5.0).await.pid);
-    }
-    let mut jobs = Vec::new();
-    for vm in ["c1", "c2"] {
-        jobs.push(
-            tb.start_migration("h1", "h2", vm, Strategy::PreCopy, |r| {
-                r.dedup = true;
-                r.bandwidth = Some(8_000_000);
-                r.stall_timeout_s = Some(3.0);
-            })
-            .await,
-        );
-    }
-    for j in &jobs {
-        tb.wait_transferred("h1", &j.id, 16 << 20).await;
-    }
+    let (pids, jobs) = slow_gang(&tb, ["c1", "c2"], Some(3.0)).await;
     tb.bed.set_link_up("h2", false).unwrap();
     let cut = Instant::now();
     for ((vm, job), pid) in ["c1", "c2"].iter().zip(&jobs).zip(&pids) {
@@ -144,6 +110,30 @@ async fn a_cut_link_mid_gang_leaves_every_guest_running_at_its_source() {
         let r = tb.wait_job("h1", &job.id).await;
         assert_eq!(r.status, JobStatus::Completed, "{vm}: {r:?}");
     }
+}
+
+/// Two guests on h1 migrating to h2 with dedup under a low cap (long enough on
+/// the way to break them), once both streams are under way: their QEMU pids and jobs.
+async fn slow_gang(tb: &TestBed, vms: [&str; 2], stall_timeout_s: Option<f64>) -> (Vec<i32>, Vec<pacer_api::JobInfo>) {
+    let mut pids = Vec::new();
+    for vm in vms {
+        pids.push(tb.start_guest("h1", vm, 512, 64, 5.0).await.pid);
+    }
+    let mut jobs = Vec::new();
+    for vm in vms {
+        let job = tb
+            .start_migration("h1", "h2", vm, Strategy::PreCopy, |r| {
+                r.dedup = true;
+                r.bandwidth = Some(8_000_000);
+                r.stall_timeout_s = stall_timeout_s;
+            })
+            .await;
+        jobs.push(job);
+    }
+    for j in &jobs {
+        tb.wait_transferred("h1", &j.id, 16 << 20).await;
+    }
+    (pids, jobs)
 }
 
 const MIB: u64 = 256;

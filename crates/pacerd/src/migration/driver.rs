@@ -226,8 +226,9 @@ impl Migration {
         result.converge_steps = self.ctl.converge_steps().to_vec();
         if let Some(h) = self.relayed.take() {
             result.relay = Some(h.report());
-        } else if self.req.dedup || self.req.relay {
-            result.relay = Some(crate::relay::direct(relay_refusal(&self.req).unwrap_or("not relayed")));
+        } else if relay_asked(&self.req) {
+            let why = relay_refusal(&self.req).unwrap_or("the migration ended before its stream started");
+            result.relay = Some(crate::relay::direct(why));
         }
         result
     }
@@ -276,7 +277,7 @@ impl Migration {
         if !disks.is_empty() {
             capabilities.push("late-block-activate".into());
         }
-        let relay = (self.req.dedup || self.req.relay) && relay_refusal(&self.req).is_none();
+        let relay = relay_asked(&self.req) && relay_refusal(&self.req).is_none();
         let incoming = IncomingRequest { spec, accel: self.rec.accel.clone(), capabilities, disks, relay };
         self.dest_touched = true;
         let cancel = self.job.cancel.clone();
@@ -592,6 +593,11 @@ fn test_fault(vm_dir: &std::path::Path, step: &str) {
     if std::fs::read_to_string(vm_dir.join("fault-panic-at")).is_ok_and(|s| s.trim() == step) {
         panic!("test fault at {step}");
     }
+}
+
+/// Whether the request asks for the relays (with dedup or without).
+fn relay_asked(req: &MigrateRequest) -> bool {
+    req.dedup || req.relay
 }
 
 /// Why a migration asked to dedup goes direct instead, if it does: the relay
