@@ -101,48 +101,76 @@ pub fn sample_writes(
     samples: usize,
     window: Duration,
 ) -> io::Result<Vec<(f64, usize, usize)>> {
-    let regions = regions.max(1);
-    let mut rng = rand::thread_rng();
-    let mut picks = Vec::new();
-    for (d, disk) in disks.iter().enumerate() {
-        let blocks = disk.virtual_size / BLOCK;
-        let mut taken = 0;
-        for _ in 0..samples * 4 {
-            if taken >= samples || blocks == 0 {
-                break;
-            }
-            let x = rng.gen_range(0..blocks) * BLOCK;
-            if let Some(off) = disk.file_offset(x) {
-                picks.push((d, x, off, 0u64));
-                taken += 1;
-            }
-        }
-    }
-    let files: Vec<File> = disks.iter().map(|d| File::open(&d.path)).collect::<io::Result<_>>()?;
-    let hash = |d: usize, off: u64, buf: &mut [u8]| -> io::Result<u64> {
-        files[d].read_exact_at(buf, off)?;
-        Ok(xxhash_rust::xxh3::xxh3_64(buf))
-    };
-    let mut buf = vec![0u8; BLOCK as usize];
     let t0 = Instant::now();
-    for p in picks.iter_mut() {
-        p.3 = hash(p.0, p.2, &mut buf)?;
-    }
+    let first = WriteSample::take(disks, regions, samples)?;
     std::thread::sleep(window.saturating_sub(t0.elapsed()));
-    let mut out = Vec::with_capacity(disks.len() * regions);
-    for (d, disk) in disks.iter().enumerate() {
-        let size = (disk.virtual_size as f64 / regions as f64).max(1.0);
-        let mut per = vec![(size, 0usize, 0usize); regions];
-        for p in picks.iter().filter(|p| p.0 == d) {
-            let r = ((p.1 as f64 / size) as usize).min(regions - 1);
-            per[r].1 += 1;
-            if hash(p.0, p.2, &mut buf)? != p.3 {
-                per[r].2 += 1;
+    first.changes()
+}
+
+/// The first pass of a write sample: which blocks were picked and what they held.
+pub struct WriteSample<'a> {
+    disks: &'a [ImageLayout],
+    files: Vec<File>,
+    regions: usize,
+    /// (disk, guest offset, file offset, hash)
+    picks: Vec<(usize, u64, u64, u64)>,
+}
+
+impl<'a> WriteSample<'a> {
+    /// Picks up to `samples` random blocks per disk and hashes them.
+    pub fn take(disks: &'a [ImageLayout], regions: usize, samples: usize) -> io::Result<Self> {
+        let regions = regions.max(1);
+        let mut rng = rand::thread_rng();
+        let mut picks = Vec::new();
+        for (d, disk) in disks.iter().enumerate() {
+            let blocks = disk.virtual_size / BLOCK;
+            let mut taken = 0;
+            for _ in 0..samples * 4 {
+                if taken >= samples || blocks == 0 {
+                    break;
+                }
+                let x = rng.gen_range(0..blocks) * BLOCK;
+                if let Some(off) = disk.file_offset(x) {
+                    picks.push((d, x, off, 0u64));
+                    taken += 1;
+                }
             }
         }
-        out.extend(per);
+        let files: Vec<File> = disks.iter().map(|d| File::open(&d.path)).collect::<io::Result<_>>()?;
+        let mut s = WriteSample { disks, files, regions, picks };
+        let mut buf = vec![0u8; BLOCK as usize];
+        for i in 0..s.picks.len() {
+            let (d, _, off, _) = s.picks[i];
+            s.picks[i].3 = s.hash(d, off, &mut buf)?;
+        }
+        Ok(s)
     }
-    Ok(out)
+
+    fn hash(&self, d: usize, off: u64, buf: &mut [u8]) -> io::Result<u64> {
+        self.files[d].read_exact_at(buf, off)?;
+        Ok(xxhash_rust::xxh3::xxh3_64(buf))
+    }
+
+    /// Hashes the picked blocks again: per region of every disk, end to end,
+    /// `(region bytes, blocks sampled, blocks changed)` since `take`.
+    pub fn changes(&self) -> io::Result<Vec<(f64, usize, usize)>> {
+        let regions = self.regions;
+        let mut buf = vec![0u8; BLOCK as usize];
+        let mut out = Vec::with_capacity(self.disks.len() * regions);
+        for (d, disk) in self.disks.iter().enumerate() {
+            let size = (disk.virtual_size as f64 / regions as f64).max(1.0);
+            let mut per = vec![(size, 0usize, 0usize); regions];
+            for p in self.picks.iter().filter(|p| p.0 == d) {
+                let r = ((p.1 as f64 / size) as usize).min(regions - 1);
+                per[r].1 += 1;
+                if self.hash(p.0, p.2, &mut buf)? != p.3 {
+                    per[r].2 += 1;
+                }
+            }
+            out.extend(per);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -160,17 +188,11 @@ mod tests {
             virtual_size: size,
             extents: vec![Extent { start: 0, length: size, file_offset: 0 }],
         };
-        // Rewrite the last quarter while the sampler waits.
-        let writer = std::thread::spawn({
-            let path = path.clone();
-            move || {
-                std::thread::sleep(Duration::from_millis(100));
-                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-                f.write_all_at(&vec![2u8; (size / 4) as usize], size * 3 / 4).unwrap();
-            }
-        });
-        let r = sample_writes(&[layout], 4, 2000, Duration::from_millis(400)).unwrap();
-        writer.join().unwrap();
+        // Rewrite the last quarter between the two passes.
+        let first = WriteSample::take(std::slice::from_ref(&layout), 4, 2000).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&vec![2u8; (size / 4) as usize], size * 3 / 4).unwrap();
+        let r = first.changes().unwrap();
         assert_eq!(r.len(), 4);
         assert!(r.iter().all(|x| x.1 > 300), "{r:?}");
         assert_eq!((r[0].2, r[1].2, r[2].2), (0, 0, 0), "{r:?}");
