@@ -141,6 +141,11 @@ impl AgentClient {
         self.post(&fill(routes::VM_MIGRATE, vm), req).await
     }
 
+    /// Predicts a gang's migration (VMs of this agent) without starting it.
+    pub async fn predict_gang(&self, req: &PredictGangRequest) -> Result<PredictGangResponse, ClientError> {
+        self.post(routes::PREDICT_GANG, req).await
+    }
+
     /// Predicts a migration without starting it.
     pub async fn predict(&self, vm: &str, req: &PredictRequest) -> Result<PredictResponse, ClientError> {
         self.post(&fill(routes::VM_PREDICT, vm), req).await

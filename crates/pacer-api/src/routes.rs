@@ -18,6 +18,8 @@ pub const VM_VERIFY: &str = "/v1/vms/{name}/verify";
 pub const VM_MIGRATE: &str = "/v1/vms/{name}/migrate";
 /// `POST`: predict a migration without starting it.
 pub const VM_PREDICT: &str = "/v1/vms/{name}/predict";
+/// `POST`: predict a gang's migration (VMs of this host) without starting it.
+pub const PREDICT_GANG: &str = "/v1/predict-gang";
 /// `GET`: migration jobs.
 pub const JOBS: &str = "/v1/jobs";
 /// `GET`: one job.

@@ -4,11 +4,13 @@
 //! - [`vm`]: start, list, show, stop, adopt, console, verify;
 //! - [`migrate`]: one migration, followed with a live progress display;
 //! - [`group`]: several VMs moved so that they finish together;
+//! - [`gang`]: a gang's migration predicted before anything moves;
 //! - [`when`]: finish times as the operator writes them.
 //!
 //! The `pacer` binary is a thin shell over these; `pacer-lab` (test beds, demo,
 //! benchmarks) drives the same code, so what it measures is what an operator runs.
 
+pub mod gang;
 pub mod group;
 pub mod hosts;
 pub mod migrate;

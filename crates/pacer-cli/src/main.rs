@@ -61,8 +61,9 @@ enum Cmd {
     Group(GroupCmd),
     /// Predict how long migrating a VM would take, without starting it.
     Predict {
-        /// VM name.
-        vm: String,
+        /// VM name; several for a gang leaving together (each source host predicts its own).
+        #[arg(required = true)]
+        vms: Vec<String>,
         /// Destination host.
         #[arg(long)]
         to: String,
@@ -72,6 +73,9 @@ enum Cmd {
         /// Bandwidth cap.
         #[arg(long, value_parser = migrate::parse_bw)]
         bandwidth: Option<u64>,
+        /// Predict the gang through the hosts' relays with dedup (as `migrate --dedup`).
+        #[arg(long)]
+        dedup: bool,
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -240,7 +244,20 @@ async fn run(cli: Cli) -> Result<i32> {
             let hosts = Hosts::load(cli.hosts_file)?;
             group_cmd(&hosts, cmd).await
         }
-        Cmd::Predict { vm, to, strategy, bandwidth, json } => {
+        Cmd::Predict { vms, to, strategy, bandwidth, dedup, json } if vms.len() > 1 || dedup => {
+            let hosts = Hosts::load(cli.hosts_file)?;
+            let ask = pacer_cli::gang::GangAsk { vms, to: to.clone(), strategy, bandwidth, dedup };
+            let parts = pacer_cli::gang::predict(&hosts, &ask).await?;
+            if json {
+                let v: Vec<_> = parts.iter().map(|(h, p)| serde_json::json!({"from": h, "prediction": p})).collect();
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                print!("{}", pacer_cli::gang::render(&to, &parts));
+            }
+            Ok(if parts.iter().all(|(_, p)| p.total_ms.is_some()) { 0 } else { 3 })
+        }
+        Cmd::Predict { vms, to, strategy, bandwidth, json, .. } => {
+            let vm = vms.into_iter().next().expect("clap requires one");
             let hosts = Hosts::load(cli.hosts_file)?;
             let (src, _) = hosts.locate(&vm).await?;
             let dest = hosts.get(&to)?;

@@ -28,6 +28,27 @@ async fn a_gang_of_two_migrates_through_the_relays_intact_with_shared_pages_sent
     for vm in ["g1", "g2"] {
         tb.start_guest("h1", vm, 512, 64, 5.0).await;
     }
+    // The gang predicted before anything moves, through the front door.
+    let predict = |dedup: bool| {
+        let mut args = vec!["predict", "g1", "g2", "--to", "h2", "--json"];
+        if dedup {
+            args.push("--dedup");
+        }
+        let out = tb.pacer(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let p: pacer_api::PredictGangResponse = serde_json::from_value(v[0]["prediction"].clone()).unwrap();
+        assert_eq!(v[0]["from"], "h1");
+        p
+    };
+    let with = predict(true);
+    let without = predict(false);
+    eprintln!("predicted with dedup: {with:?}\nwithout: {without:?}");
+    assert!(with.dedup && !without.dedup && with.why_direct.is_none());
+    assert!(with.distinct_bytes < with.nonzero_bytes && with.vms.iter().all(|v| v.shared_fraction > 0.1), "{with:?}");
+    let (pw, pn) = (with.wire_bytes.unwrap(), without.wire_bytes.unwrap());
+    assert!(pw < pn * 9 / 10, "dedup predicted {pw} bytes, direct {pn}");
+    assert!(with.total_ms.unwrap() <= without.total_ms.unwrap());
     let mut jobs = Vec::new();
     for vm in ["g1", "g2"] {
         jobs.push(tb.start_migration("h1", "h2", vm, Strategy::PreCopy, |r| r.dedup = true).await);
@@ -50,6 +71,8 @@ async fn a_gang_of_two_migrates_through_the_relays_intact_with_shared_pages_sent
     }
     // Kernel, initramfs and what booted from them are the same in both.
     assert!(refs > 1000 && wire * 10 < stream * 9, "stream {stream} wire {wire} refs {refs}");
+    // What crossed is what the prediction said, give or take a quarter.
+    assert!(pw * 3 < wire * 4 && wire * 3 < pw * 4, "predicted {pw} link bytes, the relays sent {wire}");
     // A post-copy asked to dedup goes direct, and says why.
     let job = tb.start_migration("h2", "h1", "g1", Strategy::PostCopy, |r| r.dedup = true).await;
     let r = tb.wait_job("h2", &job.id).await;

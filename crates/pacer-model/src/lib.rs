@@ -9,6 +9,7 @@ pub mod convergence;
 pub mod dirty;
 pub mod disk_regions;
 pub mod ewma;
+pub mod gang;
 pub mod group;
 pub mod pacing;
 pub mod predict;

@@ -195,6 +195,32 @@ impl GuestRam {
         }
     }
 
+    /// Content hashes of the non-zero pages whose hash has its low `sample_bits` bits
+    /// zero: a sample by content, so every copy of a content is in it or none is, and
+    /// counts of copies in the sample scale by `2^sample_bits`.
+    pub fn content_hashes(&self, sample_bits: u32) -> io::Result<Vec<u64>> {
+        let mask = (1u64 << sample_bits.min(63)) - 1;
+        let chunk = 256 * PAGE as usize;
+        let mut buf = vec![0u8; chunk];
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < self.size {
+            let n = chunk.min((self.size - off) as usize);
+            self.read_at(off, &mut buf[..n])?;
+            for page in buf[..n].chunks(PAGE as usize) {
+                if is_zero(page) {
+                    continue;
+                }
+                let h = xxhash_rust::xxh3::xxh3_64(page);
+                if h & mask == 0 {
+                    out.push(h);
+                }
+            }
+            off += n as u64;
+        }
+        Ok(out)
+    }
+
     /// Hashes of the given pages.
     pub fn hashes(&self, pages: &[u64]) -> io::Result<Vec<u64>> {
         let mut buf = vec![0u8; PAGE as usize];
@@ -389,6 +415,12 @@ mod tests {
         assert!((ram.zero_fraction(u64::MAX).unwrap() - 0.75).abs() < 1e-9);
         let sampled = ram.zero_fraction(512).unwrap();
         assert!((sampled - 0.75).abs() < 0.1, "{sampled}");
+        // A quarter of the pages are non-zero, all with the same content.
+        let contents = ram.content_hashes(0).unwrap();
+        assert_eq!(contents.len(), pages / 4);
+        assert!(contents.iter().all(|h| *h == contents[0]));
+        let sampled = ram.content_hashes(8).unwrap().len();
+        assert!(sampled == 0 || sampled == pages / 4, "a content is sampled with all its copies: {sampled}");
         let all: Vec<u64> = (0..pages as u64).collect();
         let before = ram.hashes(&all).unwrap();
         for p in 0..100 {

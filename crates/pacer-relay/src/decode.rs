@@ -208,6 +208,10 @@ mod tests {
         // 7 distinct contents in a, 1 more in b; 2 rounds each: 14 + 14 pages.
         assert_eq!((st.pages, st.pages - st.refs), (28, 8));
         assert!(st.wire_bytes < (a.len() + b.len()) as u64 / 3, "{st:?}");
+        // What predictions take a page and a reference to cost (the rest: preface,
+        // OPEN/CLOSE, the streams' non-page bytes).
+        let pages = 8 * wire::PAGE_COST + 20 * wire::REF_COST;
+        assert!(st.wire_bytes >= pages && st.wire_bytes < pages + 1000, "{} vs {pages}", st.wire_bytes);
         assert_eq!(e.gave_up(1), None);
     }
 

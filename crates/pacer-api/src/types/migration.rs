@@ -303,6 +303,88 @@ pub struct PredictResponse {
     pub disk_bytes: u64,
 }
 
+/// `pacer predict VM... --to HOST [--dedup]`: the migration of a gang of VMs of one
+/// host, all started together, without starting it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PredictGangRequest {
+    /// The VMs (all on the agent asked).
+    pub vms: Vec<String>,
+    /// Where to.
+    pub destination: PeerRef,
+    /// Strategy for every VM.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Bandwidth cap per VM in bytes/s.
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
+    /// Through the relays with dedup (as `MigrateRequest::dedup`).
+    #[serde(default)]
+    pub dedup: bool,
+    /// Whether disks would be copied.
+    #[serde(default)]
+    pub copy_storage: CopyStorage,
+}
+
+/// One VM of a gang prediction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GangVmPrediction {
+    /// VM name.
+    pub vm: String,
+    /// When it would run at the destination, ms from the gang's start (none: it would
+    /// not converge at its share of the link).
+    pub total_ms: Option<u64>,
+    /// Its downtime, ms.
+    pub downtime_ms: Option<u64>,
+    /// Its QEMU stream, bytes.
+    pub stream_bytes: Option<u64>,
+    /// What its stream would cost on the link, bytes.
+    pub wire_bytes: Option<u64>,
+    /// Guest memory, bytes.
+    pub ram_bytes: u64,
+    /// Fraction of its memory that is zero pages.
+    pub zero_fraction: f64,
+    /// Its dirty rate, bytes/s.
+    pub dirty_rate_bps: f64,
+    /// Fraction of its non-zero pages whose content the gang holds more than once.
+    pub shared_fraction: f64,
+}
+
+/// The answer to a gang prediction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PredictGangResponse {
+    /// When the last VM would run at the destination, ms (none: some VM would not
+    /// converge, see `not_converging`).
+    pub total_ms: Option<u64>,
+    /// Early end: the link 5% faster, the guests dirtying 25% less, ms.
+    pub low_ms: Option<u64>,
+    /// Late end: the link 5% slower, the guests dirtying 25% more, ms.
+    pub high_ms: Option<u64>,
+    /// Whether the prediction is for the relays with dedup.
+    pub dedup: bool,
+    /// Why dedup was asked but would not be used (the VMs would migrate direct).
+    #[serde(default)]
+    pub why_direct: Option<String>,
+    /// Measured link rate to the destination, bytes/s.
+    pub link_bps: f64,
+    /// The QEMU streams, summed, bytes.
+    pub stream_bytes: Option<u64>,
+    /// The link's bytes, summed.
+    pub wire_bytes: Option<u64>,
+    /// Non-zero memory over the gang, bytes.
+    pub nonzero_bytes: u64,
+    /// Distinct content in that memory, bytes.
+    pub distinct_bytes: u64,
+    /// Pages were counted by content sample: one content in this many (1: all).
+    pub sampled_one_in: u64,
+    /// Per VM, in request order.
+    pub vms: Vec<GangVmPrediction>,
+    /// VMs that would not converge at their share of the link.
+    pub not_converging: Vec<String>,
+    /// What the prediction leaves out, in words.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
 /// How a migration treats the VM's disks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]

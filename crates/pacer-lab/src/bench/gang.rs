@@ -103,7 +103,50 @@ pub struct GangRun {
     /// The relays' connection, summed over VMs (relayed modes).
     pub wire_bytes: Option<u64>,
     pub max_downtime_ms: Option<u64>,
+    /// `pacer predict` for the gang just before it moved (none if it failed).
+    pub predicted: Option<GangPredicted>,
     pub vms: Vec<GangVm>,
+}
+
+/// What the gang prediction said before the gang moved.
+#[derive(Debug, Clone, Serialize)]
+pub struct GangPredicted {
+    pub total_s: Option<f64>,
+    pub low_s: Option<f64>,
+    pub high_s: Option<f64>,
+    /// Predicted link bytes (QEMU's streams after dedup).
+    pub wire_bytes: Option<u64>,
+    pub stream_bytes: Option<u64>,
+    pub distinct_bytes: u64,
+    pub nonzero_bytes: u64,
+    /// Seconds the prediction took to answer.
+    pub took_s: f64,
+}
+
+/// Asks the source agent for the gang's prediction in this mode (the relay without
+/// dedup is predicted as direct: it carries the same bytes).
+async fn predict_gang(bed: &LiveBed, names: &[String], from: &str, to: &str, mode: GangMode) -> Result<GangPredicted> {
+    let t0 = Instant::now();
+    let req = pacer_api::PredictGangRequest {
+        vms: names.to_vec(),
+        destination: bed.peer(to)?,
+        strategy: Strategy::PreCopy,
+        bandwidth: None,
+        dedup: mode == GangMode::Dedup,
+        copy_storage: Default::default(),
+    };
+    let p = bed.hosts.client(from)?.predict_gang(&req).await.context("predict the gang")?;
+    let s = |ms: Option<u64>| ms.map(|m| m as f64 / 1000.0);
+    Ok(GangPredicted {
+        total_s: s(p.total_ms),
+        low_s: s(p.low_ms),
+        high_s: s(p.high_ms),
+        wire_bytes: p.wire_bytes,
+        stream_bytes: p.stream_bytes,
+        distinct_bytes: p.distinct_bytes,
+        nonzero_bytes: p.nonzero_bytes,
+        took_s: t0.elapsed().as_secs_f64(),
+    })
 }
 
 fn tx_bytes(netns: Option<&str>) -> Result<u64> {
@@ -180,6 +223,7 @@ fn record(guests: usize, mode: GangMode, from: &str, to: &str, rs: &[MigrationRe
         stream_bytes: rs.iter().map(|r| r.bytes_transferred).sum(),
         wire_bytes: vms.iter().map(|v| v.wire_bytes).sum(),
         max_downtime_ms: vms.iter().filter_map(|v| v.downtime_ms).max(),
+        predicted: None,
         vms,
     }
 }
@@ -187,8 +231,8 @@ fn record(guests: usize, mode: GangMode, from: &str, to: &str, rs: &[MigrationRe
 /// The table printed at the end.
 pub fn render_table(runs: &[GangRun], opts: &GangOpts) -> String {
     let mut out = format!(
-        "{:<7}{:<8}{:<12}{:<12}{:<12}{:<10}{:<12}{:<10}{}\n",
-        "guests", "mode", "link", "streams", "relay wire", "total", "downtime", "vs direct", "checks"
+        "{:<7}{:<8}{:<12}{:<12}{:<12}{:<10}{:<12}{:<14}{:<22}{}\n",
+        "guests", "mode", "link", "streams", "relay wire", "total", "downtime", "vs direct", "predicted (error)", "checks"
     );
     for r in runs {
         let direct = runs.iter().find(|d| d.guests == r.guests && d.mode == GangMode::Direct);
@@ -200,9 +244,19 @@ pub fn render_table(runs: &[GangRun], opts: &GangOpts) -> String {
             ),
             _ => "-".into(),
         };
+        let predicted = match &r.predicted {
+            Some(GangPredicted { total_s: Some(t), wire_bytes: Some(w), .. }) => format!(
+                "{:.1} s {:+.0}%, {:+.0}% B",
+                t,
+                (t / r.total_s - 1.0) * 100.0,
+                (*w as f64 / r.link_bytes.max(1) as f64 - 1.0) * 100.0
+            ),
+            Some(_) => "does not end".into(),
+            None => "-".into(),
+        };
         let checks = if r.vms.iter().all(|v| v.integrity_ok == Some(true)) { "all ok".to_string() } else { r.status.to_uppercase() };
         out.push_str(&format!(
-            "{:<7}{:<8}{:<12}{:<12}{:<12}{:<10}{:<12}{:<10}{}\n",
+            "{:<7}{:<8}{:<12}{:<12}{:<12}{:<10}{:<12}{:<14}{:<22}{}\n",
             r.guests,
             r.mode.as_str(),
             format_bytes(r.link_bytes),
@@ -211,13 +265,15 @@ pub fn render_table(runs: &[GangRun], opts: &GangOpts) -> String {
             format!("{:.1} s", r.total_s),
             r.max_downtime_ms.map(|d| format!("{d} ms max")).unwrap_or_else(|| "-".into()),
             vs,
+            predicted,
             checks
         ));
     }
     out.push_str(&format!(
         "\nlink = bytes both hosts' interfaces sent while the gang moved (QEMU's streams, the relays' \
          connection, agents' calls); vs direct = link bytes / total time against the direct run of the \
-         same gang. {} MiB guests, {} MiB working sets {:.0}% their own, writing {} MB/s each, pre-copy \
+         same gang; predicted = `pacer predict` for the gang just before it moved: its time and error, \
+         then its link bytes' error against the link counter. {} MiB guests, {} MiB working sets {:.0}% their own, writing {} MB/s each, pre-copy \
          over {}; each mode moves the gang the other way (h1 -> h2, back, again).\n",
         opts.memory_mib,
         opts.wss_mib,
@@ -253,10 +309,18 @@ pub async fn run(opts: &GangOpts) -> Result<i32> {
                 break;
             }
             eprintln!("[{n} guests] {}: {from} -> {to}", mode.as_str());
+            let predicted = match predict_gang(&bed, &names, from, to, mode).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("[{n} guests] {}: no prediction: {e:#}", mode.as_str());
+                    None
+                }
+            };
             let before = link_counter(&bed)?;
             let (rs, total_s) = migrate_gang(&bed, &names, from, to, mode).await?;
             let link = link_counter(&bed)? - before;
-            let r = record(n, mode, from, to, &rs, total_s, link);
+            let mut r = record(n, mode, from, to, &rs, total_s, link);
+            r.predicted = predicted;
             eprintln!(
                 "[{n} guests] {}: {} in {:.1} s, link {}",
                 mode.as_str(),

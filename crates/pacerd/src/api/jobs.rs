@@ -4,7 +4,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use pacer_api::{JobInfo, MigrateRequest, PredictRequest, PredictResponse, RetargetRequest};
+use pacer_api::{JobInfo, MigrateRequest, PredictGangRequest, PredictGangResponse, PredictRequest, PredictResponse, RetargetRequest};
 
 use super::{body, S};
 use crate::error::{AgentError, AgentResult};
@@ -27,6 +27,15 @@ pub async fn predict(
     let req = body(req)?;
     let m = &agent.migrations;
     Ok(Json(before::predict(&m.vms, &m.measure, &m.links, &name, &req).await?))
+}
+
+pub async fn predict_gang(
+    State(agent): S,
+    req: Result<Json<PredictGangRequest>, JsonRejection>,
+) -> AgentResult<Json<PredictGangResponse>> {
+    let req = body(req)?;
+    let m = &agent.migrations;
+    Ok(Json(before::predict_gang(&m.vms, &m.measure, &m.links, m.jobs.end_lag(), &req).await?))
 }
 
 pub async fn list(State(agent): S) -> Json<Vec<JobInfo>> {

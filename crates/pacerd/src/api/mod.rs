@@ -39,6 +39,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route(routes::VM_VERIFY, post(vms::verify))
         .route(routes::VM_MIGRATE, post(jobs::migrate))
         .route(routes::VM_PREDICT, post(jobs::predict))
+        .route(routes::PREDICT_GANG, post(jobs::predict_gang))
         .route(routes::JOBS, get(jobs::list))
         .route(routes::JOB, get(jobs::show))
         .route(routes::JOB_CANCEL, post(jobs::cancel))

@@ -139,6 +139,33 @@ impl MeasureStore {
         self.measure_locked(vms, vm).await
     }
 
+    /// [`fresh`](Self::fresh) for several VMs at once: those not measured recently are
+    /// measured side by side (each reads its own QEMU's memory), in request order.
+    pub async fn fresh_many(&self, vms: &Registry, names: &[String], max_age: Duration) -> Vec<Result<Measurements, String>> {
+        let _one = self.one_at_a_time.lock().await;
+        let each = names.iter().map(|vm| async move {
+            let m = self.latest(vm);
+            if m.curve_at().is_some_and(|t| t.elapsed() < max_age) && m.zero_fraction.is_some() {
+                return Ok(m);
+            }
+            self.measure_locked(vms, vm).await
+        });
+        futures_util::future::join_all(each).await
+    }
+
+    /// Content hashes of `vm`'s non-zero pages, sampled by content
+    /// ([`GuestRam::content_hashes`]); an error where its memory cannot be read here.
+    pub async fn content_hashes(&self, vms: &Registry, vm: &str, sample_bits: u32) -> Result<Vec<u64>, String> {
+        let ram = self
+            .guest_ram(vms, vm)
+            .await
+            .ok_or_else(|| format!("the memory of VM {vm:?} cannot be read here (see the agent's log)"))?;
+        tokio::task::spawn_blocking(move || ram.content_hashes(sample_bits))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("reading the memory of VM {vm:?}: {e}"))
+    }
+
     /// Follows a migrating VM's dirtying every [`FOLLOW_STEP`] until `stop`, replacing its
     /// curve at each step, so the predictor sees a guest change its ways within about a
     /// second. Returns at once where guest memory cannot be read (QEMU's own sampling

@@ -603,7 +603,7 @@ fn relay_asked(req: &MigrateRequest) -> bool {
 /// Why a migration asked to dedup goes direct instead, if it does: the relay
 /// understands plain pre-copy only, and post-copy needs QEMU's return path,
 /// which it does not carry.
-fn relay_refusal(req: &MigrateRequest) -> Option<&'static str> {
+pub(crate) fn relay_refusal(req: &MigrateRequest) -> Option<&'static str> {
     match req.strategy {
         Strategy::PreCopy if !req.converge.allow_postcopy => None,
         Strategy::PreCopy => Some("post-copy is allowed, and it needs QEMU's return path, which the relay does not carry: migrated directly"),
