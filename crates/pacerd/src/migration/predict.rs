@@ -218,7 +218,7 @@ pub async fn predict_gang(
     let mid = run(link, 1.0)?;
     let low = run(link * 1.05, 0.75)?;
     let high = run(link * 0.95, 1.25)?;
-    let ms = |s: f64| s.is_finite().then(|| (s * 1000.0) as u64);
+    let ms = |s: f64| s.is_finite().then_some((s * 1000.0) as u64);
     let e = end_lag.half_width_s();
     for (v, f) in out_vms.iter_mut().zip(&mid.members) {
         v.total_ms = ms(f.total_s);
