@@ -202,7 +202,7 @@ impl AgentClient {
     }
 
     /// The incoming VM becomes the agent's own.
-    pub async fn commit_incoming(&self, name: &str) -> Result<VmInfo, ClientError> {
+    pub async fn commit_incoming(&self, name: &str) -> Result<Committed, ClientError> {
         self.post(&fill(routes::INCOMING_COMMIT, name), &Empty {}).await
     }
 

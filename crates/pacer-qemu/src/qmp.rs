@@ -43,6 +43,8 @@ pub struct QmpEvent {
     pub event: String,
     /// Event data.
     pub data: Value,
+    /// When QEMU emitted it, microseconds since the Unix epoch (its `timestamp`).
+    pub at_unix_us: Option<u64>,
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, (String, String)>>>>>;
@@ -56,6 +58,16 @@ pub struct QmpClient {
     closed: Arc<std::sync::atomic::AtomicBool>,
     peer_pid: Option<i32>,
     path: PathBuf,
+    /// The latest time each event was emitted (its `timestamp`, µs since the epoch).
+    last_events: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// An event's `timestamp` (`{"seconds": s, "microseconds": us}`) in µs since the epoch.
+fn event_time_us(msg: &Value) -> Option<u64> {
+    let t = msg.get("timestamp")?;
+    let s = t.get("seconds")?.as_i64()?;
+    let us = t.get("microseconds")?.as_i64()?;
+    (s >= 0 && us >= 0).then(|| s as u64 * 1_000_000 + us as u64)
 }
 
 impl QmpClient {
@@ -79,6 +91,8 @@ impl QmpClient {
         let pending: Pending = Arc::default();
         let (events, _) = broadcast::channel(256);
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let last_events: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let last = last_events.clone();
         let client = Arc::new(QmpClient {
             writer: AsyncMutex::new(write),
             pending: pending.clone(),
@@ -87,13 +101,18 @@ impl QmpClient {
             closed: closed.clone(),
             peer_pid,
             path: path.to_path_buf(),
+            last_events,
         });
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let Ok(msg) = serde_json::from_str::<Value>(&line) else { continue };
                 if let Some(ev) = msg.get("event").and_then(Value::as_str) {
                     let data = msg.get("data").cloned().unwrap_or(Value::Null);
-                    let _ = events.send(QmpEvent { event: ev.to_string(), data });
+                    let at_unix_us = event_time_us(&msg);
+                    if let Some(t) = at_unix_us {
+                        last.lock().unwrap().insert(ev.to_string(), t);
+                    }
+                    let _ = events.send(QmpEvent { event: ev.to_string(), data, at_unix_us });
                     continue;
                 }
                 let Some(id) = msg.get("id").and_then(Value::as_u64) else { continue };
@@ -129,6 +148,12 @@ impl QmpClient {
     /// True once the connection has closed.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// When QEMU last emitted `event` (e.g. `STOP`, `RESUME`) while this client was
+    /// connected, µs since the Unix epoch by the host's clock.
+    pub fn last_event_us(&self, event: &str) -> Option<u64> {
+        self.last_events.lock().unwrap().get(event).copied()
     }
 
     /// Subscribes to QMP events.
@@ -184,5 +209,18 @@ impl QmpClient {
     pub async fn run_state(&self) -> Result<crate::RunState, QmpError> {
         let v = self.execute("query-status", None).await?;
         Ok(crate::RunState::from(v.get("status").and_then(Value::as_str).unwrap_or("unknown")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_timestamps_are_read_in_microseconds() {
+        let m = json!({"event": "RESUME", "timestamp": {"seconds": 1_700_000_000, "microseconds": 250_000}});
+        assert_eq!(event_time_us(&m), Some(1_700_000_000_250_000));
+        assert_eq!(event_time_us(&json!({"event": "STOP"})), None);
+        assert_eq!(event_time_us(&json!({"timestamp": {"seconds": -1, "microseconds": -1}})), None);
     }
 }

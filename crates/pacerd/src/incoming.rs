@@ -308,7 +308,8 @@ impl IncomingTable {
 
     /// Makes the incoming VM this host's own, once QEMU has finished loading it,
     /// and resumes it if it arrived paused (stop-and-copy, storage targets).
-    pub async fn commit(&self, vms: &Registry, name: &str) -> AgentResult<()> {
+    /// Returns when the guest resumed (QEMU's RESUME event, µs since the epoch).
+    pub async fn commit(&self, vms: &Registry, name: &str) -> AgentResult<Option<u64>> {
         self.check(vms, name)?;
         let qmp = vms.qmp(name).await?;
         let exports = self.entries.lock().unwrap().get(name).map(|e| e.record.nbd_exports.clone()).unwrap_or_default();
@@ -344,7 +345,7 @@ impl IncomingTable {
         }
         self.adopt_as_own(vms, name)?;
         info!("VM {name} committed: it now runs here");
-        Ok(())
+        Ok(qmp.last_event_us("RESUME"))
     }
 
     /// The incoming VM becomes an ordinary VM of this host.

@@ -74,6 +74,19 @@ pub struct Stopped {
     pub stopped: String,
 }
 
+/// The answer to committing an incoming VM: the VM, now the destination's own, and
+/// when its guest resumed there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Committed {
+    /// The VM.
+    #[serde(flatten)]
+    pub vm: VmInfo,
+    /// When QEMU resumed the guest (its RESUME event), µs since the Unix epoch by the
+    /// destination's clock (none if the agent did not see the event).
+    #[serde(default)]
+    pub resumed_at_unix_us: Option<u64>,
+}
+
 /// The answer to aborting an incoming VM.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Aborted {

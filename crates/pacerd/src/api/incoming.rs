@@ -3,7 +3,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::Json;
-use pacer_api::{Aborted, Empty, IncomingReady, IncomingRequest, VmInfo};
+use pacer_api::{Aborted, Committed, Empty, IncomingReady, IncomingRequest};
 
 use super::{body, S};
 use crate::error::AgentResult;
@@ -13,9 +13,9 @@ pub async fn prepare(State(agent): S, req: Result<Json<IncomingRequest>, JsonRej
     Ok(Json(agent.incoming.prepare(&agent.vms, &agent.launcher, &agent.migrations.relays, &req).await?))
 }
 
-pub async fn commit(State(agent): S, Path(name): Path<String>) -> AgentResult<Json<VmInfo>> {
-    agent.incoming.commit(&agent.vms, &name).await?;
-    Ok(Json(agent.vms.info(&name).await?))
+pub async fn commit(State(agent): S, Path(name): Path<String>) -> AgentResult<Json<Committed>> {
+    let resumed_at_unix_us = agent.incoming.commit(&agent.vms, &name).await?;
+    Ok(Json(Committed { vm: agent.vms.info(&name).await?, resumed_at_unix_us }))
 }
 
 pub async fn abort(State(agent): S, Path(name): Path<String>) -> AgentResult<Json<Aborted>> {

@@ -483,7 +483,12 @@ impl Migration {
         let completed_at = self.job.started.elapsed();
         let committed = self.peer.commit(&vm).await;
         let running_at = self.job.started.elapsed();
+        // This migration's stop (a STOP from before the job is not it).
+        let job_start_us = unix_us().saturating_sub(running_at.as_micros() as u64);
+        let stopped_unix_us = self.qmp().last_event_us("STOP").filter(|&t| t >= job_start_us);
         let ending = Ending {
+            stopped_unix_us,
+            resumed_unix_us: committed.as_ref().ok().copied().flatten(),
             completed_at,
             running_at,
             stopped_at: self.stopped_at,
@@ -593,6 +598,11 @@ fn test_fault(vm_dir: &std::path::Path, step: &str) {
     if std::fs::read_to_string(vm_dir.join("fault-panic-at")).is_ok_and(|s| s.trim() == step) {
         panic!("test fault at {step}");
     }
+}
+
+/// Now, µs since the Unix epoch.
+fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Whether the request asks for the relays (with dedup or without).

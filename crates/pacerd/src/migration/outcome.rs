@@ -65,6 +65,10 @@ pub struct Ending {
     /// The stream went through the relays: QEMU's "completed" means the source
     /// relay has the bytes, not that the destination does.
     pub relayed: bool,
+    /// The source QEMU's STOP event of this migration, µs since the epoch.
+    pub stopped_unix_us: Option<u64>,
+    /// The destination QEMU's RESUME event, µs since the epoch (its host's clock).
+    pub resumed_unix_us: Option<u64>,
 }
 
 /// Fills in a completed migration's figures. Returns a note when QEMU's own
@@ -87,6 +91,14 @@ pub fn account_completed(r: &mut MigrationResult, info: &MigrationInfo, disk_byt
 
 /// The guest's downtime, and a note when QEMU's figure was replaced.
 pub fn downtime_ms(qemu_downtime: Option<u64>, e: &Ending) -> (Option<u64>, Option<String>) {
+    // Measured the same way for every strategy and path: from the source's stop to
+    // the destination's resume, as QEMU stamped the two events. (Hosts' clocks are
+    // taken to agree to a millisecond or so, as NTP keeps them.)
+    if let (Some(s), Some(r)) = (e.stopped_unix_us, e.resumed_unix_us) {
+        if r >= s {
+            return (Some((r - s) / 1000), None);
+        }
+    }
     if let Some(t0) = e.stopped_at {
         // Stop-and-copy: the guest was stopped from the start of the copy.
         return (Some((e.running_at.saturating_sub(t0)).as_millis() as u64), None);
@@ -133,12 +145,24 @@ mod tests {
             postcopy_at_s: None,
             with_disks: false,
             relayed: false,
+            stopped_unix_us: None,
+            resumed_unix_us: None,
         }
     }
 
     #[test]
     fn precopy_downtime_is_qemus() {
         assert_eq!(downtime_ms(Some(280), &ending(9_000, 9_050)), (Some(280), None));
+    }
+
+    #[test]
+    fn stamped_stop_and_resume_give_the_downtime_whatever_the_path() {
+        let stamped = |e: Ending| Ending { stopped_unix_us: Some(1_000_000), resumed_unix_us: Some(1_345_600), ..e };
+        assert_eq!(downtime_ms(Some(280), &stamped(ending(9_000, 9_050))), (Some(345), None));
+        assert_eq!(downtime_ms(Some(280), &stamped(Ending { relayed: true, ..ending(9_000, 9_500) })).0, Some(345));
+        // A resume stamped before the stop (a clock gone back) is not believed.
+        let e = Ending { resumed_unix_us: Some(900_000), ..stamped(ending(9_000, 9_050)) };
+        assert_eq!(downtime_ms(Some(280), &e).0, Some(280));
     }
 
     #[test]

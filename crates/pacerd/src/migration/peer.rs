@@ -48,13 +48,14 @@ impl Peer {
         self.client.prepare_incoming(req).await.map_err(|e| self.err(e))
     }
 
-    /// The destination takes the VM (resuming it there). Retried while the
+    /// The destination takes the VM (resuming it there); returns when the guest
+    /// resumed there, if it saw it (µs since the epoch). Retried while the
     /// destination cannot be reached; an answer, even an error, is final.
-    pub async fn commit(&self, vm: &str) -> AgentResult<()> {
+    pub async fn commit(&self, vm: &str) -> AgentResult<Option<u64>> {
         let deadline = tokio::time::Instant::now() + COMMIT_RETRY;
         loop {
             match self.client.commit_incoming(vm).await {
-                Ok(_) => return Ok(()),
+                Ok(c) => return Ok(c.resumed_at_unix_us),
                 Err(e) if e.is_unreachable() && tokio::time::Instant::now() < deadline => {
                     warn!("destination {} unreachable to commit {vm} ({e}); retrying", self.name);
                     tokio::time::sleep(Duration::from_millis(500)).await;
