@@ -339,6 +339,9 @@ mod tests {
         fn wire_bytes_never_exceed_stream_bytes_and_time_covers_them(
             n in 1usize..6, saved_mb in 0.0f64..300.0, rate_mb in 0.0f64..5.0, link_mb in 20.0f64..200.0,
         ) {
+            // Guests that converge at their share of the link (else the total is infinite,
+            // which its own test covers).
+            prop_assume!(rate_mb * n as f64 * 3.0 < link_mb);
             let ms: Vec<GangMember> = (0..n)
                 .map(|_| GangMember { state: vm(0.4, rate_mb * 1e6, 200e6), first_pass_saved_bytes: saved_mb * 1e6 })
                 .collect();
