@@ -53,16 +53,7 @@ pub async fn predict(
     let plan = model_plan(&as_migration);
     let ram = rec.memory_mib << 20;
     let wss = dirty.wss_bytes.is_finite().then_some(dirty.wss_bytes as u64);
-    // Disks are copied before memory, with what the guest writes behind the copy.
-    let disks = describe_disks(&spec, req.copy_storage).await?;
-    let disk_bytes: u64 = disks.iter().map(|d| d.needed_bytes).sum();
-    let regions = m.disk_regions.as_ref().map(|(r, _)| r.clone());
-    let disk = (disk_bytes > 0).then(|| pacer_model::predict::DiskState {
-        bulk_left_bytes: disk_bytes as f64,
-        dirty_rate_bps: regions.as_ref().map_or(0.0, |r| r.write_rate_bps()),
-        regions,
-        ..Default::default()
-    });
+    let (disk, disk_bytes) = disk_state(&spec, req.copy_storage, &m).await?;
     let p = predict_before_model(ram, zero, dirty, disk, link, &plan)
         .map_err(AgentError::internal)?;
     let ms = |s: f64| (s * 1000.0) as u64;
@@ -83,6 +74,25 @@ pub async fn predict(
         ram_bytes: ram,
         disk_bytes,
     })
+}
+
+/// The disks a migration would copy before memory, with what the guest writes behind
+/// the copy (none when no disk is copied), and their bytes.
+async fn disk_state(
+    spec: &pacer_api::VmSpec,
+    mode: pacer_api::CopyStorage,
+    m: &Measurements,
+) -> AgentResult<(Option<pacer_model::predict::DiskState>, u64)> {
+    let disks = describe_disks(spec, mode).await?;
+    let disk_bytes: u64 = disks.iter().map(|d| d.needed_bytes).sum();
+    let regions = m.disk_regions.as_ref().map(|(r, _)| r.clone());
+    let disk = (disk_bytes > 0).then(|| pacer_model::predict::DiskState {
+        bulk_left_bytes: disk_bytes as f64,
+        dirty_rate_bps: regions.as_ref().map_or(0.0, |r| r.write_rate_bps()),
+        regions,
+        ..Default::default()
+    });
+    Ok((disk, disk_bytes))
 }
 
 /// A gang's measurements may be this old: the background sampler takes each VM in
@@ -178,16 +188,8 @@ pub async fn predict_gang(
         let dirty = prior.dirty.unwrap_or(DirtyModel::IDLE);
         let zero = prior.zero_fraction.unwrap_or(0.0).clamp(0.0, 1.0);
         let ram = rec.memory_mib << 20;
-        let disks = describe_disks(spec, req.copy_storage).await?;
-        let disk_bytes: u64 = disks.iter().map(|d| d.needed_bytes).sum();
-        let regions = m.disk_regions.as_ref().map(|(r, _)| r.clone());
         let mut state = MigrationState::before(ram, zero, dirty.capped(ram as f64), plan);
-        state.disk = (disk_bytes > 0).then(|| pacer_model::predict::DiskState {
-            bulk_left_bytes: disk_bytes as f64,
-            dirty_rate_bps: regions.as_ref().map_or(0.0, |r| r.write_rate_bps()),
-            regions,
-            ..Default::default()
-        });
+        state.disk = disk_state(spec, req.copy_storage, m).await?.0;
         let (held, copy) = copies[i];
         let saved = if dedup { copy * scale * (pacer_relay::wire::PAGE_COST - pacer_relay::wire::REF_COST) as f64 } else { 0.0 };
         let shared = hashes[i].iter().filter(|h| count.get(h).copied().unwrap_or(1) > 1).count();
