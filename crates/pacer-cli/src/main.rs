@@ -289,6 +289,13 @@ async fn run(cli: Cli) -> Result<i32> {
                     pacer_model::format_bytes(p.ram_bytes),
                     pacer_model::format_bytes(p.disk_bytes)
                 );
+                if let Some(seen) = p.content_dirty_rate_bps {
+                    println!(
+                        "  dirtying counted by QEMU's dirty log: the guest rewrites pages with the bytes they held \
+                         (hashing its memory saw only {}), and QEMU resends every one",
+                        pacer_model::format_rate(seen)
+                    );
+                }
             }
             Ok(if converges { 0 } else { 3 })
         }

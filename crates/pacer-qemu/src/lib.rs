@@ -3,6 +3,7 @@
 //! images, and probing the accelerator. It speaks QEMU so that nothing above it must.
 
 pub mod accel;
+pub mod dirty_log;
 pub mod disk_sample;
 pub mod guest_ram;
 pub mod image;

@@ -301,6 +301,14 @@ pub struct PredictResponse {
     pub ram_bytes: u64,
     /// Disk bytes to copy.
     pub disk_bytes: u64,
+    /// What the dirtying figures stand on: `content` (hashing guest memory) or
+    /// `dirty-log` (QEMU's dirty log, which counted more than twice what hashing saw:
+    /// the guest rewrites pages with the bytes they held).
+    #[serde(default)]
+    pub dirty_source: String,
+    /// With `dirty-log`: the dirty rate content hashing saw, bytes/s.
+    #[serde(default)]
+    pub content_dirty_rate_bps: Option<f64>,
 }
 
 /// `pacer predict VM... --to HOST [--dedup]`: the migration of a gang of VMs of one

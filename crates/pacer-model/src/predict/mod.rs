@@ -67,6 +67,7 @@ mod forward;
 mod inputs;
 mod naive;
 mod online;
+mod syncs;
 
 pub use band::Prediction;
 pub use before::{predict_before, predict_before_model};
@@ -77,3 +78,4 @@ pub use forward::{
 pub use inputs::{DiskSample, Plan, PredictError, Prior, Sample, Status, Strategy};
 pub use naive::{naive_total, NaiveEstimator};
 pub use online::Predictor;
+pub use syncs::SyncPoints;

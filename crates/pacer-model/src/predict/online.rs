@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use super::band::{band, Prediction, Spread};
 use super::forward::{DiskState, MigrationState, Phase, MIN_SPEED_BPS};
 use super::inputs::{Plan, PredictError, Prior, Sample, Status};
+use super::syncs::SyncPoints;
 use crate::convergence::ConvergenceDetector;
 use crate::dirty::DirtyModel;
 use crate::disk_regions::RegionWrites;
@@ -56,8 +57,7 @@ pub struct Predictor {
     round_one_tail: Option<(f64, u64)>,
     /// Zero and normal pages sent when round three began (re-dirtied pages only after that).
     round_three_start: Option<(u64, u64)>,
-    last_sync_count: u64,
-    last_sync_s: Option<f64>,
+    syncs: SyncPoints,
     points: VecDeque<(f64, f64)>,
     dirty_err: Ewma,
     convergence: ConvergenceDetector,
@@ -86,8 +86,7 @@ impl Predictor {
             first_round_zero: None,
             round_one_tail: None,
             round_three_start: None,
-            last_sync_count: 0,
-            last_sync_s: None,
+            syncs: SyncPoints::new(MIN_POINT_WINDOW_S),
             points: VecDeque::with_capacity(MAX_POINTS),
             dirty_err: Ewma::new(0.3).expect("valid alpha"),
             convergence: ConvergenceDetector::default(),
@@ -224,25 +223,8 @@ impl Predictor {
         if s.dirty_sync_count >= 3 && self.round_three_start.is_none() {
             self.round_three_start = Some((s.duplicate_pages, s.normal_pages));
         }
-        if s.dirty_sync_count > self.last_sync_count {
-            let est = self.last.as_ref().map_or(s.t_s, |l| 0.5 * (l.t_s + s.t_s));
-            if let (Some(l), Some(t0)) = (&self.last, self.last_sync_s) {
-                // One sync since the last sample, with the guest running (not the final one).
-                let single = s.dirty_sync_count == self.last_sync_count + 1;
-                if self.last_sync_count >= 1 && single && s.status == Status::Active {
-                    let window = est - t0;
-                    let sent = pages.saturating_sub(l.duplicate_pages + l.normal_pages) as f64;
-                    let mut new = s.remaining as f64 - l.remaining as f64 + sent * ps;
-                    if new < 0.0 {
-                        new = s.dirty_pages_rate as f64 * ps * window;
-                    }
-                    if window >= MIN_POINT_WINDOW_S {
-                        self.record_point(window, new, s.ram_total);
-                    }
-                }
-            }
-            self.last_sync_s = Some(est);
-            self.last_sync_count = s.dirty_sync_count;
+        if let Some((window, new)) = self.syncs.observe(s) {
+            self.record_point(window, new, s.ram_total);
         }
         if s.status == Status::Active {
             self.convergence
@@ -411,7 +393,7 @@ impl Predictor {
             pending_bytes: pending,
             pending_zero_fraction: pending_zero,
             dirty_zero_fraction: dirty_zero,
-            since_sync_s: self.last_sync_s.map_or(0.0, |t0| {
+            since_sync_s: self.syncs.last_sync_s().map_or(0.0, |t0| {
                 // A guest that changed its ways since the last sync: only writes since count.
                 let from = self.dirty_changed_s.map_or(t0, |c| c.max(t0));
                 (s.t_s - from).max(0.0)

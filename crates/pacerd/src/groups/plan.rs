@@ -120,6 +120,8 @@ mod tests {
             zero_fraction: 0.5,
             ram_bytes: ram,
             disk_bytes: 0,
+            dirty_source: "content".into(),
+            content_dirty_rate_bps: None,
         }
     }
 

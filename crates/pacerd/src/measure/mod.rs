@@ -59,14 +59,74 @@ pub struct Measurements {
     pub zero_fraction: Option<(f64, Instant)>,
     /// Where the guest writes on its disks (all disks end to end), if it has any.
     pub disk_regions: Option<(Arc<RegionWrites>, Instant)>,
+    /// What QEMU's own dirty log showed (a probe before a prediction), if it ran.
+    pub dirty_log: Option<DirtyLogReading>,
 }
 
+/// Points on the dirtying curve counted by QEMU's dirty log ([`pacer_qemu::dirty_log`]).
+#[derive(Debug, Clone)]
+pub struct DirtyLogReading {
+    /// `(window s, bytes dirtied)`, one per sync after round one.
+    pub points: Vec<(f64, f64)>,
+    /// The dirty log counted more than twice what content hashing saw at the same
+    /// windows: this guest rewrites pages with the bytes they held, which hashing
+    /// cannot see, so its content curve is not believed while this reading is fresh.
+    pub content_blind: bool,
+    /// What content hashing made of the guest at the time, bytes/s.
+    pub content_rate_bps: f64,
+    pub at: Instant,
+}
+
+/// Where a guest's dirtying figures came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirtySource {
+    /// Hashing guest memory (or QEMU's page sampling where memory cannot be read).
+    Content,
+    /// QEMU's dirty log, content hashing being blind to this guest's writes.
+    DirtyLog,
+}
+
+impl DirtySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirtySource::Content => "content",
+            DirtySource::DirtyLog => "dirty-log",
+        }
+    }
+}
+
+/// The dirty log counts more than this many times the content curve: hashing is blind.
+const BLIND_RATIO: f64 = 2.0;
+/// Share of RAM below which the two always agree (a few pages either way).
+const BLIND_SLACK: f64 = 0.002;
+/// The dirty-log probe: at most this long in all, and this long after round one.
+const PROBE_LIMIT: Duration = Duration::from_secs(30);
+const PROBE_AFTER_ROUND_ONE: Duration = Duration::from_secs(3);
+
 impl Measurements {
-    /// The guest's dirtying, from a fresh measurement.
+    /// The guest's dirtying, from a fresh measurement: its content curve, or QEMU's
+    /// dirty log where that showed content hashing blind to the guest's writes.
     pub fn dirty_model(&self) -> Option<DirtyModel> {
+        if let Some(d) = self.blind_reading() {
+            return fit(&d.points);
+        }
         let (points, _) = self.curve.as_ref().filter(|(_, t)| t.elapsed() < FRESH)?;
-        let weighted: Vec<(f64, f64, f64)> = points.iter().map(|(t, b)| (*t, *b, 1.0)).collect();
-        DirtyModel::fit_points(&weighted).ok()
+        fit(points)
+    }
+
+    /// Which measurement [`dirty_model`](Self::dirty_model) stands on.
+    pub fn dirty_source(&self) -> DirtySource {
+        if self.blind_reading().is_some() {
+            DirtySource::DirtyLog
+        } else {
+            DirtySource::Content
+        }
+    }
+
+    fn blind_reading(&self) -> Option<&DirtyLogReading> {
+        self.dirty_log
+            .as_ref()
+            .filter(|d| d.content_blind && d.at.elapsed() < FRESH && fit(&d.points).is_some())
     }
 
     /// When the dirtying curve was last measured.
@@ -84,6 +144,25 @@ impl Measurements {
     }
 }
 
+fn fit(points: &[(f64, f64)]) -> Option<DirtyModel> {
+    let weighted: Vec<(f64, f64, f64)> = points.iter().map(|(t, b)| (*t, *b, 1.0)).collect();
+    DirtyModel::fit_points(&weighted).ok()
+}
+
+/// Whether the dirty log's points exceed the content curve's by [`BLIND_RATIO`] (at the
+/// median point), for a guest of `ram` bytes.
+fn content_blind(log: &[(f64, f64)], content: Option<&DirtyModel>, ram: f64) -> bool {
+    if log.is_empty() {
+        return false;
+    }
+    let mut ratios: Vec<bool> = log
+        .iter()
+        .map(|(w, b)| *b > BLIND_RATIO * content.map_or(0.0, |c| c.dirtied(*w)) + BLIND_SLACK * ram)
+        .collect();
+    ratios.sort();
+    ratios[ratios.len() / 2]
+}
+
 /// What is measured of one VM, and how.
 #[derive(Default)]
 struct VmMeasure {
@@ -92,6 +171,8 @@ struct VmMeasure {
     guest_ram: Option<(i32, Option<Arc<GuestRam>>)>,
     /// Being migrated away: measured over shorter windows, back to back.
     migrating: bool,
+    /// Held while QEMU's dirty log is probed: a migration waits for it.
+    probing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The measurements of every VM, and the rule that one guest is measured at a time.
@@ -129,17 +210,7 @@ impl MeasureStore {
         self.vms.lock().unwrap().retain(|n, _| names.contains(n));
     }
 
-    /// Measurements of `vm` at most `max_age` old: waits for one under way, else measures.
-    pub async fn fresh(&self, vms: &Registry, vm: &str, max_age: Duration) -> Result<Measurements, String> {
-        let _one = self.one_at_a_time.lock().await;
-        let m = self.latest(vm);
-        if m.curve_at().is_some_and(|t| t.elapsed() < max_age) && m.zero_fraction.is_some() {
-            return Ok(m);
-        }
-        self.measure_locked(vms, vm).await
-    }
-
-    /// [`fresh`](Self::fresh) for several VMs at once: those not measured recently are
+    /// Measurements of several VMs at most `max_age` old (waiting for one under way): those not measured recently are
     /// measured side by side (each reads its own QEMU's memory), in request order.
     pub async fn fresh_many(&self, vms: &Registry, names: &[String], max_age: Duration) -> Vec<Result<Measurements, String>> {
         let _one = self.one_at_a_time.lock().await;
@@ -151,6 +222,66 @@ impl MeasureStore {
             self.measure_locked(vms, vm).await
         });
         futures_util::future::join_all(each).await
+    }
+
+    /// Measurements of `vm` at most `max_age` old (waiting for one under way), and QEMU's dirty log probed too (unless probed within
+    /// `max_age`), side by side with the content measurement: the dirty log counts the
+    /// writes hashing cannot see. A probe that fails leaves the content figures.
+    pub async fn fresh_with_dirty_log(&self, vms: &Registry, vm: &str, max_age: Duration) -> Result<Measurements, String> {
+        let _one = self.one_at_a_time.lock().await;
+        let m = self.latest(vm);
+        let content_fresh = m.curve_at().is_some_and(|t| t.elapsed() < max_age) && m.zero_fraction.is_some();
+        if content_fresh && m.dirty_log.as_ref().is_some_and(|d| d.at.elapsed() < max_age) {
+            return Ok(m);
+        }
+        let content = async {
+            if content_fresh {
+                Ok(m.clone())
+            } else {
+                self.measure_locked(vms, vm).await
+            }
+        };
+        let (content, log) = tokio::join!(content, self.probe_dirty_log(vms, vm));
+        let mut m = content?;
+        match log {
+            Ok(points) => {
+                let ram = (vms.record(vm).map_err(|e| e.to_string())?.memory_mib << 20) as f64;
+                let curve_model = m.curve.as_ref().and_then(|(c, _)| fit(c));
+                let reading = DirtyLogReading {
+                    content_blind: content_blind(&points, curve_model.as_ref(), ram),
+                    content_rate_bps: curve_model.map_or(0.0, |c| c.rate_bps),
+                    points,
+                    at: Instant::now(),
+                };
+                debug!("{vm}: dirty log {reading:?}");
+                m.dirty_log = Some(reading.clone());
+                self.vms.lock().unwrap().entry(vm.to_string()).or_default().latest.dirty_log = Some(reading);
+            }
+            Err(e) => debug!("{vm}: dirty log not probed: {e}"),
+        }
+        Ok(m)
+    }
+
+    async fn probe_dirty_log(&self, vms: &Registry, vm: &str) -> Result<Vec<(f64, f64)>, String> {
+        let qmp = vms.qmp(vm).await.map_err(|e| e.to_string())?;
+        let lock = self.vms.lock().unwrap().entry(vm.to_string()).or_default().probing.clone();
+        let _probing = lock.lock().await;
+        if self.is_migrating(vm) {
+            return Err("it is migrating".into());
+        }
+        let dir = vms.vm_dir(vm);
+        let p = pacer_qemu::dirty_log::probe(&qmp, &dir, PROBE_LIMIT, PROBE_AFTER_ROUND_ONE, || self.is_migrating(vm)).await?;
+        debug!("{vm}: dirty-log probe: {} points in {:?}, {} bytes sunk", p.points.len(), p.elapsed, p.sunk_bytes);
+        Ok(p.points)
+    }
+
+    /// Waits for a dirty-log probe of `vm` under way to end (call after
+    /// [`set_migrating`](Self::set_migrating), which makes it stop within a poll).
+    pub async fn probe_settled(&self, vm: &str) {
+        let lock = self.vms.lock().unwrap().get(vm).map(|e| e.probing.clone());
+        if let Some(l) = lock {
+            drop(l.lock().await);
+        }
     }
 
     /// Content hashes of `vm`'s non-zero pages, sampled by content
@@ -241,7 +372,11 @@ impl MeasureStore {
             Ok(None) => {}
             Err(e) => debug!("{vm}: disk writes not measured: {e}"),
         }
-        self.vms.lock().unwrap().entry(vm.to_string()).or_default().latest = m.clone();
+        let mut map = self.vms.lock().unwrap();
+        let e = map.entry(vm.to_string()).or_default();
+        // A dirty-log reading outlives a content measurement: it says what hashing misses.
+        m.dirty_log = e.latest.dirty_log.take();
+        e.latest = m.clone();
         Ok(m)
     }
 
@@ -292,5 +427,34 @@ mod tests {
         let idle = vec![(0.5, 0.0), (1.0, 0.0), (2.0, 0.1), (4.0, 0.1), (8.0, 0.2)];
         assert_eq!(merge_curves(new.clone(), Some(&idle)), new);
         assert_eq!(merge_curves(new.clone(), None), new);
+    }
+
+    #[test]
+    fn the_dirty_log_stands_in_only_where_content_hashing_is_blind() {
+        let ram = (1u64 << 30) as f64;
+        let now = Instant::now();
+        let seen = DirtyModel::new(20e6, 200e6).unwrap();
+        let curve: Vec<(f64, f64)> = CURVE_WINDOWS_S.iter().map(|w| (*w, seen.dirtied(*w))).collect();
+        // QEMU counts a little more than hashing (pages rewritten unchanged now and then).
+        let near: Vec<(f64, f64)> = [0.4, 0.8, 1.6].iter().map(|w| (*w, 1.3 * seen.dirtied(*w))).collect();
+        assert!(!content_blind(&near, Some(&seen), ram));
+        // stress-ng: hashing sees almost nothing, QEMU 40 MB/s.
+        let idle = DirtyModel::new(0.5e6, 200e6).unwrap();
+        let log: Vec<(f64, f64)> = [0.4, 0.8, 1.6].iter().map(|w| (*w, 40e6 * w)).collect();
+        assert!(content_blind(&log, Some(&idle), ram));
+        assert!(content_blind(&log, None, ram), "no content curve at all");
+        assert!(!content_blind(&[], Some(&idle), ram), "no reading: nothing to say");
+        // A few pages either way are no evidence.
+        assert!(!content_blind(&[(0.5, 100.0 * 4096.0)], Some(&DirtyModel::IDLE), ram));
+
+        let mut m = Measurements { curve: Some((curve, now)), zero_fraction: Some((0.5, now)), ..Default::default() };
+        assert_eq!(m.dirty_source(), DirtySource::Content);
+        m.dirty_log = Some(DirtyLogReading { points: log.clone(), content_blind: true, content_rate_bps: 0.5e6, at: now });
+        assert_eq!(m.dirty_source(), DirtySource::DirtyLog);
+        let d = m.dirty_model().unwrap();
+        assert!((d.dirtied(1.0) - 40e6).abs() < 4e6, "the dirty log's rate: {d:?}");
+        m.dirty_log = Some(DirtyLogReading { points: near, content_blind: false, content_rate_bps: 20e6, at: now });
+        assert_eq!(m.dirty_source(), DirtySource::Content);
+        assert!((m.dirty_model().unwrap().dirtied(1.0) - seen.dirtied(1.0)).abs() < 0.1 * seen.dirtied(1.0));
     }
 }

@@ -716,6 +716,7 @@ mod tests {
             curve: Some(([0.5, 1.0, 2.0, 4.0, 8.0].iter().map(|w| (*w, d.dirtied(*w))).collect(), now)),
             zero_fraction: Some((0.3, now)),
             disk_regions: None,
+            dirty_log: None,
         }
     }
 

@@ -113,6 +113,8 @@ pub async fn start(d: &Arc<Deps>, vm: &str, req: MigrateRequest) -> AgentResult<
     };
     let job = d.jobs.insert(info.clone(), started, d.shutdown.child_token())?;
     d.measure.set_migrating(vm, true);
+    // A dirty-log probe is a migration of its own: it stops on seeing the flag.
+    d.measure.probe_settled(vm).await;
     let following = job.cancel.child_token();
     d.tasks.spawn(d.measure.clone().follow(d.vms.clone(), vm.to_string(), following.clone()));
     let mut ctl = Controller::new(
@@ -411,6 +413,10 @@ impl Migration {
             &qmp,
             &[
                 ("events", true),
+                // Left on by nothing of Pacer's (the dirty-log probe puts them back),
+                // but a switch-over must never wait for an acknowledgement.
+                ("switchover-ack", false),
+                ("return-path", false),
                 ("postcopy-ram", postcopy),
                 ("auto-converge", req.auto_converge),
                 // With disks, stop at switch-over to end the mirrors consistently.

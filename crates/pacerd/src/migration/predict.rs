@@ -12,7 +12,7 @@ use pacer_model::{predict_before_model, DirtyModel};
 
 use crate::error::{AgentError, AgentResult};
 use crate::measure::link::LinkProbe;
-use crate::measure::{MeasureStore, Measurements};
+use crate::measure::{DirtySource, MeasureStore, Measurements};
 use crate::migration::foresight::EndLag;
 use crate::migration::admission;
 use crate::migration::disks::describe_disks;
@@ -44,7 +44,7 @@ pub async fn predict(
         ..MigrateRequest::new(req.destination.clone(), req.strategy)
     };
     admission::validate(&as_migration)?;
-    let m = measure.fresh(vms, vm, FRESH_FOR_PREDICT).await.map_err(AgentError::Upstream)?;
+    let m = measure.fresh_with_dirty_log(vms, vm, FRESH_FOR_PREDICT).await.map_err(AgentError::Upstream)?;
     // Probed now: a cached figure may date from before the link changed.
     let link = links.fresh(&req.destination).await.map_err(AgentError::Upstream)?.rate_bps;
     let prior = m.prior(Some(link));
@@ -73,6 +73,9 @@ pub async fn predict(
         zero_fraction: zero,
         ram_bytes: ram,
         disk_bytes,
+        dirty_source: m.dirty_source().as_str().into(),
+        content_dirty_rate_bps: (m.dirty_source() == DirtySource::DirtyLog)
+            .then(|| m.dirty_log.as_ref().map_or(0.0, |d| d.content_rate_bps)),
     })
 }
 

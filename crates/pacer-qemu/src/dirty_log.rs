@@ -1,0 +1,176 @@
+//! What QEMU's own dirty log says a guest dirties, before any migration: a
+//! pre-copy migration into a local sink that is never allowed to switch over.
+//!
+//! Content hashing (`guest_ram`) cannot see a page rewritten with the bytes it
+//! held, and real programs do that (stress-ng's passes, zstd's buffers); QEMU's
+//! dirty log counts every write, and it is what QEMU will resend. Under KVM
+//! `calc-dirty-rate` in dirty-bitmap mode reads that log; under TCG it reads
+//! zero. So the probe runs the real thing: QEMU migrates into a socket whose far
+//! end discards everything, with `switchover-ack` on and the acknowledgement
+//! never sent, so QEMU cannot stop the guest however little is left (it waits
+//! for the ack; checked by hand and by the test); each sync of the dirty log
+//! after round one gives a point of the dirtying curve, then the probe cancels.
+//! The guest keeps running throughout, and the capabilities and parameters it
+//! changed are put back.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pacer_model::predict::{Status, SyncPoints};
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+
+use crate::migration::{model_sample, query_migrate, set_capabilities, set_parameters, MigrationStatus};
+use crate::qmp::QmpClient;
+
+/// How often the probe samples `query-migrate`: local rounds last a fraction of a second.
+const POLL: Duration = Duration::from_millis(40);
+/// Windows shorter than this are blurred by the sampling.
+const MIN_WINDOW_S: f64 = 0.25;
+/// The downtime limit during the probe: small, so rounds run back to back instead of
+/// QEMU syncing on every pass once little is left (with its acknowledgement never
+/// coming, it would never stop anyway).
+const PROBE_DOWNTIME_MS: u64 = 1;
+/// QEMU's largest `max-bandwidth` short of its own default cap: as fast as it goes.
+const UNLIMITED_BPS: u64 = 1 << 40;
+/// Capabilities the probe sets (and puts back).
+const CAPS: [&str; 4] = ["return-path", "switchover-ack", "auto-converge", "events"];
+
+/// What the probe saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirtyLogProbe {
+    /// `(window s, bytes dirtied)` from each sync QEMU made after round one.
+    pub points: Vec<(f64, f64)>,
+    /// How long the probe ran, and how much it copied into the sink.
+    pub elapsed: Duration,
+    pub sunk_bytes: u64,
+}
+
+/// Runs the probe on the guest behind `qmp`: at most `limit` in all, and `after_round_one`
+/// once round one has ended (a few rounds); `abort` is asked every poll (a migration
+/// about to start). The sink socket lives in `dir`. An error names what failed; the
+/// guest is left running either way.
+pub async fn probe(
+    qmp: &QmpClient,
+    dir: &Path,
+    limit: Duration,
+    after_round_one: Duration,
+    abort: impl Fn() -> bool,
+) -> Result<DirtyLogProbe, String> {
+    let before = query_migrate(qmp).await.map_err(|e| e.to_string())?;
+    if matches!(
+        before.status,
+        MigrationStatus::Setup | MigrationStatus::Active | MigrationStatus::PostcopyActive | MigrationStatus::Device
+    ) {
+        return Err("a migration is under way".into());
+    }
+    let caps = qmp.execute("query-migrate-capabilities", None).await.map_err(|e| e.to_string())?;
+    let saved_caps: Vec<(&str, bool)> = CAPS.iter().map(|c| (*c, cap_state(&caps, c))).collect();
+    let params = qmp.execute("query-migrate-parameters", None).await.map_err(|e| e.to_string())?;
+    let saved_params = json!({
+        "downtime-limit": params.get("downtime-limit").cloned().unwrap_or(json!(300)),
+        "max-bandwidth": params.get("max-bandwidth").cloned().unwrap_or(json!(0)),
+    });
+    let sock = dir.join("dirty-log.sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| format!("sink {}: {e}", sock.display()))?;
+    let sink = tokio::spawn(async move {
+        let Ok((mut c, _)) = listener.accept().await else { return 0u64 };
+        let (mut buf, mut n) = (vec![0u8; 1 << 20], 0u64);
+        while let Ok(k) = c.read(&mut buf).await {
+            if k == 0 {
+                break;
+            }
+            n += k as u64;
+        }
+        n
+    });
+    let run = run_probe(qmp, &sock, limit, after_round_one, &abort).await;
+    // Whatever happened, the guest must not stay in a migration or paused.
+    let _ = qmp.execute("migrate_cancel", None).await;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        match query_migrate(qmp).await {
+            Ok(i) if matches!(i.status, MigrationStatus::Cancelling | MigrationStatus::Active | MigrationStatus::Setup) => {}
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sink.abort();
+    let _ = std::fs::remove_file(&sock);
+    let restored = async {
+        set_capabilities(qmp, &saved_caps).await?;
+        set_parameters(qmp, saved_params).await
+    }
+    .await;
+    resume_if_stopped(qmp).await;
+    let (points, elapsed, sunk_bytes) = run?;
+    restored.map_err(|e| format!("putting back the migration settings: {e}"))?;
+    Ok(DirtyLogProbe { points, elapsed, sunk_bytes })
+}
+
+fn cap_state(caps: &Value, name: &str) -> bool {
+    caps.as_array()
+        .and_then(|a| a.iter().find(|c| c.get("capability").and_then(Value::as_str) == Some(name)))
+        .and_then(|c| c.get("state").and_then(Value::as_bool))
+        .unwrap_or(false)
+}
+
+/// A guest the probe found stopped for migration (it cannot happen with the ack
+/// withheld; if it ever does, the guest runs again at once).
+async fn resume_if_stopped(qmp: &QmpClient) {
+    let Ok(st) = qmp.execute("query-status", None).await else { return };
+    let status = st.get("status").and_then(Value::as_str).unwrap_or("");
+    if matches!(status, "postmigrate" | "finish-migrate") {
+        tracing::warn!("the dirty-log probe found the guest {status}: resuming it");
+        let _ = qmp.execute("cont", None).await;
+    }
+}
+
+async fn run_probe(
+    qmp: &QmpClient,
+    sock: &Path,
+    limit: Duration,
+    after_round_one: Duration,
+    abort: &impl Fn() -> bool,
+) -> Result<(Vec<(f64, f64)>, Duration, u64), String> {
+    let e = |e: crate::qmp::QmpError| e.to_string();
+    set_capabilities(
+        qmp,
+        &[("events", false), ("auto-converge", false), ("return-path", true), ("switchover-ack", true)],
+    )
+    .await
+    .map_err(e)?;
+    set_parameters(qmp, json!({"downtime-limit": PROBE_DOWNTIME_MS, "max-bandwidth": UNLIMITED_BPS}))
+        .await
+        .map_err(e)?;
+    let t0 = Instant::now();
+    qmp.execute("migrate", Some(json!({"uri": format!("unix:{}", sock.display())})))
+        .await
+        .map_err(e)?;
+    let mut syncs = SyncPoints::new(MIN_WINDOW_S);
+    let (mut points, mut round_one_end, mut sunk) = (Vec::new(), None, 0);
+    while t0.elapsed() < limit && round_one_end.is_none_or(|t: Instant| t.elapsed() < after_round_one) {
+        if abort() {
+            return Err("a migration of this VM is starting".into());
+        }
+        let info = query_migrate(qmp).await.map_err(e)?;
+        let s = model_sample(t0.elapsed().as_secs_f64(), 0, Some(&info), None);
+        match s.status {
+            Status::Setup | Status::Active => {}
+            _ => {
+                let why = info.error_desc.unwrap_or_else(|| format!("{:?}", info.status));
+                return Err(format!("the probe's migration ended: {why}"));
+            }
+        }
+        if s.dirty_sync_count >= 2 && round_one_end.is_none() {
+            round_one_end = Some(Instant::now());
+        }
+        if let Some(p) = syncs.observe(&s) {
+            points.push(p);
+        }
+        sunk = s.transferred;
+        tokio::time::sleep(POLL).await;
+    }
+    Ok((points, t0.elapsed(), sunk))
+}
