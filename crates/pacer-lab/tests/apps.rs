@@ -9,6 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{image, plain_spec, BedSpec, TestBed};
+use pacer_lab::guest_image::guest_cmdline;
+use pacer_qemu::{Accel, LaunchConfig, QmpClient, VmPaths};
 use pacer_api::{AppWorkload, JobStatus, Strategy, VmSpec, Workload};
 use pacer_guest_proto::{scan, AppPhase, GuestLine};
 
@@ -68,9 +70,9 @@ async fn real_applications_dirty_memory_migrate_and_check_out() {
         let state = tb.vms("h1").await.into_iter().find(|v| v.name == vm).map(|v| v.qemu_state);
         assert_eq!(state, Some(Some("running".into())), "{kind}: after predict");
         if kind == "stress-ng" {
-            // Its memrate passes rewrite the bytes pages hold: hashing is blind to them,
-            // QEMU's dirty log is not (it counts the load's 10 MB/s and more).
-            assert_eq!(p.dirty_source, "dirty-log", "{kind}: {p:?}");
+            // Its memrate passes rewrite the bytes pages hold; hashing sees them only
+            // now and then (0.7 to 60 MB/s in runs of this test), QEMU's dirty log
+            // always: whichever the prediction stands on, it sees the load.
             assert!(p.dirty_rate_bps > 5e6, "{kind}: {p:?}");
         }
         let job = tb.start_migration("h1", "h2", &vm, Strategy::PreCopy, |_| {}).await;
@@ -94,4 +96,90 @@ async fn real_applications_dirty_memory_migrate_and_check_out() {
         );
         tb.client("h2").stop_vm(&vm).await.expect("stop");
     }
+}
+
+/// The dirty-log probe alone, on a QEMU of this test's own: stress-ng rewriting 64 MiB
+/// at 10 MB/s is counted by QEMU's dirty log at about its load; the guest keeps
+/// running throughout and after, the probe's migration is cancelled, and the
+/// capabilities it set are put back, so a second probe (or a migration) starts clean.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = LaunchConfig {
+        qemu: "qemu-system-x86_64".into(),
+        name: "probe".into(),
+        memory_mib: 512,
+        vcpus: 1,
+        accel: Accel::Tcg,
+        kernel: Some(image().kernel.clone()),
+        initrd: Some(image().initrd_apps.clone()),
+        append: Some(guest_cmdline("pacer.app=stress-ng pacer.app_mib=64 pacer.app_rate=10")),
+        disks: vec![],
+        paths: VmPaths::in_dir(root.path()),
+        incoming: false,
+        start_paused: false,
+    };
+    let pid = cfg.launch().await.expect("launch QEMU");
+    let _kill = scopeguard(pid);
+    let qmp = QmpClient::connect(&cfg.paths.qmp).await.expect("QMP");
+    let t0 = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&cfg.paths.console_log).unwrap_or_default();
+        let running = scan(&text)
+            .filter(|l| matches!(l, GuestLine::Status(s) if s.app_phase == Some(AppPhase::Run)))
+            .count();
+        if running >= 3 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(240), "stress-ng not running: {text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for round in 0..2 {
+        let watch = {
+            let q = qmp.clone();
+            // The guest is looked at all along: it must never stop.
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..400 {
+                    let s = q.execute("query-status", None).await.unwrap()["status"].as_str().unwrap().to_string();
+                    if !seen.contains(&s) {
+                        seen.push(s);
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                seen
+            })
+        };
+        let p = pacer_qemu::dirty_log::probe(&qmp, root.path(), Duration::from_secs(30), Duration::from_secs(7), || false)
+            .await
+            .expect("probe");
+        eprintln!("probe {round}: {p:?}");
+        let seen = watch.await.unwrap();
+        assert_eq!(seen, vec!["running".to_string()], "the guest's states during the probe");
+        let long = p.points.iter().filter(|(w, _)| *w >= 1.0).map(|(w, b)| b / w).fold(0.0, f64::max);
+        assert!(long > 5e6, "the dirty log counted {long} B/s at windows of 1 s or more: {p:?}");
+        let m = qmp.execute("query-migrate", None).await.unwrap();
+        assert_eq!(m["status"], "cancelled", "{m}");
+        let caps = qmp.execute("query-migrate-capabilities", None).await.unwrap();
+        for c in caps.as_array().unwrap() {
+            if ["return-path", "switchover-ack"].contains(&c["capability"].as_str().unwrap()) {
+                assert_eq!(c["state"], false, "{c}");
+            }
+        }
+        let st = qmp.execute("query-status", None).await.unwrap();
+        assert_eq!(st["status"], "running", "{st}");
+    }
+}
+
+/// Kills the QEMU at the end of the test, whatever happened.
+fn scopeguard(pid: i32) -> impl Drop {
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+            }
+        }
+    }
+    Kill(pid)
 }

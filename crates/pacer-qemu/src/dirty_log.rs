@@ -27,12 +27,18 @@ use crate::qmp::QmpClient;
 const POLL: Duration = Duration::from_millis(40);
 /// Windows shorter than this are blurred by the sampling.
 const MIN_WINDOW_S: f64 = 0.25;
-/// The downtime limit during the probe: small, so rounds run back to back instead of
-/// QEMU syncing on every pass once little is left (with its acknowledgement never
-/// coming, it would never stop anyway).
+/// The downtime limit during the probe: small, so that QEMU syncs only once a round is
+/// sent, not on every pass once little is left (with its acknowledgement never coming,
+/// it would never stop anyway).
 const PROBE_DOWNTIME_MS: u64 = 1;
 /// QEMU's largest `max-bandwidth` short of its own default cap: as fast as it goes.
 const UNLIMITED_BPS: u64 = 1 << 40;
+/// Rounds after round one run at local speed, a fraction of a second each; then the
+/// probe slows QEMU so that one round lasts about this long, for a point at a window
+/// as long as a migration's later rounds (the working set shows only there).
+const LONG_WINDOW_S: f64 = 4.0;
+/// The slowest the probe makes QEMU go (a guest that dirties almost nothing).
+const MIN_SLOW_BPS: f64 = 256.0 * 1024.0;
 /// Capabilities the probe sets (and puts back).
 const CAPS: [&str; 4] = ["return-path", "switchover-ack", "auto-converge", "events"];
 
@@ -47,9 +53,10 @@ pub struct DirtyLogProbe {
 }
 
 /// Runs the probe on the guest behind `qmp`: at most `limit` in all, and `after_round_one`
-/// once round one has ended (a few rounds); `abort` is asked every poll (a migration
-/// about to start). The sink socket lives in `dir`. An error names what failed; the
-/// guest is left running either way.
+/// once round one has ended (a point at a short window, then one at about
+/// [`LONG_WINDOW_S`], ends it sooner); `abort` is asked every poll (a migration about
+/// to start). The sink socket lives in `dir`. An error names what failed; the guest is
+/// left running either way.
 pub async fn probe(
     qmp: &QmpClient,
     dir: &Path,
@@ -109,6 +116,11 @@ pub async fn probe(
     Ok(DirtyLogProbe { points, elapsed, sunk_bytes })
 }
 
+/// The rate at which `dirty` bytes take about [`LONG_WINDOW_S`] to send.
+fn slow_bps(dirty: f64) -> u64 {
+    (dirty / LONG_WINDOW_S).max(MIN_SLOW_BPS) as u64
+}
+
 fn cap_state(caps: &Value, name: &str) -> bool {
     caps.as_array()
         .and_then(|a| a.iter().find(|c| c.get("capability").and_then(Value::as_str) == Some(name)))
@@ -150,6 +162,7 @@ async fn run_probe(
         .map_err(e)?;
     let mut syncs = SyncPoints::new(MIN_WINDOW_S);
     let (mut points, mut round_one_end, mut sunk) = (Vec::new(), None, 0);
+    let mut slowed = false;
     while t0.elapsed() < limit && round_one_end.is_none_or(|t: Instant| t.elapsed() < after_round_one) {
         if abort() {
             return Err("a migration of this VM is starting".into());
@@ -168,6 +181,20 @@ async fn run_probe(
         }
         if let Some(p) = syncs.observe(&s) {
             points.push(p);
+            if slowed && p.0 >= 0.75 * LONG_WINDOW_S {
+                break;
+            }
+            if slowed {
+                set_parameters(qmp, json!({"max-bandwidth": slow_bps(p.1)})).await.map_err(e)?;
+            }
+        }
+        // Round one is in: at local speed the next rounds would shrink until QEMU
+        // syncs on every pass (no window to measure); slowed so that the next round
+        // sends round one's dirty set in about the long window, then each next one
+        // what the last round found.
+        if !slowed && s.dirty_sync_count >= 2 {
+            set_parameters(qmp, json!({"max-bandwidth": slow_bps(s.remaining as f64)})).await.map_err(e)?;
+            slowed = true;
         }
         sunk = s.transferred;
         tokio::time::sleep(POLL).await;
