@@ -36,7 +36,7 @@ const UNLIMITED_BPS: u64 = 1 << 40;
 /// Rounds after round one run at local speed, a fraction of a second each; then the
 /// probe slows QEMU so that one round lasts about this long, for a point at a window
 /// as long as a migration's later rounds (the working set shows only there).
-const LONG_WINDOW_S: f64 = 4.0;
+const LONG_WINDOW_S: f64 = 8.0;
 /// The slowest the probe makes QEMU go (a guest that dirties almost nothing).
 const MIN_SLOW_BPS: f64 = 256.0 * 1024.0;
 /// Capabilities the probe sets (and puts back).

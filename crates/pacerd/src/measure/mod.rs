@@ -101,7 +101,7 @@ const BLIND_RATIO: f64 = 2.0;
 const BLIND_SLACK: f64 = 0.002;
 /// The dirty-log probe: at most this long in all, and this long after round one.
 const PROBE_LIMIT: Duration = Duration::from_secs(30);
-const PROBE_AFTER_ROUND_ONE: Duration = Duration::from_secs(7);
+const PROBE_AFTER_ROUND_ONE: Duration = Duration::from_secs(12);
 
 impl Measurements {
     /// The guest's dirtying, from a fresh measurement: its content curve, or QEMU's
