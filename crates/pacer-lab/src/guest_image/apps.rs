@@ -17,9 +17,11 @@
 //! those packages first, then in the host's /lib and /usr/lib). A set that
 //! no longer resolves (a host library gone) is downloaded again.
 
+use super::debs::{apt_download, find_deb};
+use super::initramfs::Cpio;
 use super::{
-    apt_download, clean_stale_temps, find_deb, io_err, nanos, needed_libraries, publish_dir, run,
-    say, write_synced, Cpio, ImageError, Result,
+    clean_stale_temps, io_err, nanos, needed_libraries, publish_dir, run, say, write_synced,
+    ImageError, Result,
 };
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
@@ -317,7 +319,7 @@ fn find_library(set: &Path, trees: &[String], soname: &str) -> Option<Found> {
 fn interpreter(b: &[u8]) -> Option<String> {
     use object::read::elf::{FileHeader, ProgramHeader};
     let e = object::LittleEndian;
-    let h = super::elf64(b)?;
+    let h = super::elf::elf64(b)?;
     let phdrs = h.program_headers(e, b).ok()?;
     let p = phdrs
         .iter()
