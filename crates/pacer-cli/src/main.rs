@@ -76,6 +76,10 @@ enum Cmd {
         /// Predict the gang through the hosts' relays with dedup (as `migrate --dedup`).
         #[arg(long)]
         dedup: bool,
+        /// Do not ask QEMU's dirty log (a probe of about 10 s that copies the guest's
+        /// memory into a local sink once): hashing guest memory only.
+        #[arg(long)]
+        no_dirty_log: bool,
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -244,7 +248,7 @@ async fn run(cli: Cli) -> Result<i32> {
             let hosts = Hosts::load(cli.hosts_file)?;
             group_cmd(&hosts, cmd).await
         }
-        Cmd::Predict { vms, to, strategy, bandwidth, dedup, json } if vms.len() > 1 || dedup => {
+        Cmd::Predict { vms, to, strategy, bandwidth, dedup, json, .. } if vms.len() > 1 || dedup => {
             let hosts = Hosts::load(cli.hosts_file)?;
             let ask = pacer_cli::gang::GangAsk { vms, to: to.clone(), strategy, bandwidth, dedup };
             let parts = pacer_cli::gang::predict(&hosts, &ask).await?;
@@ -256,7 +260,7 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(if parts.iter().all(|(_, p)| p.total_ms.is_some()) { 0 } else { 3 })
         }
-        Cmd::Predict { vms, to, strategy, bandwidth, json, .. } => {
+        Cmd::Predict { vms, to, strategy, bandwidth, json, no_dirty_log, .. } => {
             let vm = vms.into_iter().next().expect("clap requires one");
             let hosts = Hosts::load(cli.hosts_file)?;
             let (src, _) = hosts.locate(&vm).await?;
@@ -268,6 +272,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 downtime_limit_ms: None,
                 postcopy_after_s: None,
                 copy_storage: pacer_api::CopyStorage::All,
+                dirty_log: !no_dirty_log,
             };
             let p = hosts.client(&src)?.predict(&vm, &req).await?;
             let converges = p.total_ms.is_some();

@@ -261,6 +261,16 @@ pub struct PredictRequest {
     /// Whether disks would be copied.
     #[serde(default)]
     pub copy_storage: CopyStorage,
+    /// Also ask QEMU's own dirty log (a migration into a local sink that cannot switch
+    /// over, about 10 s beside the content measurement): it counts the pages a program
+    /// rewrites with the bytes they held, which hashing cannot see. Without it, a
+    /// reading less than a minute old is still used.
+    #[serde(default = "yes")]
+    pub dirty_log: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The answer to `pacer predict`.

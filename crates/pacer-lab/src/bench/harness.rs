@@ -51,6 +51,7 @@ pub async fn predict_before(bed: &LiveBed, name: &str) -> Result<PredictResponse
         downtime_limit_ms: None,
         postcopy_after_s: None,
         copy_storage: pacer_api::CopyStorage::All,
+        dirty_log: true,
     };
     Ok(bed.hosts.client("h1")?.predict(name, &req).await?)
 }

@@ -110,6 +110,7 @@ impl TestBed {
             downtime_limit_ms: None,
             postcopy_after_s: None,
             copy_storage: Default::default(),
+            dirty_log: true,
         }
     }
 

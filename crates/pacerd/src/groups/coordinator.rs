@@ -163,6 +163,9 @@ async fn plan(d: &Deps, g: &Group) -> Result<Result<(), String>, Stopped> {
                 downtime_limit_ms: req.migration.downtime_limit_ms,
                 postcopy_after_s: req.migration.postcopy_after_s,
                 copy_storage: req.migration.copy_storage,
+                // Planning waits for every member: a probe of each (about 10 s) is
+                // not worth it here; a recent reading is used.
+                dirty_log: false,
             };
             let source = client(&m.source);
             let r = tokio::select! {

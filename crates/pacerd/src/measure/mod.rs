@@ -224,15 +224,20 @@ impl MeasureStore {
         futures_util::future::join_all(each).await
     }
 
-    /// Measurements of `vm` at most `max_age` old (waiting for one under way), and QEMU's dirty log probed too (unless probed within
+    /// Measurements of `vm` at most `max_age` old (waiting for one under way), and with
+    /// `probe` QEMU's dirty log probed too (unless probed within
     /// `max_age`), side by side with the content measurement: the dirty log counts the
     /// writes hashing cannot see. A probe that fails leaves the content figures.
-    pub async fn fresh_with_dirty_log(&self, vms: &Registry, vm: &str, max_age: Duration) -> Result<Measurements, String> {
+    pub async fn fresh_with_dirty_log(&self, vms: &Registry, vm: &str, max_age: Duration, probe: bool) -> Result<Measurements, String> {
         let _one = self.one_at_a_time.lock().await;
         let m = self.latest(vm);
         let content_fresh = m.curve_at().is_some_and(|t| t.elapsed() < max_age) && m.zero_fraction.is_some();
-        if content_fresh && m.dirty_log.as_ref().is_some_and(|d| d.at.elapsed() < max_age) {
+        let log_fresh = m.dirty_log.as_ref().is_some_and(|d| d.at.elapsed() < max_age);
+        if content_fresh && (log_fresh || !probe) {
             return Ok(m);
+        }
+        if !probe {
+            return self.measure_locked(vms, vm).await;
         }
         let content = async {
             if content_fresh {

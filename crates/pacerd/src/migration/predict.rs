@@ -44,7 +44,7 @@ pub async fn predict(
         ..MigrateRequest::new(req.destination.clone(), req.strategy)
     };
     admission::validate(&as_migration)?;
-    let m = measure.fresh_with_dirty_log(vms, vm, FRESH_FOR_PREDICT).await.map_err(AgentError::Upstream)?;
+    let m = measure.fresh_with_dirty_log(vms, vm, FRESH_FOR_PREDICT, req.dirty_log).await.map_err(AgentError::Upstream)?;
     // Probed now: a cached figure may date from before the link changed.
     let link = links.fresh(&req.destination).await.map_err(AgentError::Upstream)?.rate_bps;
     let prior = m.prior(Some(link));
