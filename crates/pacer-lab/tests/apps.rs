@@ -169,6 +169,13 @@ async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
         let st = qmp.execute("query-status", None).await.unwrap();
         assert_eq!(st["status"], "running", "{st}");
     }
+    // A paused guest is not probed: QEMU would not wait for the acknowledgement.
+    qmp.execute("stop", None).await.unwrap();
+    let e = pacer_qemu::dirty_log::probe(&qmp, root.path(), Duration::from_secs(30), Duration::from_secs(7), || false).await;
+    assert!(e.as_ref().is_err_and(|e| e.contains("not running")), "{e:?}");
+    let st = qmp.execute("query-status", None).await.unwrap();
+    assert_eq!(st["status"], "paused", "{st}");
+    assert_eq!(qmp.execute("query-migrate", None).await.unwrap()["status"], "cancelled");
 }
 
 /// Kills the QEMU at the end of the test, whatever happened.

@@ -71,6 +71,13 @@ pub async fn probe(
     ) {
         return Err("a migration is under way".into());
     }
+    // A stopped guest would not wait for the acknowledgement (QEMU switches over at
+    // once when the guest is not running): only a running guest is probed.
+    let st = qmp.execute("query-status", None).await.map_err(|e| e.to_string())?;
+    match st.get("status").and_then(Value::as_str) {
+        Some("running") => {}
+        other => return Err(format!("the guest is not running ({})", other.unwrap_or("unknown"))),
+    }
     let caps = qmp.execute("query-migrate-capabilities", None).await.map_err(|e| e.to_string())?;
     let saved_caps: Vec<(&str, bool)> = CAPS.iter().map(|c| (*c, cap_state(&caps, c))).collect();
     let params = qmp.execute("query-migrate-parameters", None).await.map_err(|e| e.to_string())?;
