@@ -294,6 +294,9 @@ async fn run(cli: Cli) -> Result<i32> {
                     pacer_model::format_bytes(p.ram_bytes),
                     pacer_model::format_bytes(p.disk_bytes)
                 );
+                if let Some(r) = &p.rehearsal {
+                    println!("  {}", migrate::rehearsal_words(r));
+                }
                 if let Some(seen) = p.content_dirty_rate_bps {
                     println!(
                         "  dirtying counted by QEMU's dirty log: the guest rewrites pages with the bytes they held \

@@ -365,6 +365,24 @@ pub fn predict_words(p: &pacer_api::PredictResponse) -> String {
     }
 }
 
+/// The probe's rehearsal of the migration's end, in words.
+pub fn rehearsal_words(r: &pacer_api::RehearsalView) -> String {
+    let at = format!(
+        "rehearsed at {} with a {} downtime limit (QEMU's dirty log, not allowed to switch over): ",
+        format_rate(r.link_bps),
+        format_duration_ms(r.downtime_limit_ms)
+    );
+    match (r.switched_after_ms, r.least_after_sync_bytes) {
+        (Some(t), _) => format!("{at}QEMU would have switched over {} in", format_duration_ms(t)),
+        (None, Some(b)) => format!(
+            "{at}QEMU would not have switched over in {}: at least {} dirty after each sync, over its threshold",
+            format_duration_ms(r.ran_ms),
+            format_bytes(b)
+        ),
+        (None, None) => format!("{at}no sync in {}: QEMU was still sending its first rounds", format_duration_ms(r.ran_ms)),
+    }
+}
+
 /// What would end a pre-copy that does not converge, in words.
 pub fn stuck_words(a: &pacer_api::StuckAdvice, elapsed_ms: u64) -> String {
     let left = |ms: u64| format_duration_ms(ms.saturating_sub(elapsed_ms));

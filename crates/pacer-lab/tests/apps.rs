@@ -150,7 +150,7 @@ async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
                 seen
             })
         };
-        let p = pacer_qemu::dirty_log::probe(&qmp, root.path(), Duration::from_secs(30), Duration::from_secs(7), || false)
+        let p = pacer_qemu::dirty_log::probe(&qmp, root.path(), Duration::from_secs(30), Duration::from_secs(7), None, || false)
             .await
             .expect("probe");
         eprintln!("probe {round}: {p:?}");
@@ -171,7 +171,7 @@ async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
     }
     // A paused guest is not probed: QEMU would not wait for the acknowledgement.
     qmp.execute("stop", None).await.unwrap();
-    let e = pacer_qemu::dirty_log::probe(&qmp, root.path(), Duration::from_secs(30), Duration::from_secs(7), || false).await;
+    let e = pacer_qemu::dirty_log::probe(&qmp, root.path(), Duration::from_secs(30), Duration::from_secs(7), None, || false).await;
     assert!(e.as_ref().is_err_and(|e| e.contains("not running")), "{e:?}");
     let st = qmp.execute("query-status", None).await.unwrap();
     assert_eq!(st["status"], "paused", "{st}");

@@ -12,8 +12,17 @@
 //! after round one gives a point of the dirtying curve, then the probe cancels.
 //! The guest keeps running throughout, and the capabilities and parameters it
 //! changed are put back.
+//!
+//! Given the link a migration would take and its downtime limit, the probe then
+//! rehearses the end of that migration: QEMU is paced at the link's rate with that
+//! limit, and the probe watches whether QEMU's own switch-over rule would fire (it
+//! cannot: the acknowledgement is withheld). Near the convergence edge this is the
+//! answer no curve fitted at long windows gives: the short windows of the last
+//! rounds, and what QEMU makes of them.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pacer_model::predict::{Status, SyncPoints};
@@ -42,6 +51,48 @@ const MIN_SLOW_BPS: f64 = 256.0 * 1024.0;
 /// Capabilities the probe sets (and puts back).
 const CAPS: [&str; 4] = ["return-path", "switchover-ack", "auto-converge", "events"];
 
+/// The sink reads this much at a time (a fraction of a millisecond of a fast link, so
+/// that pacing it is smooth).
+const SINK_READ: usize = 64 << 10;
+/// The longest a rehearsal runs.
+const REHEARSAL_S: f64 = 8.0;
+/// Windows this short are kept in a rehearsal (the last rounds are this short).
+const REHEARSAL_MIN_WINDOW_S: f64 = 0.12;
+/// QEMU would have switched over: at [`BELOW_POLLS`] polls in a row a sync had happened
+/// and `remaining` was below its threshold. Once the dirty set after a sync is below
+/// the threshold, QEMU (waiting for the acknowledgement) syncs on every pass, finding
+/// only what a pass lets the guest dirty; above it, each sync puts `remaining` back
+/// over the threshold and the next comes only once that much more is sent.
+const BELOW_POLLS: usize = 3;
+/// A rehearsal ends early once this many syncs all left more than this many times the
+/// threshold: the guest is nowhere near converging at that rate.
+const FAR_SYNCS: usize = 3;
+const FAR_FACTOR: f64 = 3.0;
+
+/// The end of a migration to rehearse: QEMU paced at `link_bps` with `downtime_limit_ms`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rehearsal {
+    pub link_bps: f64,
+    pub downtime_limit_ms: u64,
+}
+
+/// What a rehearsal saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RehearsalOutcome {
+    pub link_bps: f64,
+    pub downtime_limit_ms: u64,
+    /// How long it ran, s.
+    pub ran_s: f64,
+    /// When QEMU's switch-over rule would have fired, s after the rehearsal began
+    /// (`None`: not while it ran).
+    pub switched_after_s: Option<f64>,
+    /// The least `remaining` QEMU reported just after a sync (the dirty set it kept
+    /// coming back to), bytes; `None` if no sync was placed.
+    pub least_after_sync: Option<u64>,
+    /// `(window s, bytes dirtied)` at the rehearsal's syncs: the short windows.
+    pub points: Vec<(f64, f64)>,
+}
+
 /// What the probe saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirtyLogProbe {
@@ -50,18 +101,21 @@ pub struct DirtyLogProbe {
     /// How long the probe ran, and how much it copied into the sink.
     pub elapsed: Duration,
     pub sunk_bytes: u64,
+    /// The rehearsal, if one was asked for and there was time.
+    pub rehearsal: Option<RehearsalOutcome>,
 }
 
 /// Runs the probe on the guest behind `qmp`: at most `limit` in all, and `after_round_one`
 /// once round one has ended (a point at a short window, then one at about
-/// [`LONG_WINDOW_S`], ends it sooner); `abort` is asked every poll (a migration about
-/// to start). The sink socket lives in `dir`. An error names what failed; the guest is
-/// left running either way.
+/// [`LONG_WINDOW_S`], ends it sooner), then, with `rehearsal`, up to [`REHEARSAL_S`]
+/// more; `abort` is asked every poll (a migration about to start). The sink socket
+/// lives in `dir`. An error names what failed; the guest is left running either way.
 pub async fn probe(
     qmp: &QmpClient,
     dir: &Path,
     limit: Duration,
     after_round_one: Duration,
+    rehearsal: Option<Rehearsal>,
     abort: impl Fn() -> bool,
 ) -> Result<DirtyLogProbe, String> {
     let before = query_migrate(qmp).await.map_err(|e| e.to_string())?;
@@ -88,18 +142,37 @@ pub async fn probe(
     let sock = dir.join("dirty-log.sock");
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| format!("sink {}: {e}", sock.display()))?;
+    // The sink reads as fast as it can, or at the rate in `pace` (bytes/s, 0: as fast):
+    // a rehearsal paces the stream like the link would, so that QEMU meets the same
+    // backpressure (QEMU's own rate limit sends in 100 ms bursts, which changes when
+    // it checks its switch-over rule).
+    let pace = Arc::new(AtomicU64::new(0));
+    let sink_pace = pace.clone();
     let sink = tokio::spawn(async move {
         let Ok((mut c, _)) = listener.accept().await else { return 0u64 };
-        let (mut buf, mut n) = (vec![0u8; 1 << 20], 0u64);
+        let (mut buf, mut n) = (vec![0u8; SINK_READ], 0u64);
+        let mut paced_from: Option<(Instant, u64, u64)> = None;
         while let Ok(k) = c.read(&mut buf).await {
             if k == 0 {
                 break;
             }
             n += k as u64;
+            let rate = sink_pace.load(Ordering::Relaxed);
+            if rate == 0 {
+                paced_from = None;
+                continue;
+            }
+            let (t0, n0, _) = *paced_from.get_or_insert((Instant::now(), n, rate));
+            if paced_from.is_some_and(|p| p.2 != rate) {
+                paced_from = Some((Instant::now(), n, rate));
+                continue;
+            }
+            let due = t0 + Duration::from_secs_f64((n - n0) as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
         }
         n
     });
-    let run = run_probe(qmp, &sock, limit, after_round_one, &abort).await;
+    let run = run_probe(qmp, &sock, limit, after_round_one, rehearsal, &pace, &abort).await;
     // Whatever happened, the guest must not stay in a migration or paused.
     let _ = qmp.execute("migrate_cancel", None).await;
     let t0 = Instant::now();
@@ -118,9 +191,9 @@ pub async fn probe(
     }
     .await;
     resume_if_stopped(qmp).await;
-    let (points, elapsed, sunk_bytes) = run?;
+    let run = run?;
     restored.map_err(|e| format!("putting back the migration settings: {e}"))?;
-    Ok(DirtyLogProbe { points, elapsed, sunk_bytes })
+    Ok(run)
 }
 
 /// The rate at which `dirty` bytes take about [`LONG_WINDOW_S`] to send.
@@ -151,8 +224,10 @@ async fn run_probe(
     sock: &Path,
     limit: Duration,
     after_round_one: Duration,
+    rehearsal: Option<Rehearsal>,
+    pace: &AtomicU64,
     abort: &impl Fn() -> bool,
-) -> Result<(Vec<(f64, f64)>, Duration, u64), String> {
+) -> Result<DirtyLogProbe, String> {
     let e = |e: crate::qmp::QmpError| e.to_string();
     set_capabilities(
         qmp,
@@ -206,5 +281,87 @@ async fn run_probe(
         sunk = s.transferred;
         tokio::time::sleep(POLL).await;
     }
-    Ok((points, t0.elapsed(), sunk))
+    let rehearsal = match rehearsal {
+        Some(r) if round_one_end.is_some() && t0.elapsed() < limit => {
+            let left = limit.saturating_sub(t0.elapsed()).as_secs_f64().min(REHEARSAL_S);
+            Some(rehearse(qmp, t0, r, left, pace, abort).await?)
+        }
+        _ => None,
+    };
+    if let Some(r) = &rehearsal {
+        sunk = sunk.max(query_migrate(qmp).await.map(|i| i.ram.map_or(0, |r| r.transferred)).unwrap_or(0));
+        tracing::debug!("dirty-log rehearsal: {r:?}");
+    }
+    Ok(DirtyLogProbe { points, elapsed: t0.elapsed(), sunk_bytes: sunk, rehearsal })
+}
+
+/// Paces the probe's migration like the one to come and watches QEMU's switch-over
+/// rule for up to `for_s`: `remaining` below the threshold after a sync, poll after poll.
+async fn rehearse(
+    qmp: &QmpClient,
+    t0: Instant,
+    r: Rehearsal,
+    for_s: f64,
+    pace: &AtomicU64,
+    abort: &impl Fn() -> bool,
+) -> Result<RehearsalOutcome, String> {
+    let e = |e: crate::qmp::QmpError| e.to_string();
+    let link = r.link_bps.max(MIN_SLOW_BPS);
+    pace.store(link as u64, Ordering::Relaxed);
+    set_parameters(qmp, json!({"max-bandwidth": UNLIMITED_BPS, "downtime-limit": r.downtime_limit_ms.max(1)}))
+        .await
+        .map_err(e)?;
+    let start = Instant::now();
+    let mut syncs = SyncPoints::new(REHEARSAL_MIN_WINDOW_S);
+    let (mut points, mut below, mut least, mut switched) = (Vec::new(), 0usize, None::<u64>, None);
+    let (mut last_sync, mut rate, mut after_syncs) = (None, 0.0f64, 0usize);
+    while start.elapsed().as_secs_f64() < for_s {
+        if abort() {
+            return Err("a migration of this VM is starting".into());
+        }
+        let info = query_migrate(qmp).await.map_err(e)?;
+        let s = model_sample(t0.elapsed().as_secs_f64(), 0, Some(&info), None);
+        if !matches!(s.status, Status::Active) {
+            let why = info.error_desc.unwrap_or_else(|| format!("{:?}", info.status));
+            return Err(format!("the probe's migration ended: {why}"));
+        }
+        // QEMU's threshold stands on its own measured rate (not the pace it was given),
+        // as it was while sending flat out: once below the threshold QEMU sends little
+        // and its rate falls, which a migration allowed to switch never gets to.
+        if s.mbps > 0.0 {
+            rate = rate.max((s.mbps * 1e6 / 8.0).min(link));
+        }
+        let threshold = if rate > 0.0 { rate } else { link } * r.downtime_limit_ms as f64 / 1000.0;
+        tracing::trace!(
+            "rehearsal poll t={:.3} sync={} remaining={} transferred={} mbps={:.1} threshold={threshold:.0}",
+            s.t_s, s.dirty_sync_count, s.remaining, s.transferred, s.mbps
+        );
+        if let Some(p) = syncs.observe(&s) {
+            points.push(p);
+        }
+        let synced = last_sync.is_some_and(|c| s.dirty_sync_count > c);
+        if synced {
+            least = Some(least.map_or(s.remaining, |l: u64| l.min(s.remaining)));
+            after_syncs += 1;
+            // Far from the edge: nothing more to learn here.
+            if after_syncs >= FAR_SYNCS && least.is_some_and(|l| l as f64 > FAR_FACTOR * threshold) {
+                break;
+            }
+        }
+        last_sync = Some(s.dirty_sync_count);
+        below = if synced && (s.remaining as f64) < threshold { below + 1 } else { 0 };
+        if below >= BELOW_POLLS {
+            switched = Some((start.elapsed().as_secs_f64() - BELOW_POLLS as f64 * POLL.as_secs_f64()).max(0.0));
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(RehearsalOutcome {
+        link_bps: r.link_bps,
+        downtime_limit_ms: r.downtime_limit_ms,
+        ran_s: start.elapsed().as_secs_f64(),
+        switched_after_s: switched,
+        least_after_sync: least,
+        points,
+    })
 }

@@ -312,13 +312,33 @@ pub struct PredictResponse {
     /// Disk bytes to copy.
     pub disk_bytes: u64,
     /// What the dirtying figures stand on: `content` (hashing guest memory) or
-    /// `dirty-log` (QEMU's dirty log, which counted more than twice what hashing saw:
-    /// the guest rewrites pages with the bytes they held).
+    /// `dirty-log` (QEMU's dirty log: it counted more than twice what hashing saw, the
+    /// guest rewriting pages with the bytes they held, or it rehearsed the migration's
+    /// end, see `rehearsal`).
     #[serde(default)]
     pub dirty_source: String,
-    /// With `dirty-log`: the dirty rate content hashing saw, bytes/s.
+    /// With `dirty-log` because hashing was blind: the dirty rate hashing saw, bytes/s.
     #[serde(default)]
     pub content_dirty_rate_bps: Option<f64>,
+    /// The migration's end rehearsed before the start, if it was.
+    #[serde(default)]
+    pub rehearsal: Option<RehearsalView>,
+}
+
+/// The dirty-log probe's rehearsal of a migration's end: QEMU paced at the link's
+/// rate with the migration's downtime limit, never allowed to switch over, watched
+/// for whether its switch-over rule would fire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RehearsalView {
+    /// The pace, bytes/s.
+    pub link_bps: f64,
+    pub downtime_limit_ms: u64,
+    /// How long it ran.
+    pub ran_ms: u64,
+    /// When QEMU would have switched over (none: not while it ran).
+    pub switched_after_ms: Option<u64>,
+    /// The least QEMU had left just after a sync, bytes.
+    pub least_after_sync_bytes: Option<u64>,
 }
 
 /// `pacer predict VM... --to HOST [--dedup]`: the migration of a gang of VMs of one

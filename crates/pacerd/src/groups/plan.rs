@@ -122,6 +122,7 @@ mod tests {
             disk_bytes: 0,
             dirty_source: "content".into(),
             content_dirty_rate_bps: None,
+            rehearsal: None,
         }
     }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use pacer_model::disk_regions::RegionWrites;
 use pacer_model::{DirtyModel, Prior};
+use pacer_qemu::dirty_log::{DirtyLogProbe, Rehearsal};
 use pacer_qemu::guest_ram::GuestRam;
 use tracing::debug;
 
@@ -66,7 +67,7 @@ pub struct Measurements {
 /// Points on the dirtying curve counted by QEMU's dirty log ([`pacer_qemu::dirty_log`]).
 #[derive(Debug, Clone)]
 pub struct DirtyLogReading {
-    /// `(window s, bytes dirtied)`, one per sync after round one.
+    /// `(window s, bytes dirtied)`, one per sync after round one (the rehearsal's apart).
     pub points: Vec<(f64, f64)>,
     /// The dirty log counted more than twice what content hashing saw at the same
     /// windows: this guest rewrites pages with the bytes they held, which hashing
@@ -74,7 +75,25 @@ pub struct DirtyLogReading {
     pub content_blind: bool,
     /// What content hashing made of the guest at the time, bytes/s.
     pub content_rate_bps: f64,
+    /// The rehearsal of the migration's end at its link's rate, if one ran.
+    pub rehearsal: Option<pacer_qemu::dirty_log::RehearsalOutcome>,
     pub at: Instant,
+}
+
+/// All the rehearsal's points together weigh as much as this many of the probe's:
+/// it places a sync every few tenths of a second, and the long windows must still count.
+const REHEARSAL_WEIGHT: f64 = 3.0;
+
+impl DirtyLogReading {
+    /// The dirty model through the probe's points and the rehearsal's.
+    pub fn model(&self) -> Option<DirtyModel> {
+        let mut weighted: Vec<(f64, f64, f64)> = self.points.iter().map(|(t, b)| (*t, *b, 1.0)).collect();
+        if let Some(r) = self.rehearsal.as_ref().filter(|r| !r.points.is_empty()) {
+            let w = (REHEARSAL_WEIGHT / r.points.len() as f64).min(1.0);
+            weighted.extend(r.points.iter().map(|(t, b)| (*t, *b, w)));
+        }
+        DirtyModel::fit_points(&weighted).ok()
+    }
 }
 
 /// Where a guest's dirtying figures came from.
@@ -82,7 +101,8 @@ pub struct DirtyLogReading {
 pub enum DirtySource {
     /// Hashing guest memory (or QEMU's page sampling where memory cannot be read).
     Content,
-    /// QEMU's dirty log, content hashing being blind to this guest's writes.
+    /// QEMU's dirty log: content hashing was blind to this guest's writes, or the
+    /// probe rehearsed the migration's end.
     DirtyLog,
 }
 
@@ -95,6 +115,8 @@ impl DirtySource {
     }
 }
 
+/// A rehearsal with this many syncs placed describes the short windows.
+const REHEARSAL_POINTS: usize = 3;
 /// The dirty log counts more than this many times the content curve: hashing is blind.
 const BLIND_RATIO: f64 = 2.0;
 /// Share of RAM below which the two always agree (a few pages either way).
@@ -108,7 +130,7 @@ impl Measurements {
     /// dirty log where that showed content hashing blind to the guest's writes.
     pub fn dirty_model(&self) -> Option<DirtyModel> {
         if let Some(d) = self.blind_reading() {
-            return fit(&d.points);
+            return d.model();
         }
         let (points, _) = self.curve.as_ref().filter(|(_, t)| t.elapsed() < FRESH)?;
         fit(points)
@@ -123,10 +145,16 @@ impl Measurements {
         }
     }
 
+    /// The dirty-log reading the dirty model stands on: where hashing is blind, or where
+    /// it rehearsed the migration's end. A rehearsal's syncs count what QEMU's
+    /// switch-over rule sees (pages dirtied since the last sync that were not still
+    /// waiting to be sent), at the windows of the last rounds; hashing counts every page
+    /// changed, which near the edge is more than QEMU will resend.
     fn blind_reading(&self) -> Option<&DirtyLogReading> {
-        self.dirty_log
-            .as_ref()
-            .filter(|d| d.content_blind && d.at.elapsed() < FRESH && fit(&d.points).is_some())
+        self.dirty_log.as_ref().filter(|d| {
+            let rehearsed = d.rehearsal.as_ref().is_some_and(|r| r.points.len() >= REHEARSAL_POINTS);
+            (d.content_blind || rehearsed) && d.at.elapsed() < FRESH && d.model().is_some()
+        })
     }
 
     /// When the dirtying curve was last measured.
@@ -147,6 +175,16 @@ impl Measurements {
 fn fit(points: &[(f64, f64)]) -> Option<DirtyModel> {
     let weighted: Vec<(f64, f64, f64)> = points.iter().map(|(t, b)| (*t, *b, 1.0)).collect();
     DirtyModel::fit_points(&weighted).ok()
+}
+
+/// Whether a reading rehearsed the migration asked about (a link within a tenth, the
+/// same downtime limit), or none was asked.
+fn rehearsed_like(d: &DirtyLogReading, asked: Option<Rehearsal>) -> bool {
+    match (asked, &d.rehearsal) {
+        (None, _) => true,
+        (Some(a), Some(r)) => r.downtime_limit_ms == a.downtime_limit_ms && (r.link_bps - a.link_bps).abs() <= 0.1 * a.link_bps,
+        (Some(_), None) => false,
+    }
 }
 
 /// Whether the dirty log's points exceed the content curve's by [`BLIND_RATIO`] (at the
@@ -228,11 +266,21 @@ impl MeasureStore {
     /// `probe` QEMU's dirty log probed too (unless probed within
     /// `max_age`), side by side with the content measurement: the dirty log counts the
     /// writes hashing cannot see. A probe that fails leaves the content figures.
-    pub async fn fresh_with_dirty_log(&self, vms: &Registry, vm: &str, max_age: Duration, probe: bool) -> Result<Measurements, String> {
+    ///
+    /// With `rehearsal` (the link and downtime limit of the migration to come) the probe
+    /// also rehearses that migration's end; a reading that rehearsed another link is not fresh.
+    pub async fn fresh_with_dirty_log(
+        &self,
+        vms: &Registry,
+        vm: &str,
+        max_age: Duration,
+        probe: bool,
+        rehearsal: Option<Rehearsal>,
+    ) -> Result<Measurements, String> {
         let _one = self.one_at_a_time.lock().await;
         let m = self.latest(vm);
         let content_fresh = m.curve_at().is_some_and(|t| t.elapsed() < max_age) && m.zero_fraction.is_some();
-        let log_fresh = m.dirty_log.as_ref().is_some_and(|d| d.at.elapsed() < max_age);
+        let log_fresh = m.dirty_log.as_ref().is_some_and(|d| d.at.elapsed() < max_age && rehearsed_like(d, rehearsal));
         if content_fresh && (log_fresh || !probe) {
             return Ok(m);
         }
@@ -246,16 +294,18 @@ impl MeasureStore {
                 self.measure_locked(vms, vm).await
             }
         };
-        let (content, log) = tokio::join!(content, self.probe_dirty_log(vms, vm));
+        let (content, log) = tokio::join!(content, self.probe_dirty_log(vms, vm, rehearsal));
         let mut m = content?;
         match log {
-            Ok(points) => {
+            Ok(probe) => {
+                let points = probe.points;
                 let ram = (vms.record(vm).map_err(|e| e.to_string())?.memory_mib << 20) as f64;
                 let curve_model = m.curve.as_ref().and_then(|(c, _)| fit(c));
                 let reading = DirtyLogReading {
                     content_blind: content_blind(&points, curve_model.as_ref(), ram),
                     content_rate_bps: curve_model.map_or(0.0, |c| c.rate_bps),
                     points,
+                    rehearsal: probe.rehearsal,
                     at: Instant::now(),
                 };
                 debug!("{vm}: dirty log {reading:?}");
@@ -267,7 +317,7 @@ impl MeasureStore {
         Ok(m)
     }
 
-    async fn probe_dirty_log(&self, vms: &Registry, vm: &str) -> Result<Vec<(f64, f64)>, String> {
+    async fn probe_dirty_log(&self, vms: &Registry, vm: &str, rehearsal: Option<Rehearsal>) -> Result<DirtyLogProbe, String> {
         let qmp = vms.qmp(vm).await.map_err(|e| e.to_string())?;
         let lock = self.vms.lock().unwrap().entry(vm.to_string()).or_default().probing.clone();
         let _probing = lock.lock().await;
@@ -275,9 +325,9 @@ impl MeasureStore {
             return Err("it is migrating".into());
         }
         let dir = vms.vm_dir(vm);
-        let p = pacer_qemu::dirty_log::probe(&qmp, &dir, PROBE_LIMIT, PROBE_AFTER_ROUND_ONE, || self.is_migrating(vm)).await?;
+        let p = pacer_qemu::dirty_log::probe(&qmp, &dir, PROBE_LIMIT, PROBE_AFTER_ROUND_ONE, rehearsal, || self.is_migrating(vm)).await?;
         debug!("{vm}: dirty-log probe: {} points in {:?}, {} bytes sunk", p.points.len(), p.elapsed, p.sunk_bytes);
-        Ok(p.points)
+        Ok(p)
     }
 
     /// Waits for a dirty-log probe of `vm` under way to end (call after
@@ -454,11 +504,11 @@ mod tests {
 
         let mut m = Measurements { curve: Some((curve, now)), zero_fraction: Some((0.5, now)), ..Default::default() };
         assert_eq!(m.dirty_source(), DirtySource::Content);
-        m.dirty_log = Some(DirtyLogReading { points: log.clone(), content_blind: true, content_rate_bps: 0.5e6, at: now });
+        m.dirty_log = Some(DirtyLogReading { points: log.clone(), content_blind: true, content_rate_bps: 0.5e6, rehearsal: None, at: now });
         assert_eq!(m.dirty_source(), DirtySource::DirtyLog);
         let d = m.dirty_model().unwrap();
         assert!((d.dirtied(1.0) - 40e6).abs() < 4e6, "the dirty log's rate: {d:?}");
-        m.dirty_log = Some(DirtyLogReading { points: near, content_blind: false, content_rate_bps: 20e6, at: now });
+        m.dirty_log = Some(DirtyLogReading { points: near, content_blind: false, content_rate_bps: 20e6, rehearsal: None, at: now });
         assert_eq!(m.dirty_source(), DirtySource::Content);
         assert!((m.dirty_model().unwrap().dirtied(1.0) - seen.dirtied(1.0)).abs() < 0.1 * seen.dirtied(1.0));
     }

@@ -44,13 +44,21 @@ pub async fn predict(
         ..MigrateRequest::new(req.destination.clone(), req.strategy)
     };
     admission::validate(&as_migration)?;
-    let m = measure.fresh_with_dirty_log(vms, vm, FRESH_FOR_PREDICT, req.dirty_log).await.map_err(AgentError::Upstream)?;
-    // Probed now: a cached figure may date from before the link changed.
+    // Probed now: a cached figure may date from before the link changed. First, so
+    // that the dirty-log probe can rehearse the migration's end at the link's rate.
     let link = links.fresh(&req.destination).await.map_err(AgentError::Upstream)?.rate_bps;
+    let plan = model_plan(&as_migration);
+    let rehearsal = pacer_qemu::dirty_log::Rehearsal {
+        link_bps: plan.bandwidth_cap_bps.map_or(link, |c| c.min(link)),
+        downtime_limit_ms: plan.downtime_limit_ms,
+    };
+    let m = measure
+        .fresh_with_dirty_log(vms, vm, FRESH_FOR_PREDICT, req.dirty_log, Some(rehearsal))
+        .await
+        .map_err(AgentError::Upstream)?;
     let prior = m.prior(Some(link));
     let dirty = prior.dirty.unwrap_or(pacer_model::DirtyModel::IDLE);
     let zero = prior.zero_fraction.unwrap_or(0.0);
-    let plan = model_plan(&as_migration);
     let ram = rec.memory_mib << 20;
     let wss = dirty.wss_bytes.is_finite().then_some(dirty.wss_bytes as u64);
     let (disk, disk_bytes) = disk_state(&spec, req.copy_storage, &m).await?;
@@ -74,8 +82,18 @@ pub async fn predict(
         ram_bytes: ram,
         disk_bytes,
         dirty_source: m.dirty_source().as_str().into(),
-        content_dirty_rate_bps: (m.dirty_source() == DirtySource::DirtyLog)
-            .then(|| m.dirty_log.as_ref().map_or(0.0, |d| d.content_rate_bps)),
+        content_dirty_rate_bps: m
+            .dirty_log
+            .as_ref()
+            .filter(|d| d.content_blind && m.dirty_source() == DirtySource::DirtyLog)
+            .map(|d| d.content_rate_bps),
+        rehearsal: m.dirty_log.as_ref().and_then(|d| d.rehearsal.as_ref()).map(|r| pacer_api::RehearsalView {
+            link_bps: r.link_bps,
+            downtime_limit_ms: r.downtime_limit_ms,
+            ran_ms: ms(r.ran_s),
+            switched_after_ms: r.switched_after_s.map(ms),
+            least_after_sync_bytes: r.least_after_sync,
+        }),
     })
 }
 

@@ -92,6 +92,8 @@ pub struct Before {
     pub zero_fraction: f64,
     /// Link rate probed, bytes/s.
     pub link_bps: f64,
+    /// The probe's rehearsal of the migration's end, if it ran.
+    pub rehearsal: Option<pacer_api::RehearsalView>,
 }
 
 impl From<&PredictResponse> for Before {
@@ -108,6 +110,7 @@ impl From<&PredictResponse> for Before {
             hot_bytes: p.hot_bytes,
             zero_fraction: p.zero_fraction,
             link_bps: p.link_bps,
+            rehearsal: p.rehearsal.clone(),
         }
     }
 }

@@ -119,6 +119,7 @@ fn before(total: Option<u64>, chance: f64) -> Before {
         hot_bytes: 0.0,
         zero_fraction: 0.0,
         link_bps: 0.0,
+        rehearsal: None,
     }
 }
 
