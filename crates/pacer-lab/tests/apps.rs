@@ -6,10 +6,13 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{image, plain_spec, BedSpec, TestBed};
 use pacer_lab::guest_image::guest_cmdline;
+use pacer_qemu::dirty_log::Rehearsal;
 use pacer_qemu::{Accel, LaunchConfig, QmpClient, VmPaths};
 use pacer_api::{AppWorkload, JobStatus, Strategy, VmSpec, Workload};
 use pacer_guest_proto::{scan, AppPhase, GuestLine};
@@ -102,6 +105,8 @@ async fn real_applications_dirty_memory_migrate_and_check_out() {
 /// at 10 MB/s is counted by QEMU's dirty log at about its load; the guest keeps
 /// running throughout and after, the probe's migration is cancelled, and the
 /// capabilities it set are put back, so a second probe (or a migration) starts clean.
+/// Its rehearsal of a migration's end sees QEMU's switch-over rule fire over a fast
+/// link and not over a slow one.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
     let root = tempfile::tempdir().unwrap();
@@ -134,13 +139,21 @@ async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
         assert!(t0.elapsed() < Duration::from_secs(240), "stress-ng not running: {text}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    for round in 0..2 {
+    // Round 0 rehearses a migration's end over a link ten times the load (QEMU's rule
+    // fires), round 1 over one a fifth of it (it cannot).
+    let rehearsals = [
+        Rehearsal { link_bps: 100e6, downtime_limit_ms: 300 },
+        Rehearsal { link_bps: 2e6, downtime_limit_ms: 300 },
+    ];
+    for (round, rehearsal) in rehearsals.into_iter().enumerate() {
+        let done = Arc::new(AtomicBool::new(false));
         let watch = {
             let q = qmp.clone();
+            let done = done.clone();
             // The guest is looked at all along: it must never stop.
             tokio::spawn(async move {
                 let mut seen = Vec::new();
-                for _ in 0..400 {
+                while !done.load(Ordering::Relaxed) {
                     let s = q.execute("query-status", None).await.unwrap()["status"].as_str().unwrap().to_string();
                     if !seen.contains(&s) {
                         seen.push(s);
@@ -150,11 +163,22 @@ async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
                 seen
             })
         };
-        let p = pacer_qemu::dirty_log::probe(&qmp, root.path(), Duration::from_secs(30), Duration::from_secs(7), None, || false)
+        let p = pacer_qemu::dirty_log::probe(&qmp, root.path(), Duration::from_secs(30), Duration::from_secs(7), Some(rehearsal), || false)
             .await
             .expect("probe");
         eprintln!("probe {round}: {p:?}");
+        done.store(true, Ordering::Relaxed);
         let seen = watch.await.unwrap();
+        let r = p.rehearsal.as_ref().expect("a rehearsal ran");
+        assert_eq!((r.link_bps, r.downtime_limit_ms), (rehearsal.link_bps, 300));
+        if round == 0 {
+            let at = r.switched_after_s.expect("QEMU's rule fires over a link ten times the load");
+            assert!(at < r.ran_s + 0.01, "{r:?}");
+        } else {
+            assert_eq!(r.switched_after_s, None, "over a fifth of the load: {r:?}");
+            // Any sync it placed left more than the threshold (2 MB/s x 300 ms).
+            assert!(r.least_after_sync.is_none_or(|b| b as f64 > 0.6e6), "{r:?}");
+        }
         assert_eq!(seen, vec!["running".to_string()], "the guest's states during the probe");
         let long = p.points.iter().filter(|(w, _)| *w >= 1.0).map(|(w, b)| b / w).fold(0.0, f64::max);
         assert!(long > 5e6, "the dirty log counted {long} B/s at windows of 1 s or more: {p:?}");

@@ -173,7 +173,9 @@ pub async fn probe(
         n
     });
     let run = run_probe(qmp, &sock, limit, after_round_one, rehearsal, &pace, &abort).await;
-    // Whatever happened, the guest must not stay in a migration or paused.
+    // Whatever happened, the guest must not stay in a migration or paused. The sink
+    // reads flat out again, so that QEMU is not left blocked on a paced socket.
+    pace.store(0, Ordering::Relaxed);
     let _ = qmp.execute("migrate_cancel", None).await;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(10) {

@@ -512,4 +512,53 @@ mod tests {
         assert_eq!(m.dirty_source(), DirtySource::Content);
         assert!((m.dirty_model().unwrap().dirtied(1.0) - seen.dirtied(1.0)).abs() < 0.1 * seen.dirtied(1.0));
     }
+
+    fn rehearsal(points: Vec<(f64, f64)>) -> pacer_qemu::dirty_log::RehearsalOutcome {
+        pacer_qemu::dirty_log::RehearsalOutcome {
+            link_bps: 24e6,
+            downtime_limit_ms: 300,
+            ran_s: 8.0,
+            switched_after_s: None,
+            least_after_sync: Some(9_000_000),
+            points,
+        }
+    }
+
+    #[test]
+    fn a_rehearsal_stands_in_for_hashing_and_its_many_syncs_do_not_drown_the_long_windows() {
+        let now = Instant::now();
+        // Hashing sees a hot set at short windows (every page changed, including those
+        // QEMU has not sent yet); the rehearsal's syncs count what QEMU resends: less.
+        let hashed = DirtyModel::new(5e6, f64::INFINITY).unwrap().with_hot(7e6);
+        let curve: Vec<(f64, f64)> = CURVE_WINDOWS_S.iter().map(|w| (*w, hashed.dirtied(*w))).collect();
+        let long = vec![(4.0, 40e6), (8.0, 60e6)];
+        let short: Vec<(f64, f64)> = (0..20).map(|i| (0.2 + 0.005 * i as f64, 4e6)).collect();
+        let mut m = Measurements { curve: Some((curve, now)), zero_fraction: Some((0.5, now)), ..Default::default() };
+        let reading = |r| DirtyLogReading { points: long.clone(), content_blind: false, content_rate_bps: 5e6, rehearsal: r, at: now };
+        // Without a rehearsal, a reading that is not blind leaves hashing in charge.
+        m.dirty_log = Some(reading(None));
+        assert_eq!(m.dirty_source(), DirtySource::Content);
+        // Too few syncs rehearsed: still hashing.
+        m.dirty_log = Some(reading(Some(rehearsal(short[..2].to_vec()))));
+        assert_eq!(m.dirty_source(), DirtySource::Content);
+        m.dirty_log = Some(reading(Some(rehearsal(short.clone()))));
+        assert_eq!(m.dirty_source(), DirtySource::DirtyLog);
+        let d = m.dirty_model().unwrap();
+        assert!(d.dirtied(0.2) < 0.7 * hashed.dirtied(0.2), "short windows from the rehearsal: {d:?}");
+        assert!((d.dirtied(0.2) - 4e6).abs() < 1.5e6, "{d:?} at 0.2 s: {}", d.dirtied(0.2));
+        // Twenty syncs weigh as three points: the 8 s window still shapes the curve.
+        assert!((d.dirtied(8.0) - 60e6).abs() < 0.25 * 60e6, "{d:?} at 8 s: {}", d.dirtied(8.0));
+    }
+
+    #[test]
+    fn a_reading_rehearsed_over_another_link_is_not_fresh_for_this_one() {
+        let r = DirtyLogReading { points: vec![], content_blind: false, content_rate_bps: 0.0, rehearsal: Some(rehearsal(vec![])), at: Instant::now() };
+        let asked = |link_bps, downtime_limit_ms| Some(Rehearsal { link_bps, downtime_limit_ms });
+        assert!(rehearsed_like(&r, None));
+        assert!(rehearsed_like(&r, asked(25e6, 300)));
+        assert!(!rehearsed_like(&r, asked(40e6, 300)), "another link");
+        assert!(!rehearsed_like(&r, asked(24e6, 500)), "another limit");
+        let none = DirtyLogReading { rehearsal: None, ..r };
+        assert!(!rehearsed_like(&none, asked(24e6, 300)));
+    }
 }
