@@ -182,8 +182,10 @@ async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
         assert_eq!(seen, vec!["running".to_string()], "the guest's states during the probe");
         let long = p.points.iter().filter(|(w, _)| *w >= 1.0).map(|(w, b)| b / w).fold(0.0, f64::max);
         assert!(long > 5e6, "the dirty log counted {long} B/s at windows of 1 s or more: {p:?}");
+        // Cancelled, or failed when the sink closed first (seen once in a clean run):
+        // either way no migration is left under way.
         let m = qmp.execute("query-migrate", None).await.unwrap();
-        assert_eq!(m["status"], "cancelled", "{m}");
+        assert!(["cancelled", "failed"].contains(&m["status"].as_str().unwrap_or("")), "{m}");
         let caps = qmp.execute("query-migrate-capabilities", None).await.unwrap();
         for c in caps.as_array().unwrap() {
             if ["return-path", "switchover-ack"].contains(&c["capability"].as_str().unwrap()) {
@@ -199,7 +201,8 @@ async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
     assert!(e.as_ref().is_err_and(|e| e.contains("not running")), "{e:?}");
     let st = qmp.execute("query-status", None).await.unwrap();
     assert_eq!(st["status"], "paused", "{st}");
-    assert_eq!(qmp.execute("query-migrate", None).await.unwrap()["status"], "cancelled");
+    let m = qmp.execute("query-migrate", None).await.unwrap();
+    assert!(["cancelled", "failed"].contains(&m["status"].as_str().unwrap_or("")), "no new migration: {m}");
 }
 
 /// Kills the QEMU at the end of the test, whatever happened.
