@@ -151,6 +151,7 @@ pub async fn probe(
     let sink = tokio::spawn(async move {
         let Ok((mut c, _)) = listener.accept().await else { return 0u64 };
         let (mut buf, mut n) = (vec![0u8; SINK_READ], 0u64);
+        // Since when, from which byte, at which rate the sink has been pacing.
         let mut paced_from: Option<(Instant, u64, u64)> = None;
         while let Ok(k) = c.read(&mut buf).await {
             if k == 0 {
@@ -158,17 +159,14 @@ pub async fn probe(
             }
             n += k as u64;
             let rate = sink_pace.load(Ordering::Relaxed);
-            if rate == 0 {
-                paced_from = None;
-                continue;
+            match paced_from {
+                _ if rate == 0 => paced_from = None,
+                Some((t0, n0, r)) if r == rate => {
+                    let due = t0 + Duration::from_secs_f64((n - n0) as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                _ => paced_from = Some((Instant::now(), n, rate)),
             }
-            let (t0, n0, _) = *paced_from.get_or_insert((Instant::now(), n, rate));
-            if paced_from.is_some_and(|p| p.2 != rate) {
-                paced_from = Some((Instant::now(), n, rate));
-                continue;
-            }
-            let due = t0 + Duration::from_secs_f64((n - n0) as f64 / rate as f64);
-            tokio::time::sleep_until(due.into()).await;
         }
         n
     });
