@@ -91,6 +91,8 @@ pub struct RehearsalOutcome {
     pub least_after_sync: Option<u64>,
     /// `(window s, bytes dirtied)` at the rehearsal's syncs: the short windows.
     pub points: Vec<(f64, f64)>,
+    /// Every sync's finds together: [`SyncPoints::span`].
+    pub span: Option<(f64, f64)>,
 }
 
 /// What the probe saw.
@@ -98,6 +100,10 @@ pub struct RehearsalOutcome {
 pub struct DirtyLogProbe {
     /// `(window s, bytes dirtied)` from each sync QEMU made after round one.
     pub points: Vec<(f64, f64)>,
+    /// The seconds from the first sync after round one's to the last, and the bytes
+    /// all syncs in them found ([`SyncPoints::span`]), the rehearsal's included: the
+    /// rate QEMU resends at over many seconds, which a guest writing in bursts shows only here.
+    pub span: Option<(f64, f64)>,
     /// How long the probe ran, and how much it copied into the sink.
     pub elapsed: Duration,
     pub sunk_bytes: u64,
@@ -292,7 +298,11 @@ async fn run_probe(
         sunk = sunk.max(query_migrate(qmp).await.map(|i| i.ram.map_or(0, |r| r.transferred)).unwrap_or(0));
         tracing::debug!("dirty-log rehearsal: {r:?}");
     }
-    Ok(DirtyLogProbe { points, elapsed: t0.elapsed(), sunk_bytes: sunk, rehearsal })
+    let span = [syncs.span(), rehearsal.as_ref().and_then(|r| r.span)]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| (a.0 + b.0, a.1 + b.1));
+    Ok(DirtyLogProbe { points, span, elapsed: t0.elapsed(), sunk_bytes: sunk, rehearsal })
 }
 
 /// Paces the probe's migration like the one to come and watches QEMU's switch-over
@@ -363,5 +373,6 @@ async fn rehearse(
         switched_after_s: switched,
         least_after_sync: least,
         points,
+        span: syncs.span(),
     })
 }

@@ -15,18 +15,29 @@ pub struct SyncPoints {
     last: Option<Sample>,
     last_sync_count: u64,
     last_sync_s: Option<f64>,
+    /// Every sync after the first counted, short windows too: `(seconds, bytes found)`.
+    span: (f64, f64),
 }
 
 impl SyncPoints {
     /// Windows shorter than `min_window_s` are too blurred by the sample interval
     /// (a sync is placed half-way between the samples around it) and are not given.
     pub fn new(min_window_s: f64) -> Self {
-        SyncPoints { min_window_s, last: None, last_sync_count: 0, last_sync_s: None }
+        SyncPoints { min_window_s, last: None, last_sync_count: 0, last_sync_s: None, span: (0.0, 0.0) }
     }
 
     /// When the dirty log was last synced (s, on the samples' clock), once seen.
     pub fn last_sync_s(&self) -> Option<f64> {
         self.last_sync_s
+    }
+
+    /// The time from the first placed sync to the last and the bytes the syncs in it
+    /// found dirty, short windows and several syncs between two samples included (`None`
+    /// before two syncs after round one). Its ratio is the rate QEMU resends at over
+    /// that time: for a guest that writes in bursts (a whole buffer now and then, quiet
+    /// between) most windows see nothing and one sees everything, which no point alone says.
+    pub fn span(&self) -> Option<(f64, f64)> {
+        (self.span.0 > 0.0).then_some(self.span)
     }
 
     /// Takes the next sample; returns `(window s, bytes dirtied)` when a single sync
@@ -38,7 +49,7 @@ impl SyncPoints {
             let est = self.last.as_ref().map_or(s.t_s, |l| 0.5 * (l.t_s + s.t_s));
             if let (Some(l), Some(t0)) = (&self.last, self.last_sync_s) {
                 let single = s.dirty_sync_count == self.last_sync_count + 1;
-                if self.last_sync_count >= 1 && single && s.status == Status::Active {
+                if self.last_sync_count >= 1 && s.status == Status::Active {
                     let ps = s.page_size.max(1) as f64;
                     let window = est - t0;
                     let pages = s.duplicate_pages + s.normal_pages;
@@ -47,7 +58,10 @@ impl SyncPoints {
                     if new < 0.0 {
                         new = s.dirty_pages_rate as f64 * ps * window;
                     }
-                    if window >= self.min_window_s {
+                    if window > 0.0 {
+                        self.span = (self.span.0 + window, self.span.1 + new);
+                    }
+                    if single && window >= self.min_window_s {
                         point = Some((window, new));
                     }
                 }
@@ -97,5 +111,22 @@ mod tests {
         assert_eq!(p.observe(&sample(1.2, 4, 4096, 11)), None);
         let (w, _) = p.observe(&sample(3.0, 5, 4096, 12)).unwrap();
         assert!((w - 1.0).abs() < 1e-9, "{w}");
+    }
+
+    #[test]
+    fn the_span_counts_every_sync_short_or_not() {
+        // A burst writer: quiet windows find 10 pages, one finds 5000.
+        let mut p = SyncPoints::new(1.0);
+        p.observe(&sample(0.0, 1, 1 << 20, 0));
+        assert_eq!(p.span(), None);
+        let mut sent = 0;
+        for (i, found) in [10u64, 10, 5000, 10].iter().enumerate() {
+            // Each sample: everything left was sent, then a sync found `found` pages.
+            p.observe(&sample(0.5 * (i + 1) as f64, 2 + i as u64, found * 4096, sent));
+            sent += found;
+        }
+        let (t, b) = p.span().unwrap();
+        assert!((t - 1.75).abs() < 1e-9, "from the first sync placed to the last: {t}");
+        assert!(b > 5000.0 * 4096.0, "the burst is counted though its window was short: {b}");
     }
 }
