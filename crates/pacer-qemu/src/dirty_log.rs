@@ -100,8 +100,8 @@ pub struct RehearsalOutcome {
 pub struct DirtyLogProbe {
     /// `(window s, bytes dirtied)` from each sync QEMU made after round one.
     pub points: Vec<(f64, f64)>,
-    /// The seconds from the first sync after round one's to the last, and the bytes
-    /// all syncs in them found ([`SyncPoints::span`]), the rehearsal's included: the
+    /// The seconds from the probe's first sync (round one's start) to its last, and the
+    /// bytes all syncs in them found ([`SyncPoints::span`]), the rehearsal's included: the
     /// rate QEMU resends at over many seconds, which a guest writing in bursts shows only here.
     pub span: Option<(f64, f64)>,
     /// How long the probe ran, and how much it copied into the sink.

@@ -15,7 +15,7 @@ pub struct SyncPoints {
     last: Option<Sample>,
     last_sync_count: u64,
     last_sync_s: Option<f64>,
-    /// Every sync after the first counted, short windows too: `(seconds, bytes found)`.
+    /// Every sync after the first, short windows too: `(seconds, bytes found)`.
     span: (f64, f64),
 }
 
@@ -33,7 +33,7 @@ impl SyncPoints {
 
     /// The time from the first placed sync to the last and the bytes the syncs in it
     /// found dirty, short windows and several syncs between two samples included (`None`
-    /// before two syncs after round one). Its ratio is the rate QEMU resends at over
+    /// before the second sync, the end of round one). Its ratio is the rate QEMU resends at over
     /// that time: for a guest that writes in bursts (a whole buffer now and then, quiet
     /// between) most windows see nothing and one sees everything, which no point alone says.
     pub fn span(&self) -> Option<(f64, f64)> {
