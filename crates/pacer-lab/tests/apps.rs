@@ -180,8 +180,11 @@ async fn the_dirty_log_probe_counts_a_rewriting_guest_and_never_stops_it() {
             assert!(r.least_after_sync.is_none_or(|b| b as f64 > 0.6e6), "{r:?}");
         }
         assert_eq!(seen, vec!["running".to_string()], "the guest's states during the probe");
+        // At windows of 1 s or more: a point, or the syncs' span (under load the slowed
+        // round may not end within the probe's time, leaving no long point; seen once).
         let long = p.points.iter().filter(|(w, _)| *w >= 1.0).map(|(w, b)| b / w).fold(0.0, f64::max);
-        assert!(long > 5e6, "the dirty log counted {long} B/s at windows of 1 s or more: {p:?}");
+        let span = p.span.filter(|(t, _)| *t >= 1.0).map_or(0.0, |(t, b)| b / t);
+        assert!(long.max(span) > 5e6, "the dirty log counted {long} B/s at windows of 1 s or more, {span} B/s over its span: {p:?}");
         // Cancelled, or failed when the sink closed first (seen once in a clean run):
         // either way no migration is left under way.
         let m = qmp.execute("query-migrate", None).await.unwrap();
