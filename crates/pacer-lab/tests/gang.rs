@@ -35,9 +35,7 @@ async fn a_gang_of_two_migrates_through_the_relays_intact_with_shared_pages_sent
             args.push("--dedup");
         }
         let out = tb.pacer(&args);
-        // Exit 3 is a verdict (a VM would not converge), not an error: seen once in a
-        // clean run with the failure test's guests beside it on 2 cores; the bytes
-        // checked below do not depend on it, the time comparison is made when both end.
+        // Exit 3 is a verdict (a VM would not converge), not an error: see below.
         assert!(
             matches!(out.status.code(), Some(0 | 3)),
             "{:?}: {}{}",
@@ -53,8 +51,18 @@ async fn a_gang_of_two_migrates_through_the_relays_intact_with_shared_pages_sent
         assert_eq!(v[0]["from"], "h1");
         p
     };
-    let with = predict(true);
-    let without = predict(false);
+    // A guest measured while its writer still fills its working set writes tens of MB/s
+    // (seen in a clean run: g1 at 62 MB/s with 82% zero pages, a moment later 5 MB/s
+    // and 71%), and the verdict "does not converge" is then right; the guests settle
+    // within seconds, so the pair is asked again until both predictions carry bytes.
+    let (mut with, mut without) = (predict(true), predict(false));
+    for _ in 0..4 {
+        if with.wire_bytes.is_some() && without.wire_bytes.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        (with, without) = (predict(true), predict(false));
+    }
     eprintln!("predicted with dedup: {with:?}\nwithout: {without:?}");
     assert!(with.dedup && !without.dedup && with.why_direct.is_none());
     assert!(with.distinct_bytes < with.nonzero_bytes && with.vms.iter().all(|v| v.shared_fraction > 0.1), "{with:?}");
