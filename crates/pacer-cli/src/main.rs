@@ -297,6 +297,9 @@ async fn run(cli: Cli) -> Result<i32> {
                 if let Some(r) = &p.rehearsal {
                     println!("  {}", migrate::rehearsal_words(r));
                 }
+                if let Some(d) = p.dirty_log.as_ref().filter(|d| d.bursts) {
+                    println!("  {}", migrate::burst_words(d));
+                }
                 if let Some(seen) = p.content_dirty_rate_bps {
                     println!(
                         "  dirtying counted by QEMU's dirty log: the guest rewrites pages with the bytes they held \

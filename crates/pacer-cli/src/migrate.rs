@@ -227,6 +227,7 @@ struct Display {
     last_line: Option<Instant>,
     /// The display has said that pre-copy does not converge.
     stuck_said: bool,
+    edge_said: bool,
 }
 
 impl Display {
@@ -242,7 +243,7 @@ impl Display {
             b.enable_steady_tick(Duration::from_millis(200));
             b
         });
-        Display { bar, plain: enabled && !tty, last_line: None, stuck_said: false }
+        Display { bar, plain: enabled && !tty, last_line: None, stuck_said: false, edge_said: false }
     }
 
     fn line(job: &JobInfo) -> String {
@@ -282,7 +283,19 @@ impl Display {
                 None => self.note("pre-copy converges again"),
             }
         }
-        let phase = if stuck.is_some() { "not converging" } else { job.progress.phase.words() };
+        // And once when rounds start missing the threshold, the end becoming chance.
+        let edge = job.prediction.and_then(|p| p.edge.map(|e| (p, e)));
+        if edge.is_some() != self.edge_said {
+            self.edge_said = edge.is_some();
+            if let Some((p, e)) = edge {
+                self.note(&edge_words(&p, &e, job.progress.elapsed_ms));
+            }
+        }
+        let phase = match (stuck.is_some(), edge.is_some()) {
+            (true, _) => "not converging",
+            (false, true) => "at the edge",
+            _ => job.progress.phase.words(),
+        };
         if let Some(b) = &self.bar {
             b.set_prefix(phase);
             b.set_position((job.progress.percent * 10.0) as u64);
@@ -324,6 +337,21 @@ pub fn eta_words(pr: &pacer_api::PredictionPoint, elapsed_ms: u64) -> String {
             (1.0 - pr.completes_chance) * 100.0
         ),
     }
+}
+
+/// Rounds at the switch-over edge, in words.
+pub fn edge_words(pr: &pacer_api::PredictionPoint, e: &pacer_api::EdgeAdvice, elapsed_ms: u64) -> String {
+    format!(
+        "at the switch-over edge: {} rounds in a row (of about {} each) came within reach of QEMU's threshold \
+         ({}) and missed, the least leaving {}; when one makes it is chance: {}; a downtime limit of {} \
+         would end it at the next such round",
+        e.missed_rounds,
+        format_duration_ms(e.round_ms),
+        format_bytes(e.threshold_bytes),
+        format_bytes(e.least_left_bytes),
+        eta_words(pr, elapsed_ms),
+        format_duration_ms(e.downtime_limit_ms)
+    )
 }
 
 /// A prediction before the start, in words: one outcome, or both with their chances.
@@ -381,6 +409,18 @@ pub fn rehearsal_words(r: &pacer_api::RehearsalView) -> String {
         ),
         (None, None) => format!("{at}no sync in {}: QEMU was still sending its first rounds", format_duration_ms(r.ran_ms)),
     }
+}
+
+/// A guest taken for one that writes in bursts, in words.
+pub fn burst_words(d: &pacer_api::DirtyLogView) -> String {
+    format!(
+        "writes in bursts: QEMU's dirty log found {} in {} (up to {} at once) where its median window saw {}; \
+         a round's end may or may not meet a burst, hence the wide band",
+        format_bytes(d.span_bytes.unwrap_or(0.0) as u64),
+        format_duration_ms((d.span_s.unwrap_or(0.0) * 1000.0) as u64),
+        format_bytes(d.largest_find_bytes as u64),
+        format_rate(d.median_rate_bps.unwrap_or(0.0))
+    )
 }
 
 /// What would end a pre-copy that does not converge, in words.

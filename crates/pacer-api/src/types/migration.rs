@@ -189,6 +189,25 @@ pub struct PredictionPoint {
     /// Pre-copy does not converge at this rate: why, and what would end it.
     #[serde(default)]
     pub stuck: Option<StuckAdvice>,
+    /// Pre-copy at the switch-over edge: rounds come within reach of QEMU's threshold
+    /// and miss; the finish is a matter of chance, and the band says how wide.
+    #[serde(default)]
+    pub edge: Option<EdgeAdvice>,
+}
+
+/// Rounds at the switch-over edge, and what would end them.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct EdgeAdvice {
+    /// Rounds in a row that came within reach of the threshold and did not switch.
+    pub missed_rounds: u64,
+    /// How long one of them lasts, ms.
+    pub round_ms: u64,
+    /// The least QEMU had left after one of them, bytes, and its threshold then.
+    pub least_left_bytes: u64,
+    pub threshold_bytes: u64,
+    /// A downtime limit at which that round would have switched, ms (QEMU's unit,
+    /// rounded up to 10 ms).
+    pub downtime_limit_ms: u64,
 }
 
 fn certain() -> f64 {
@@ -323,6 +342,28 @@ pub struct PredictResponse {
     /// The migration's end rehearsed before the start, if it was.
     #[serde(default)]
     pub rehearsal: Option<RehearsalView>,
+    /// What QEMU's dirty log counted, if the probe ran (or a reading under a minute old).
+    #[serde(default)]
+    pub dirty_log: Option<DirtyLogView>,
+}
+
+/// What the dirty-log probe's syncs counted: enough to see why a guest was or was not
+/// taken for one that writes in bursts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirtyLogView {
+    /// `[window s, bytes dirtied]` at the syncs with a window of their own (the probe's,
+    /// then the rehearsal's).
+    pub points: Vec<[f64; 2]>,
+    /// The median window's rate, bytes/s.
+    pub median_rate_bps: Option<f64>,
+    /// Seconds covered by all the syncs, and the bytes they found.
+    pub span_s: Option<f64>,
+    pub span_bytes: Option<f64>,
+    /// The largest single find, bytes.
+    pub largest_find_bytes: f64,
+    /// Taken for a guest that writes in bursts: its span's rate is several times its
+    /// median window's, and the dirty model is the span's rate over the largest find.
+    pub bursts: bool,
 }
 
 /// The dirty-log probe's rehearsal of a migration's end: QEMU paced at the link's

@@ -46,6 +46,10 @@ pub struct Prediction {
     /// The band (low, middle, high; seconds from the start) over the likely inputs under
     /// which it does end on its own; none when under none of them it does.
     pub if_completes: Option<(f64, f64, f64)>,
+    /// Pre-copy at the switch-over edge: rounds come within reach of the threshold and
+    /// miss, and the finish is the rounds still to miss ([`super::edge`]).
+    #[serde(default)]
+    pub edge: Option<super::edge::Edge>,
 }
 
 impl Prediction {
@@ -64,6 +68,7 @@ impl Prediction {
             completes_chance: 1.0,
             stuck: None,
             if_completes: Some((t_s, t_s, t_s)),
+            edge: None,
         }
     }
 }
@@ -152,6 +157,7 @@ pub(super) fn band(
         completes_chance: chance,
         stuck: if point.completes { None } else { state.stuck(v) },
         if_completes,
+        edge: None,
     }
 }
 

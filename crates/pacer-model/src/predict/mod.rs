@@ -63,6 +63,7 @@
 
 mod band;
 mod before;
+mod edge;
 mod forward;
 mod inputs;
 mod naive;
@@ -71,6 +72,7 @@ mod syncs;
 
 pub use band::Prediction;
 pub use before::{predict_before, predict_before_model};
+pub use edge::{Edge, EdgeRounds, EDGE_MIN_MISSES, EDGE_MIN_SPAN_S, EDGE_NEAR};
 pub use forward::{
     DiskState, Finish, MigrationState, Phase, Stuck, THROTTLE_INCREMENT, THROTTLE_INITIAL, THROTTLE_MAX, CHECK_INTERVAL_S, PAGE_HEADER_BYTES, SWITCHOVER_S,
     ZERO_PAGE_WIRE_BYTES,

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use super::band::{band, Prediction, Spread};
+use super::edge::EdgeRounds;
 use super::forward::{DiskState, MigrationState, Phase, MIN_SPEED_BPS};
 use super::inputs::{Plan, PredictError, Prior, Sample, Status};
 use super::syncs::SyncPoints;
@@ -58,6 +59,8 @@ pub struct Predictor {
     /// Zero and normal pages sent when round three began (re-dirtied pages only after that).
     round_three_start: Option<(u64, u64)>,
     syncs: SyncPoints,
+    /// Rounds that came within reach of QEMU's threshold and missed.
+    edge: EdgeRounds,
     points: VecDeque<(f64, f64)>,
     dirty_err: Ewma,
     convergence: ConvergenceDetector,
@@ -87,6 +90,7 @@ impl Predictor {
             round_one_tail: None,
             round_three_start: None,
             syncs: SyncPoints::new(MIN_POINT_WINDOW_S),
+            edge: EdgeRounds::default(),
             points: VecDeque::with_capacity(MAX_POINTS),
             dirty_err: Ewma::new(0.3).expect("valid alpha"),
             convergence: ConvergenceDetector::default(),
@@ -222,6 +226,17 @@ impl Predictor {
         }
         if s.dirty_sync_count >= 3 && self.round_three_start.is_none() {
             self.round_three_start = Some((s.duplicate_pages, s.normal_pages));
+        }
+        if let Some(last) = self.last.as_ref().filter(|l| s.dirty_sync_count > l.dirty_sync_count) {
+            if s.status == Status::Active && s.dirty_sync_count >= 3 {
+                // QEMU's threshold stands on its own rate estimate; the sync is placed
+                // half-way between the samples, and what was sent since it is added back.
+                let v = if s.mbps > 0.0 { s.mbps * 1e6 / 8.0 } else { self.bandwidth.unwrap_or(0.0) };
+                let at = 0.5 * (last.t_s + s.t_s);
+                let left = s.remaining as f64 + v * (s.t_s - at);
+                let syncs = s.dirty_sync_count - last.dirty_sync_count;
+                self.edge.observe(syncs, at, left, v * self.plan.downtime_limit_s());
+            }
         }
         if let Some((window, new)) = self.syncs.observe(s) {
             self.record_point(window, new, s.ram_total);
@@ -442,7 +457,7 @@ impl Predictor {
             wss_bytes: state.ram_total as f64 * (1.0 - state.pending_zero_fraction),
             hot_bytes: 0.0,
         });
-        Some(band(
+        let mut p = band(
             &state,
             v,
             Spread {
@@ -450,7 +465,19 @@ impl Predictor {
                 dirty: dirty_spread.clamp(0.1, 1.0),
             },
             unknown,
-        ))
+        );
+        // Rounds keep missing the threshold where the model has the next one switch:
+        // the rest is the rounds still to miss ([`super::edge`]), on top of the model's end.
+        if let Some(e) = self.edge.edge().filter(|_| state.phase == Phase::PreCopy && p.completes && p.total_s.is_finite()) {
+            let tail = (1.0 - super::band::BAND_COVERAGE) / 2.0;
+            p.low_s += e.extra_s(tail);
+            p.total_s += e.extra_s(0.5);
+            p.high_s += e.extra_s(1.0 - tail);
+            p.remaining_s = p.total_s - state.now_s;
+            p.if_completes = Some((p.low_s, p.total_s, p.high_s));
+            p.edge = Some(e);
+        }
+        Some(p)
     }
 }
 

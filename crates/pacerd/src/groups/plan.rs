@@ -123,6 +123,7 @@ mod tests {
             dirty_source: "content".into(),
             content_dirty_rate_bps: None,
             rehearsal: None,
+            dirty_log: None,
         }
     }
 

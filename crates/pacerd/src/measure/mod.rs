@@ -118,17 +118,39 @@ impl DirtyLogReading {
     /// with a chance of `w` over the period, and then the whole buffer.
     pub fn burst(&self) -> Option<DirtyModel> {
         let (secs, bytes) = self.span.filter(|(t, _)| *t >= BURST_SPAN_S)?;
-        let rehearsed = self.rehearsal.iter().flat_map(|r| r.points.iter());
-        let all: Vec<(f64, f64)> = self.points.iter().chain(rehearsed).copied().collect();
-        let mut rates: Vec<f64> = all.iter().map(|(w, b)| b / w).collect();
-        rates.sort_by(f64::total_cmp);
-        let median = *rates.get(rates.len() / 2)?;
+        let median = self.median_rate()?;
         let mean = bytes / secs;
         if mean < BURST_RATIO * median || mean < BURST_MIN_BPS {
             return None;
         }
-        let set = all.iter().map(|p| p.1).fold(0.0, f64::max);
-        DirtyModel::new(mean, set.max(mean)).ok()
+        let set = self.all_points().map(|p| p.1).fold(0.0, f64::max);
+        // The set is at least one second of the mean rate: never a zero working set.
+        DirtyModel::new(mean, set.max(mean * 1.0)).ok()
+    }
+
+    /// What the API shows of this reading.
+    pub fn view(&self) -> pacer_api::DirtyLogView {
+        pacer_api::DirtyLogView {
+            points: self.all_points().map(|(w, b)| [w, b]).collect(),
+            median_rate_bps: self.median_rate(),
+            span_s: self.span.map(|s| s.0),
+            span_bytes: self.span.map(|s| s.1),
+            largest_find_bytes: self.all_points().map(|p| p.1).fold(0.0, f64::max),
+            bursts: self.burst().is_some(),
+        }
+    }
+
+    /// The probe's points and the rehearsal's.
+    fn all_points(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        let rehearsed = self.rehearsal.iter().flat_map(|r| r.points.iter());
+        self.points.iter().chain(rehearsed).copied()
+    }
+
+    /// The median window's rate over all points, bytes/s.
+    pub fn median_rate(&self) -> Option<f64> {
+        let mut rates: Vec<f64> = self.all_points().map(|(w, b)| b / w).collect();
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).copied()
     }
 }
 

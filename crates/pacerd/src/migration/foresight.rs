@@ -317,6 +317,7 @@ impl Foresight {
                     naive_total_ms: naive.map(ms),
                     completes_chance: p.completes_chance,
                     stuck: p.stuck.as_ref().map(crate::migration::plan::advice),
+                    edge: p.edge.as_ref().map(|e| crate::migration::plan::edge_advice(e, self.predictor.plan().downtime_limit_ms)),
                 });
             }
         }

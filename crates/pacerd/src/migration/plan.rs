@@ -39,6 +39,17 @@ pub fn advice(s: &Stuck) -> StuckAdvice {
     }
 }
 
+/// The API's view of rounds at the switch-over edge, for a downtime limit of `limit_ms`.
+pub fn edge_advice(e: &pacer_model::predict::Edge, limit_ms: u64) -> pacer_api::EdgeAdvice {
+    pacer_api::EdgeAdvice {
+        missed_rounds: e.missed_rounds,
+        round_ms: (e.round_s * 1000.0).round() as u64,
+        least_left_bytes: e.least_left_bytes as u64,
+        threshold_bytes: e.threshold_bytes as u64,
+        downtime_limit_ms: ((e.limit_to_end_ms(limit_ms as f64) / 10.0).ceil() * 10.0) as u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,6 +94,7 @@ pub async fn predict(
             switched_after_ms: r.switched_after_s.map(ms),
             least_after_sync_bytes: r.least_after_sync,
         }),
+        dirty_log: m.dirty_log.as_ref().map(|d| d.view()),
     })
 }
 

@@ -94,6 +94,8 @@ pub struct Before {
     pub link_bps: f64,
     /// The probe's rehearsal of the migration's end, if it ran.
     pub rehearsal: Option<pacer_api::RehearsalView>,
+    /// What the dirty log counted, if the probe ran.
+    pub dirty_log: Option<pacer_api::DirtyLogView>,
 }
 
 impl From<&PredictResponse> for Before {
@@ -111,6 +113,7 @@ impl From<&PredictResponse> for Before {
             zero_fraction: p.zero_fraction,
             link_bps: p.link_bps,
             rehearsal: p.rehearsal.clone(),
+            dirty_log: p.dirty_log.clone(),
         }
     }
 }

@@ -120,6 +120,7 @@ fn before(total: Option<u64>, chance: f64) -> Before {
         zero_fraction: 0.0,
         link_bps: 0.0,
         rehearsal: None,
+        dirty_log: None,
     }
 }
 
