@@ -301,6 +301,7 @@ mod tests {
                 naive_total_ms: None,
                 completes_chance: 1.0,
                 stuck: None,
+                edge: None,
             }),
             predictions: vec![],
             target: None,

@@ -21,6 +21,7 @@ pub const EDGE_NEAR: f64 = 2.0;
 /// it switches, in rounds as short as QEMU's 50 ms checks when little is left (the
 /// simulator's runs end within four such rounds in all but about 2 in 100).
 pub const EDGE_MIN_MISSES: u64 = 5;
+/// See [`EDGE_MIN_MISSES`].
 pub const EDGE_MIN_SPAN_S: f64 = 1.0;
 
 /// Counts the rounds that came within reach of the threshold and missed.
