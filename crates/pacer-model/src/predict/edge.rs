@@ -53,7 +53,7 @@ impl EdgeRounds {
     /// Takes the syncs seen in one sample: `syncs` of them (one or more since the last
     /// sample), placed at `at_s`, leaving `left` bytes against `threshold` bytes.
     pub fn observe(&mut self, syncs: u64, at_s: f64, left: f64, threshold: f64) {
-        if syncs == 0 || !(threshold > 0.0) || !left.is_finite() {
+        if syncs == 0 || threshold.is_nan() || threshold <= 0.0 || !left.is_finite() {
             return;
         }
         if left > EDGE_NEAR * threshold {

@@ -605,6 +605,52 @@ mod tests {
     }
 
     #[test]
+    fn rounds_that_keep_missing_the_threshold_push_the_end_out() {
+        // A guest the model has converging at once (2 MB/s), and rounds that come back
+        // to 9 MB after each sync against a 7.2 MB threshold (24 MB/s x 300 ms).
+        let prior = Prior { dirty: Some(DirtyModel::new(2.0 * MB, 64.0 * MB).unwrap()), zero_fraction: Some(0.5), link_bps: Some(24.0 * MB) };
+        let mut pr = Predictor::new(Plan::default(), prior).unwrap();
+        let mut s = Sample {
+            t_s: 20.0,
+            status: Status::Active,
+            ram_total: GIB,
+            page_size: 4096,
+            dirty_sync_count: 2,
+            remaining: 9_000_000,
+            mbps: 24.0 * MB * 8.0 / 1e6,
+            ..Sample::default()
+        };
+        pr.observe(&s);
+        let mut ends = vec![];
+        for i in 1..=20u64 {
+            s.t_s = 20.0 + 0.3 * i as f64;
+            s.dirty_sync_count = 2 + i;
+            s.transferred += (0.3 * 24.0 * MB) as u64;
+            s.normal_pages += (0.3 * 24.0 * MB / 4096.0) as u64;
+            s.remaining = 9_000_000 - (0.15 * 24.0 * MB) as u64;
+            pr.observe(&s);
+            let p = pr.predict().unwrap();
+            ends.push((p.edge.map(|e| e.missed_rounds), p.remaining_s));
+        }
+        let p = pr.predict().unwrap();
+        let e = p.edge.expect("at the edge after 20 misses");
+        assert!(e.missed_rounds >= 19 && (e.round_s - 0.3).abs() < 0.01, "{e:?}");
+        assert!((e.least_left_bytes - 9e6).abs() < 0.5e6, "the sent bytes added back: {e:?}");
+        // Median: as many rounds again as have missed; the band from a ninth to nine times.
+        assert!((p.remaining_s - 0.3 * (e.missed_rounds + 1) as f64).abs() < 1.0, "{p:?}");
+        assert!(p.low_s < p.total_s && p.high_s > p.total_s + 8.0 * 0.3 * e.missed_rounds as f64, "{p:?}");
+        // The first few misses say nothing yet; then the end moves out as they add up.
+        assert_eq!(ends[1].0, None, "{ends:?}");
+        assert!(ends.windows(2).skip(6).all(|w| w[1].1 >= w[0].1 - 0.01), "{ends:?}");
+        // A sync that leaves far more (a new phase) starts the count over.
+        s.t_s += 0.3;
+        s.dirty_sync_count += 1;
+        s.remaining = 60_000_000;
+        pr.observe(&s);
+        assert_eq!(pr.predict().unwrap().edge, None);
+    }
+
+    #[test]
     fn disk_phase_then_memory() {
         let mut pr = Predictor::new(Plan::default(), Prior::default()).unwrap();
         let disk = |t: f64| DiskSample {

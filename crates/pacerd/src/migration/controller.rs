@@ -430,7 +430,7 @@ impl Controller {
         let stuck = latest.and_then(|p| p.stuck.filter(|_| p.completes_chance <= STUCK_CHANCE));
         let Some(advice) = stuck else {
             self.stuck_since = None;
-            return None;
+            return self.edge_step(t_s, syncs, latest.and_then(|p| p.edge));
         };
         let since = *self.stuck_since.get_or_insert(t_s);
         if t_s - since < STUCK_FOR_S {
@@ -471,6 +471,35 @@ impl Controller {
             }
             _ => None,
         }
+    }
+
+    /// Rounds that have kept missing QEMU's threshold for [`STUCK_FOR_S`] (pre-copy at
+    /// the switch-over edge, converging on average) and a policy that allows a higher
+    /// downtime limit: the limit at which the closest of them would have switched (a
+    /// nudge, not a doubling: the dirty set is known). Never post-copy: left alone it ends.
+    fn edge_step(&mut self, t_s: f64, syncs: u64, edge: Option<pacer_api::EdgeAdvice>) -> Option<(Action, ConvergeStep)> {
+        let e = edge.filter(|e| e.missed_rounds.saturating_mul(e.round_ms) as f64 >= STUCK_FOR_S * 1000.0)?;
+        let max = self.policy.max_downtime_ms.filter(|m| *m > self.limit_ms)?;
+        // The rounds go on missing for a while after a raise only by chance: not a
+        // round's end, a wait, before the next.
+        if self.last_step.is_some_and(|(at, _)| t_s - at < STEP_WAIT_S) {
+            return None;
+        }
+        let new = e.downtime_limit_ms.max(self.limit_ms + 10).min(max);
+        self.limit_ms = new;
+        self.last_step = Some((t_s, syncs));
+        self.foresight.set_downtime_limit_ms(new);
+        let why = format!(
+            "at the switch-over edge: {} rounds in a row came back to within reach of QEMU's threshold ({}) and missed, \
+             the closest leaving {}: downtime limit raised to {new} ms",
+            e.missed_rounds,
+            pacer_model::format_bytes(e.threshold_bytes),
+            pacer_model::format_bytes(e.least_left_bytes)
+        );
+        Some((
+            Action::SetSwitchover { downtime_limit_ms: new, switchover_bps: 0 },
+            ConvergeStep { at_ms: ms(t_s), action: ConvergeAction::DowntimeLimit { ms: new }, why },
+        ))
     }
 
     /// Why to switch to post-copy now, if the strategy says so.
@@ -778,6 +807,49 @@ mod tests {
         let (actions, _) = first_round(&mut c, &m, 0.5, 6.0);
         assert_eq!(actions.iter().filter(|a| **a == Action::StartPostcopy).count(), 1, "{actions:?}");
         assert_eq!(c.converge_steps()[0].action, ConvergeAction::Postcopy);
+    }
+
+    #[test]
+    fn rounds_at_the_edge_get_the_limit_that_ends_them_when_the_policy_allows() {
+        // The model has the guest converging (2 MB/s); the rounds keep coming back to
+        // about 9 MB after each sync against a 7.5 MB threshold (25 MB/s x 300 ms).
+        let run = |policy: ConvergePolicy| {
+            let mut r = req(Strategy::PreCopy);
+            r.converge = policy;
+            let m = measured(2e6, 64e6);
+            let mut c = Controller::new(&r, GIB, &m, Some(25e6), None, 0.5);
+            c.memory_started(0.5);
+            let (mut actions, mut events) = first_round(&mut c, &m, 0.5, 3.0);
+            let mut t = 20.0;
+            for sync in 2..40u64 {
+                let mut i = info("active", (t * 25e6) as u64, 9_000_000 - 2_500_000, sync);
+                if let Some(ram) = i.ram.as_mut() {
+                    ram.mbps = 200.0;
+                }
+                let tick = c.tick(t, memory(&i), &m);
+                actions.extend(tick.actions);
+                events.extend(tick.events);
+                t += 0.3;
+            }
+            (c, actions, events)
+        };
+        let (c, actions, _) = run(ConvergePolicy::default());
+        let edge = c.prediction().and_then(|p| p.edge).expect("at the edge");
+        assert!(edge.missed_rounds >= 20 && (290..=310).contains(&edge.round_ms), "{edge:?}");
+        assert!((400..=500).contains(&edge.downtime_limit_ms), "9 MB of a 7.5 MB threshold at 300 ms, and a tenth: {edge:?}");
+        assert!(actions.iter().all(|a| !matches!(a, Action::SetSwitchover { .. } | Action::StartPostcopy)), "nothing allowed, nothing done: {actions:?}");
+        let (c, actions, events) = run(ConvergePolicy { max_downtime_ms: Some(2_000), allow_postcopy: true });
+        let raised: Vec<u64> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SetSwitchover { downtime_limit_ms, .. } => Some(*downtime_limit_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(raised, vec![edge.downtime_limit_ms], "{actions:?}");
+        assert!(!actions.contains(&Action::StartPostcopy), "{actions:?}");
+        assert!(events.iter().any(|e| e.contains("switch-over edge")), "{events:?}");
+        assert_eq!(c.converge_steps().len(), 1);
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn stuck_pt(elapsed_ms: u64) -> PredictionPoint {
             speed_bps: 25e6,
             ..Default::default()
         }),
+        edge: None,
     }
 }
 
