@@ -61,6 +61,8 @@ pub struct Predictor {
     syncs: SyncPoints,
     /// Rounds that came within reach of QEMU's threshold and missed.
     edge: EdgeRounds,
+    /// The switch-over is held: rounds miss on purpose.
+    held: bool,
     points: VecDeque<(f64, f64)>,
     dirty_err: Ewma,
     convergence: ConvergenceDetector,
@@ -91,6 +93,7 @@ impl Predictor {
             round_three_start: None,
             syncs: SyncPoints::new(MIN_POINT_WINDOW_S),
             edge: EdgeRounds::default(),
+            held: false,
             points: VecDeque::with_capacity(MAX_POINTS),
             dirty_err: Ewma::new(0.3).expect("valid alpha"),
             convergence: ConvergenceDetector::default(),
@@ -106,6 +109,15 @@ impl Predictor {
     /// QEMU's downtime limit was changed (ms, at least 1) while the migration runs.
     pub fn set_downtime_limit_ms(&mut self, ms: u64) {
         self.plan.downtime_limit_ms = ms.max(1);
+        // Misses counted against the old threshold say nothing of the new one.
+        self.edge = EdgeRounds::default();
+    }
+
+    /// The switch-over is held (a finish target: QEMU may not switch yet) or no longer:
+    /// rounds that miss on purpose are not rounds at the edge.
+    pub fn set_held(&mut self, held: bool) {
+        self.held = held;
+        self.edge = EdgeRounds::default();
     }
 
     /// How many times the bandwidth estimate has jumped to a changed link rate.
@@ -170,7 +182,9 @@ impl Predictor {
                 return;
             }
             if s.transferred < last.transferred || s.dirty_sync_count < last.dirty_sync_count {
+                let held = self.held;
                 *self = Predictor::new(self.plan, self.prior).expect("validated before");
+                self.held = held;
             }
         }
         if s.status == Status::Completed && self.final_downtime_ms.is_none() {
@@ -228,7 +242,7 @@ impl Predictor {
             self.round_three_start = Some((s.duplicate_pages, s.normal_pages));
         }
         if let Some(last) = self.last.as_ref().filter(|l| s.dirty_sync_count > l.dirty_sync_count) {
-            if s.status == Status::Active && s.dirty_sync_count >= 3 {
+            if s.status == Status::Active && s.dirty_sync_count >= 3 && !self.held {
                 // QEMU's threshold stands on its own rate estimate; the sync is placed
                 // half-way between the samples, and what was sent since it is added back.
                 let v = if s.mbps > 0.0 { s.mbps * 1e6 / 8.0 } else { self.bandwidth.unwrap_or(0.0) };
@@ -647,6 +661,28 @@ mod tests {
         s.dirty_sync_count += 1;
         s.remaining = 60_000_000;
         pr.observe(&s);
+        assert_eq!(pr.predict().unwrap().edge, None);
+        // Rounds that miss because the switch-over is held (a finish target) do not count.
+        let mut miss = |pr: &mut Predictor, n: u64| {
+            for _ in 0..n {
+                s.t_s += 0.3;
+                s.dirty_sync_count += 1;
+                s.transferred += (0.3 * 24.0 * MB) as u64;
+                s.normal_pages += (0.3 * 24.0 * MB / 4096.0) as u64;
+                s.remaining = 5_000_000;
+                pr.observe(&s);
+            }
+        };
+        pr.set_held(true);
+        miss(&mut pr, 20);
+        assert_eq!(pr.predict().unwrap().edge, None);
+        pr.set_held(false);
+        miss(&mut pr, 3);
+        assert_eq!(pr.predict().unwrap().edge, None, "counted from the release");
+        miss(&mut pr, 5);
+        assert!(pr.predict().unwrap().edge.is_some());
+        // A new downtime limit: a new threshold, the count starts over.
+        pr.set_downtime_limit_ms(500);
         assert_eq!(pr.predict().unwrap().edge, None);
     }
 

@@ -274,6 +274,7 @@ impl Foresight {
                     p.low_s = (end - tol).max(s.t_s);
                     p.high_s = end + tol;
                     p.stuck = None;
+                    p.edge = None;
                     p.completes_chance = 1.0;
                     if let (Some(state), Some(max)) = (self.predictor.state(), self.max_bps()) {
                         p.downtime_ms = state.finish(max).downtime_s * 1000.0;
@@ -406,6 +407,7 @@ impl Foresight {
         if hold != self.holding {
             self.holding = hold;
             advice.hold = Some(hold);
+            self.predictor.set_held(hold);
         }
     }
 
