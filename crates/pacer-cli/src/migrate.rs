@@ -411,15 +411,14 @@ pub fn rehearsal_words(r: &pacer_api::RehearsalView) -> String {
     }
 }
 
-/// A guest taken for one that writes in bursts, in words.
+/// A guest taken for one that writes in bursts or phases, in words.
 pub fn burst_words(d: &pacer_api::DirtyLogView) -> String {
     format!(
-        "writes in bursts: QEMU's dirty log found {} in {} (up to {} at once) where its median window saw {}; \
-         a round's end may or may not meet a burst, hence the wide band",
+        "writes in bursts or phases: QEMU's dirty log found {} in {} (up to {} at once), not one steady curve; \
+         a round may meet a burst or a quiet spell, hence the wide band",
         format_bytes(d.span_bytes.unwrap_or(0.0) as u64),
         format_duration_ms((d.span_s.unwrap_or(0.0) * 1000.0) as u64),
-        format_bytes(d.largest_find_bytes as u64),
-        format_rate(d.median_rate_bps.unwrap_or(0.0))
+        format_bytes(d.largest_find_bytes as u64)
     )
 }
 

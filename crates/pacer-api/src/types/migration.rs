@@ -361,8 +361,9 @@ pub struct DirtyLogView {
     pub span_bytes: Option<f64>,
     /// The largest single find, bytes.
     pub largest_find_bytes: f64,
-    /// Taken for a guest that writes in bursts: its span's rate is several times its
-    /// median window's, and the dirty model is the span's rate over the largest find.
+    /// Taken for a guest that writes in bursts (its span's rate several times its median
+    /// window's) or in phases (long windows no steady writer's curve passes through):
+    /// the dirty model is the span's rate over the largest find.
     pub bursts: bool,
 }
 
