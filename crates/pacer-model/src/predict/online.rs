@@ -241,19 +241,19 @@ impl Predictor {
         if s.dirty_sync_count >= 3 && self.round_three_start.is_none() {
             self.round_three_start = Some((s.duplicate_pages, s.normal_pages));
         }
+        if let Some((window, new)) = self.syncs.observe(s) {
+            self.record_point(window, new, s.ram_total);
+        }
         if let Some(last) = self.last.as_ref().filter(|l| s.dirty_sync_count > l.dirty_sync_count) {
             if s.status == Status::Active && s.dirty_sync_count >= 3 && !self.held {
-                // QEMU's threshold stands on its own rate estimate; the sync is placed
-                // half-way between the samples, and what was sent since it is added back.
+                // QEMU's threshold stands on its own rate estimate; the sync is where
+                // `syncs` placed it, and what was sent since it is added back.
                 let v = if s.mbps > 0.0 { s.mbps * 1e6 / 8.0 } else { self.bandwidth.unwrap_or(0.0) };
-                let at = 0.5 * (last.t_s + s.t_s);
+                let at = self.syncs.last_sync_s().unwrap_or(s.t_s);
                 let left = s.remaining as f64 + v * (s.t_s - at);
                 let syncs = s.dirty_sync_count - last.dirty_sync_count;
                 self.edge.observe(syncs, at, left, v * self.plan.downtime_limit_s());
             }
-        }
-        if let Some((window, new)) = self.syncs.observe(s) {
-            self.record_point(window, new, s.ram_total);
         }
         if s.status == Status::Active {
             self.convergence
